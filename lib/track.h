@@ -1,0 +1,49 @@
+/*
+ * track.h - allocation tracking: the decision to record, the per-thread
+ * "inside gwmem" guard, sampling, and the glue between the interposer and
+ * unwind/stacks/table/shm.
+ *
+ * Contract with interpose.c (the caller):
+ *  - gw_track_init() is called once, after the pools and the next allocator
+ *    are usable (so anything it calls may allocate) and before gw_track_on
+ *    is read as true.  It creates the segment (also when tracking is off, so
+ *    `gwmem stats` works), attaches pool stats and counters to it, installs
+ *    the report signal handler and starts the reporter thread.
+ *  - gw_track_alloc/free/realloc are called for every allocation the
+ *    interposer serves (pooled or forwarded) while gw_track_on is true,
+ *    outside every gwmem lock.  They return at once when the calling thread
+ *    is already inside gwmem (guard), counting untracked_internal.
+ *  - The atfork hooks are called from interpose's pthread_atfork handlers,
+ *    prepare after the pool locks are taken, parent/child before they are
+ *    released.
+ *  - gw_track_exit() runs from the preload library's destructor.
+ */
+#ifndef GW_TRACK_H
+#define GW_TRACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gwmem.h"
+#include "internal.h"
+
+extern bool gw_track_on GW_HIDDEN;
+
+int gw_track_init(const struct gwmem_config *cfg) GW_HIDDEN;
+void gw_track_alloc(void *p, size_t size) GW_HIDDEN;
+void gw_track_free(void *p) GW_HIDDEN;
+void gw_track_realloc(void *oldp, void *newp, size_t size) GW_HIDDEN;
+
+void gw_track_atfork_prepare(void) GW_HIDDEN;
+void gw_track_atfork_parent(void) GW_HIDDEN;
+void gw_track_atfork_child(void) GW_HIDDEN;
+void gw_track_exit(void) GW_HIDDEN;
+
+/* The per-thread guard: true while this thread runs gwmem's own code that
+ * may allocate (libunwind, dlsym, dladdr, the reporter). */
+bool gw_track_guarded(void) GW_HIDDEN;
+void gw_track_guard_enter(void) GW_HIDDEN;
+void gw_track_guard_leave(void) GW_HIDDEN;
+
+#endif /* GW_TRACK_H */
