@@ -42,6 +42,17 @@ void gw_buf_u64(struct gw_buf *b, uint64_t v)
 		gw_buf_putc(b, tmp[--n]);
 }
 
+void gw_buf_u64_width(struct gw_buf *b, uint64_t v, unsigned width)
+{
+	unsigned digits = 1;
+
+	for (uint64_t x = v; x >= 10; x /= 10)
+		digits++;
+	while (width-- > digits)
+		gw_buf_putc(b, ' ');
+	gw_buf_u64(b, v);
+}
+
 void gw_buf_i64(struct gw_buf *b, int64_t v)
 {
 	if (v < 0) {

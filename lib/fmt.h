@@ -25,6 +25,8 @@ void gw_buf_puts(struct gw_buf *b, const char *s) GW_HIDDEN;
 void gw_buf_putc(struct gw_buf *b, char c) GW_HIDDEN;
 void gw_buf_u64(struct gw_buf *b, uint64_t v) GW_HIDDEN;
 void gw_buf_i64(struct gw_buf *b, int64_t v) GW_HIDDEN;
+/* v right-aligned in at least 'width' columns. */
+void gw_buf_u64_width(struct gw_buf *b, uint64_t v, unsigned width) GW_HIDDEN;
 void gw_buf_hex(struct gw_buf *b, uint64_t v) GW_HIDDEN;
 /* Fixed-point: v printed with 'decimals' digits after the point. */
 void gw_buf_double(struct gw_buf *b, double v, int decimals) GW_HIDDEN;

@@ -1,2 +1,470 @@
-/* placeholder: replaced by the interposer */
+/*
+ * interpose.c - the exported malloc family of libgwmem-preload.so, init
+ * order, the bootstrap arena and the fork handlers.
+ *
+ * Every entry point decides who serves the request: the size-class pools
+ * (pool.c) for small sizes and alignments they can give, the next
+ * allocator (next.c) for everything else, and a static bootstrap arena
+ * for the few allocations made while gwmem itself is starting (dlsym may
+ * allocate before the next allocator is known).  Tracking (track.c) is
+ * told about every block handed to or taken back from the program, after
+ * the allocator has done its part and outside every gwmem lock.
+ *
+ * free() decides ownership by address: the pool reservation, then the
+ * bootstrap arena, else the next allocator.  No block has a header.
+ *
+ * The libc contract is kept exactly: NULL with errno = ENOMEM on failure
+ * (calloc/reallocarray overflow too), a failed realloc keeps the old
+ * block, posix_memalign returns EINVAL/ENOMEM and leaves *memptr alone.
+ */
 #include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gwmem.h"
+#include "counters.h"
+#include "fmt.h"
+#include "next.h"
+#include "options.h"
+#include "os.h"
+#include "pool.h"
+#include "track.h"
+
+#define EXPORT __attribute__((visibility("default")))
+#define MIN_ALIGN 16u
+
+/* --- bootstrap arena ---------------------------------------------------- */
+
+/*
+ * Serves allocations made before the pools and the next allocator are
+ * usable (the loader, dlsym).  Each block has a 16-byte header with its
+ * size; free() of an arena block is a no-op.
+ */
+#define BOOT_SIZE (256 * 1024)
+static char boot_arena[BOOT_SIZE] __attribute__((aligned(64)));
+static size_t boot_used;
+
+static inline bool boot_owns(const void *p)
+{
+	return (uintptr_t)p - (uintptr_t)boot_arena < BOOT_SIZE;
+}
+
+static void *boot_alloc(size_t n, size_t align)
+{
+	size_t cur, start, end;
+
+	if (align < MIN_ALIGN)
+		align = MIN_ALIGN;
+	do {
+		cur = __atomic_load_n(&boot_used, __ATOMIC_RELAXED);
+		start = GW_ALIGN_UP(cur + 16, align);
+		end = start + GW_ALIGN_UP(n, 16);
+		if (n > BOOT_SIZE || end > BOOT_SIZE) {
+			errno = ENOMEM;
+			return NULL;
+		}
+	} while (!__atomic_compare_exchange_n(&boot_used, &cur, end, false, __ATOMIC_RELAXED,
+					      __ATOMIC_RELAXED));
+	*(size_t *)(boot_arena + start - 16) = n;
+	return boot_arena + start;
+}
+
+static inline size_t boot_size(const void *p)
+{
+	return *(const size_t *)((const char *)p - 16);
+}
+
+/* --- init --------------------------------------------------------------- */
+
+enum { INIT_NONE, INIT_RUNNING, INIT_DONE };
+static int init_state;
+static uint32_t init_tid;
+static bool pools_on;           /* pools serve requests */
+static size_t pool_max;         /* largest pooled size, 0 when off */
+static bool constructed;        /* our constructor ran: tracking may start */
+static int stats_fd = -1;       /* a copy of stderr: programs close fd 2 before exit */
+
+static void atfork_prepare(void);
+static void atfork_parent(void);
+static void atfork_child(void);
+
+static GW_NOINLINE void init_slow(void)
+{
+	int expected = INIT_NONE;
+
+	if (!__atomic_compare_exchange_n(&init_state, &expected, INIT_RUNNING, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		if (expected == INIT_DONE)
+			return;
+		/* another thread initialises; reentrant calls of that thread pass */
+		if (__atomic_load_n(&init_tid, __ATOMIC_RELAXED) == gw_os_gettid())
+			return;
+		for (int i = 0; __atomic_load_n(&init_state, __ATOMIC_ACQUIRE) != INIT_DONE && i < 1000000; i++)
+			sched_yield();
+		return;
+	}
+	__atomic_store_n(&init_tid, gw_os_gettid(), __ATOMIC_RELAXED);
+
+	gw_config_init();
+	const struct gwmem_config *cfg = gw_opts();
+	if (cfg->memory.pool_enabled && gw_pool_init(cfg) == 0) {
+		pool_max = gw_pool_max_size();
+		__atomic_store_n(&pools_on, true, __ATOMIC_RELEASE);
+	}
+	gw_next_init();
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+	__atomic_store_n(&init_state, INIT_DONE, __ATOMIC_RELEASE);
+}
+
+static inline void ensure_init(void)
+{
+	if (gw_unlikely(__atomic_load_n(&init_state, __ATOMIC_ACQUIRE) != INIT_DONE))
+		init_slow();
+}
+
+/* Tracking starts in our constructor: by then libc and the loader are ready. */
+__attribute__((constructor)) static void gwmem_preload_init(void)
+{
+	ensure_init();
+	constructed = true;
+	if (gw_opts()->memory.stats_on_exit)
+		stats_fd = fcntl(2, F_DUPFD_CLOEXEC, 64);
+	if (gw_cfg_tracking)
+		gw_track_init(gw_opts());
+}
+
+__attribute__((destructor)) static void gwmem_preload_fini(void)
+{
+	if (!constructed)
+		return;
+	if (gw_opts()->memory.stats_on_exit)
+		gw_pool_print_stats(stats_fd >= 0 ? stats_fd : 2);
+	if (gw_cfg_tracking)
+		gw_track_exit();
+}
+
+/* --- allocation without tracking ---------------------------------------- */
+
+static GW_NOINLINE void *alloc_next(size_t n)
+{
+	if (gw_unlikely(!gw_next_ready())) {
+		if (__atomic_load_n(&init_state, __ATOMIC_ACQUIRE) != INIT_DONE)
+			return boot_alloc(n, MIN_ALIGN);
+		errno = ENOMEM;
+		return NULL;
+	}
+	gw_count(forwarded_allocs);
+	return gw_next.malloc(n);
+}
+
+static GW_NOINLINE void *alloc_slow(size_t n)
+{
+	ensure_init();
+	if (gw_unlikely(n > PTRDIFF_MAX)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (pools_on && n <= pool_max) {
+		void *p = gw_pool_alloc_inline(n);
+		if (p)
+			return p;
+	}
+	return alloc_next(n);
+}
+
+static GW_ALWAYS_INLINE void *alloc_impl(size_t n)
+{
+	if (gw_likely(n <= pool_max)) {
+		void *p = gw_pool_alloc_inline(n);
+		if (gw_likely(p != NULL))
+			return p;
+	}
+	return alloc_slow(n);
+}
+
+static void *aligned_impl(size_t align, size_t n)
+{
+	ensure_init();
+	if (align <= MIN_ALIGN)
+		return alloc_impl(n);
+	if (gw_unlikely(n > PTRDIFF_MAX || align > PTRDIFF_MAX / 2)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (pools_on) {
+		void *p = gw_pool_alloc_aligned(n, align);
+		if (p)
+			return p;
+	}
+	if (!gw_next_ready())
+		return boot_alloc(n, align);
+	gw_count(forwarded_allocs);
+	return gw_next.memalign(align, n);
+}
+
+static GW_ALWAYS_INLINE void free_impl(void *p)
+{
+	if (gw_likely(gw_pool_owns_inline(p))) {
+		gw_pool_free_inline(p);
+		return;
+	}
+	if (gw_unlikely(p == NULL || boot_owns(p)))
+		return;
+	if (gw_likely(gw_next_ready()))
+		gw_next.free(p);
+}
+
+static size_t usable_size(void *p)
+{
+	if (!p)
+		return 0;
+	if (gw_pool_owns_inline(p))
+		return gw_pool_usable_size(p);
+	if (boot_owns(p))
+		return boot_size(p);
+	if (gw_next_ready() && gw_next.usable_size)
+		return gw_next.usable_size(p);
+	return 0;
+}
+
+/* --- the exported malloc family ----------------------------------------- */
+
+/* Tracking paths out of line, so the untracked fast paths need no frame. */
+static GW_NOINLINE void *tracked(void *p, size_t n)
+{
+	if (p)
+		gw_track_alloc(p, n);
+	return p;
+}
+
+static GW_NOINLINE void free_tracked(void *p)
+{
+	if (p)
+		gw_track_free(p);
+	free_impl(p);
+}
+
+EXPORT void *malloc(size_t n)
+{
+	void *p = alloc_impl(n);
+	if (gw_unlikely(gw_track_on))
+		return tracked(p, n);
+	return p;
+}
+
+EXPORT void free(void *p)
+{
+	if (gw_unlikely(gw_track_on)) {
+		free_tracked(p);
+		return;
+	}
+	free_impl(p);
+}
+
+EXPORT void cfree(void *p)
+{
+	free(p);
+}
+
+EXPORT void *calloc(size_t nmemb, size_t size)
+{
+	size_t n;
+	void *p;
+
+	if (gw_unlikely(__builtin_mul_overflow(nmemb, size, &n))) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (gw_likely(n <= pool_max)) {
+		p = gw_pool_alloc_inline(n);
+		if (gw_likely(p != NULL)) {
+			memset(p, 0, n);
+			goto out;
+		}
+	}
+	ensure_init();
+	if (n > PTRDIFF_MAX) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (pools_on && n <= pool_max && (p = gw_pool_alloc_inline(n)) != NULL) {
+		memset(p, 0, n);
+	} else if (gw_next_ready()) {
+		gw_count(forwarded_allocs);
+		p = gw_next.calloc(nmemb, size);
+	} else {
+		p = boot_alloc(n, MIN_ALIGN);   /* static arena: zero already */
+	}
+out:
+	if (gw_unlikely(gw_track_on) && p)
+		gw_track_alloc(p, n);
+	return p;
+}
+
+EXPORT void *realloc(void *old, size_t n)
+{
+	void *p;
+
+	if (!old)
+		return malloc(n);
+	if (n == 0) {
+		/* glibc frees and returns NULL */
+		free(old);
+		return NULL;
+	}
+	if (gw_unlikely(n > PTRDIFF_MAX)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (gw_pool_owns_inline(old)) {
+		size_t have = gw_pool_usable_size(old);
+		if (have == 0) {
+			gw_pool_bad_free(old, 0);
+			errno = EINVAL;
+			return NULL;
+		}
+		/* stay in place while the block fits and is not too large for n */
+		if (n <= have && (n > have / 2 || have <= 32)) {
+			p = old;
+			goto tracked;
+		}
+		p = alloc_impl(n);
+		if (!p)
+			return NULL;
+		memcpy(p, old, n < have ? n : have);
+		gw_pool_free_inline(old);
+		goto tracked;
+	}
+	if (boot_owns(old)) {
+		size_t have = boot_size(old);
+		p = alloc_impl(n);
+		if (!p)
+			return NULL;
+		memcpy(p, old, n < have ? n : have);
+		goto tracked;
+	}
+	ensure_init();
+	if (!gw_next_ready()) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	p = gw_next.realloc(old, n);
+	if (!p)
+		return NULL;
+tracked:
+	if (gw_unlikely(gw_track_on))
+		gw_track_realloc(old, p, n);
+	return p;
+}
+
+EXPORT void *reallocarray(void *old, size_t nmemb, size_t size)
+{
+	size_t n;
+
+	if (__builtin_mul_overflow(nmemb, size, &n)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return realloc(old, n);
+}
+
+static void *aligned_tracked(size_t align, size_t n)
+{
+	void *p = aligned_impl(align, n);
+	if (gw_unlikely(gw_track_on) && p)
+		gw_track_alloc(p, n);
+	return p;
+}
+
+EXPORT int posix_memalign(void **memptr, size_t align, size_t n)
+{
+	int saved = errno;
+	void *p;
+
+	if (align < sizeof(void *) || (align & (align - 1)) != 0)
+		return EINVAL;
+	p = aligned_tracked(align, n);
+	if (!p) {
+		errno = saved;
+		return ENOMEM;
+	}
+	*memptr = p;
+	errno = saved;
+	return 0;
+}
+
+EXPORT void *aligned_alloc(size_t align, size_t n)
+{
+	if (align == 0 || (align & (align - 1)) != 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return aligned_tracked(align, n);
+}
+
+EXPORT void *memalign(size_t align, size_t n)
+{
+	/* glibc rounds a non-power-of-two alignment up */
+	if (align & (align - 1)) {
+		if (align > (SIZE_MAX >> 1) + 1) {
+			errno = EINVAL;
+			return NULL;
+		}
+		align = (size_t)1 << (sizeof(size_t) * 8 - (size_t)__builtin_clzl(align));
+	}
+	return aligned_tracked(align, n);
+}
+
+EXPORT void *valloc(size_t n)
+{
+	return aligned_tracked(gw_os_page_size(), n);
+}
+
+EXPORT void *pvalloc(size_t n)
+{
+	size_t page = gw_os_page_size();
+	size_t rounded;
+
+	if (__builtin_add_overflow(n, page - 1, &rounded)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	rounded &= ~(page - 1);
+	return aligned_tracked(page, rounded ? rounded : page);
+}
+
+EXPORT size_t malloc_usable_size(void *p)
+{
+	return usable_size(p);
+}
+
+/* --- fork --------------------------------------------------------------- */
+
+static void atfork_prepare(void)
+{
+	gw_pool_atfork_prepare();
+	if (gw_cfg_tracking && constructed)
+		gw_track_atfork_prepare();
+}
+
+static void atfork_parent(void)
+{
+	if (gw_cfg_tracking && constructed)
+		gw_track_atfork_parent();
+	gw_pool_atfork_parent();
+}
+
+static void atfork_child(void)
+{
+	if (gw_cfg_tracking && constructed)
+		gw_track_atfork_child();
+	gw_pool_atfork_child();
+}

@@ -25,6 +25,141 @@
 #include "gwmem/shm_layout.h"
 #include "internal.h"
 
+#include <string.h>
+
+#define GW_POOL_MAX_CLASSES GWMEM_SHM_MAX_CLASSES
+
+/* A thread's cache of free blocks of one class: a singly linked list through
+ * the blocks' first word.  Only allocations are counted on the fast path:
+ * since count = moved + frees - allocs, frees follow from the others.  The
+ * deltas are folded into the class totals under the class lock. */
+struct gw_pool_bin {
+	void *head;
+	uint32_t count;
+	uint32_t limit;        /* flush above this many; 0 until the cache is set up */
+	uint64_t allocs;       /* blocks handed to the program since the last fold */
+	int64_t moved;         /* blocks received from central minus given back, since the fold */
+};
+
+struct gw_pool_cache {
+	struct gw_pool_bin bins[GW_POOL_MAX_CLASSES];
+	struct gw_pool_cache *next, *prev;  /* registry of live caches */
+	uint32_t state;                     /* enum in pool.c */
+	uint32_t tid;
+};
+
+/* What the inline fast paths read; written once by gw_pool_init.  Every
+ * class region is 2^region_shift bytes, class i's at base + (i << shift),
+ * so a block's class is its offset shifted right. */
+struct gw_pool_global {
+	uintptr_t base;          /* reservation start */
+	uintptr_t span;          /* nclasses << region_shift; 0 = pools off */
+	size_t max_size;         /* largest class size; 0 = pools off */
+	uintptr_t secret;        /* double-free canary key */
+	unsigned region_shift;
+	unsigned nclasses;
+};
+
+/* Per class data the fast paths read (the rest is in pool.c). */
+struct gw_pool_class_ro {
+	uintptr_t committed;     /* bytes of the region backed by chunks (grows only) */
+	uint32_t size;
+	uint32_t inv;            /* inverse of size's odd part mod 2^32 */
+	uint32_t limit;          /* UINT32_MAX / size */
+	uint32_t tz;             /* trailing zero bits of size */
+};
+
+extern struct gw_pool_global gw_pool_g GW_HIDDEN;
+extern struct gw_pool_class_ro gw_pool_ro[GW_POOL_MAX_CLASSES] GW_HIDDEN;
+extern GW_TLS struct gw_pool_cache gw_pool_tc GW_HIDDEN;
+
+void *gw_pool_alloc_slow(unsigned cls) GW_HIDDEN;
+void gw_pool_free_slow(void *p, unsigned cls) GW_HIDDEN;
+void gw_pool_bad_free(void *p, int why) GW_HIDDEN;
+
+/* Classes: 16..128 by 16 (0..7), then four per power of two. */
+static GW_ALWAYS_INLINE unsigned gw_pool_size_class(size_t n)
+{
+	if (n <= 128)
+		return n ? (unsigned)((n - 1) >> 4) : 0;
+	size_t s = n - 1;
+	unsigned b = (unsigned)(sizeof(size_t) * 8 - 1) - (unsigned)__builtin_clzl(s);
+	return 8 + (b - 7) * 4 + (unsigned)((s >> (b - 2)) & 3);
+}
+
+static inline size_t gw_pool_class_size(unsigned cls)
+{
+	if (cls < 8)
+		return (cls + 1) * 16u;
+	unsigned b = 7 + (cls - 8) / 4, k = (cls - 8) % 4;
+	return ((size_t)1 << b) + (k + 1) * ((size_t)1 << (b - 2));
+}
+
+static GW_ALWAYS_INLINE uintptr_t gw_pool_canary(void *b)
+{
+	return (uintptr_t)b ^ gw_pool_g.secret;
+}
+
+/* Fast path: pop from this thread's cache.  n <= gw_pool_g.max_size. */
+static GW_ALWAYS_INLINE void *gw_pool_alloc_inline(size_t n)
+{
+	unsigned cls = gw_pool_size_class(n);
+	struct gw_pool_bin *bin = &gw_pool_tc.bins[cls];
+	void **b = bin->head;
+
+	if (gw_likely(b != NULL)) {
+		void *next = b[0];
+		/* a link rewritten by a write after free must not become a block we
+		 * hand out: it has to stay in this block's region (or end the list) */
+		if (gw_likely((((uintptr_t)next ^ (uintptr_t)b) >> gw_pool_g.region_shift) == 0 ||
+			      next == NULL)) {
+			bin->head = next;
+			bin->count--;
+			bin->allocs++;
+			b[1] = NULL;    /* clear the double-free canary */
+			return b;
+		}
+	}
+	return gw_pool_alloc_slow(cls);
+}
+
+static GW_ALWAYS_INLINE bool gw_pool_owns_inline(const void *p)
+{
+	return (uintptr_t)p - gw_pool_g.base < gw_pool_g.span;
+}
+
+/* Fast path: push to this thread's cache.  p must be owned by the pools. */
+static GW_ALWAYS_INLINE void gw_pool_free_inline(void *p)
+{
+	uintptr_t off = (uintptr_t)p - gw_pool_g.base;
+	unsigned cls = (unsigned)(off >> gw_pool_g.region_shift);
+	const struct gw_pool_class_ro *ro = &gw_pool_ro[cls];
+	uintptr_t roff = off & (((uintptr_t)1 << gw_pool_g.region_shift) - 1);
+
+	/* inside a backed chunk, and a multiple of the block size (exact
+	 * divisibility test by modular inverse: Hacker's Delight 10-17) */
+	uint32_t q = (uint32_t)roff * ro->inv;
+	q = (q >> ro->tz) | (q << ((32 - ro->tz) & 31));
+	if (gw_unlikely(roff >= ro->committed || q > ro->limit)) {
+		gw_pool_bad_free(p, 0);
+		return;
+	}
+	void **b = p;
+	if (gw_unlikely((uintptr_t)b[1] == gw_pool_canary(p))) {
+		gw_pool_bad_free(p, 1);
+		return;
+	}
+	struct gw_pool_bin *bin = &gw_pool_tc.bins[cls];
+	if (gw_likely(bin->count < bin->limit)) {
+		b[0] = bin->head;
+		b[1] = (void *)gw_pool_canary(p);
+		bin->head = b;
+		bin->count++;
+		return;
+	}
+	gw_pool_free_slow(p, cls);
+}
+
 /* Reserve address space and build the classes; 0 or -errno (pools then stay off). */
 int gw_pool_init(const struct gwmem_config *cfg) GW_HIDDEN;
 bool gw_pool_ready(void) GW_HIDDEN;

@@ -1,0 +1,57 @@
+/*
+ * next.c - finding and calling the next allocator in the chain.
+ *
+ * dlsym(RTLD_NEXT) finds whatever comes after us in the lookup scope: glibc,
+ * musl, or another preloaded allocator.  glibc's __libc_* entry points are
+ * the fallback when dlsym cannot be used (they are weak references, absent
+ * on musl).
+ */
+#include "config.h"
+
+#include <dlfcn.h>
+#include <stddef.h>
+
+#include "counters.h"
+#include "next.h"
+
+extern void *__libc_malloc(size_t) __attribute__((weak));
+extern void __libc_free(void *) __attribute__((weak));
+extern void *__libc_calloc(size_t, size_t) __attribute__((weak));
+extern void *__libc_realloc(void *, size_t) __attribute__((weak));
+extern void *__libc_memalign(size_t, size_t) __attribute__((weak));
+
+struct gw_next gw_next;
+static bool next_ready;
+
+static void *find(const char *name, void *fallback)
+{
+	void *f = dlsym(RTLD_NEXT, name);
+	return f ? f : fallback;
+}
+
+bool gw_next_init(void)
+{
+	if (next_ready)
+		return true;
+	struct gw_next n = {
+		.malloc = find("malloc", (void *)__libc_malloc),
+		.free = find("free", (void *)__libc_free),
+		.calloc = find("calloc", (void *)__libc_calloc),
+		.realloc = find("realloc", (void *)__libc_realloc),
+		.memalign = find("memalign", (void *)__libc_memalign),
+		.usable_size = find("malloc_usable_size", NULL),
+	};
+	if (!n.malloc || !n.free || !n.calloc || !n.realloc || !n.memalign) {
+		gw_report_event(GW_EVENT_NEXT_MISSING, false,
+				"cannot find the next allocator (dlsym RTLD_NEXT); large requests will fail");
+		return false;
+	}
+	gw_next = n;
+	__atomic_store_n(&next_ready, true, __ATOMIC_RELEASE);
+	return true;
+}
+
+bool gw_next_ready(void)
+{
+	return __atomic_load_n(&next_ready, __ATOMIC_ACQUIRE);
+}

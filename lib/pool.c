@@ -1,0 +1,815 @@
+/*
+ * pool.c - size classes, chunk reservation, per-thread caches, central free
+ * lists and release of empty chunks to the OS.
+ *
+ * At start one address range is reserved (PROT_NONE) and cut into one
+ * region per class, each holding max_chunks chunk slots (fewer where the
+ * address-space budget says so: 3 GiB targets get a smaller reservation).  A chunk is made
+ * usable (mprotect) the first time a slot is needed and carved lazily, so
+ * untouched blocks cost no memory.  A block's class follows from its
+ * address (regions are equal powers of two), so blocks carry no header; a freed block holds
+ * the free-list link in its first word and a canary in its second, which
+ * detects most double frees (the same idea as glibc's tcache key).
+ *
+ * The fast paths live in pool.h (inlined into the interposer): they touch
+ * only the calling thread's cache.  This file holds the slow paths, which
+ * move blocks between a thread cache and the class's central lists in
+ * batches under the class mutex, and everything else.
+ *
+ * Central lists are per chunk (like tcmalloc spans): each chunk keeps its
+ * own free list and count, and chunks with free or uncarved blocks are on
+ * the class's partial list.  A chunk whose every carved block is back in
+ * the central list is empty and can be given back with madvise(DONTNEED);
+ * its slot stays committed and is carved again from zero when needed.
+ *
+ * Not here: which allocator serves a request (interpose.c), the next
+ * allocator (next.c), tracking (track.c).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "counters.h"
+#include "fmt.h"
+#include "os.h"
+#include "pool.h"
+
+/* --- data --------------------------------------------------------------- */
+
+enum cache_state {
+	CACHE_NEW = 0,       /* this thread has not set up its cache */
+	CACHE_ACTIVE = 1,    /* registered, limits set */
+	CACHE_DEAD = 2,      /* thread is exiting: no caching from now on */
+};
+
+#define NO_CHUNK UINT32_MAX
+
+/* One chunk slot of a class region. */
+struct chunk {
+	void *free_head;        /* central free blocks of this chunk */
+	uint32_t free_count;    /* blocks on free_head */
+	uint32_t carved;        /* blocks carved from the start of the chunk */
+	uint32_t next_partial;  /* partial list links (NO_CHUNK ends) */
+	uint32_t prev_partial;
+	uint8_t on_partial;
+	uint8_t backed;         /* 1 when the chunk holds memory (not released) */
+};
+
+struct gw_size_class {
+	pthread_mutex_t lock;
+	uint32_t index;
+	uint32_t size;
+	uint32_t blocks_per_chunk;
+	uint32_t max_chunks;
+	uint32_t used_slots;      /* chunk slots committed so far (0..max_chunks) */
+	uint32_t partial_head;    /* chunks with free or uncarved blocks */
+	uint32_t batch;           /* blocks moved per refill/flush */
+	uint32_t pad;
+	size_t chunk_bytes;
+	struct chunk *chunks;
+	/* totals folded in from thread caches, under the lock */
+	uint64_t total_allocated;
+	uint64_t total_freed;
+	uint64_t carved_blocks;   /* blocks carved and not released */
+	uint64_t backed_chunks;
+	uint64_t released_chunks;
+	uint64_t empty_chunks;    /* backed chunks whose every carved block is free */
+	uint64_t overflow;
+	uint64_t last_release_ns;
+} __attribute__((aligned(GW_CACHELINE)));
+
+struct gw_pool_global gw_pool_g;
+struct gw_pool_class_ro gw_pool_ro[GW_POOL_MAX_CLASSES];
+GW_TLS struct gw_pool_cache gw_pool_tc;
+
+static struct gw_size_class classes[GW_POOL_MAX_CLASSES];
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct gw_pool_cache *registry;
+static pthread_key_t cache_key;
+static bool pools_ready;
+static bool release_enabled;
+static uint64_t release_interval_ns;
+static double release_threshold;
+
+static struct gwmem_shm_class *stats_area;
+static uint32_t *stats_nclasses;
+
+/* --- helpers ------------------------------------------------------------ */
+
+static inline uintptr_t region_base(unsigned cls)
+{
+	return gw_pool_g.base + ((uintptr_t)cls << gw_pool_g.region_shift);
+}
+
+static inline struct chunk *chunk_of(struct gw_size_class *c, void *p)
+{
+	uintptr_t off = (uintptr_t)p - region_base(c->index);
+	return &c->chunks[off / c->chunk_bytes];
+}
+
+static inline void *chunk_start(struct gw_size_class *c, uint32_t idx)
+{
+	return (void *)(region_base(c->index) + (uintptr_t)idx * c->chunk_bytes);
+}
+
+static void partial_push(struct gw_size_class *c, uint32_t idx)
+{
+	struct chunk *k = &c->chunks[idx];
+
+	if (k->on_partial)
+		return;
+	k->on_partial = 1;
+	k->prev_partial = NO_CHUNK;
+	k->next_partial = c->partial_head;
+	if (c->partial_head != NO_CHUNK)
+		c->chunks[c->partial_head].prev_partial = idx;
+	c->partial_head = idx;
+}
+
+static void partial_remove(struct gw_size_class *c, uint32_t idx)
+{
+	struct chunk *k = &c->chunks[idx];
+
+	if (!k->on_partial)
+		return;
+	if (k->prev_partial != NO_CHUNK)
+		c->chunks[k->prev_partial].next_partial = k->next_partial;
+	else
+		c->partial_head = k->next_partial;
+	if (k->next_partial != NO_CHUNK)
+		c->chunks[k->next_partial].prev_partial = k->prev_partial;
+	k->on_partial = 0;
+}
+
+static inline bool chunk_empty(const struct gw_size_class *c, const struct chunk *k)
+{
+	return k->backed && k->carved > 0 && k->free_count == k->carved;
+}
+
+/* --- init --------------------------------------------------------------- */
+
+static void cache_destructor(void *arg);
+
+static unsigned cache_limit(size_t size)
+{
+	/* about 32 KiB per class and thread, between 4 and 256 blocks */
+	size_t n = (32 * 1024) / size;
+	if (n < 4)
+		n = 4;
+	if (n > 256)
+		n = 256;
+	return (unsigned)n;
+}
+
+int gw_pool_init(const struct gwmem_config *cfg)
+{
+	size_t max_block = cfg->memory_pool.default_block_size;
+	uint32_t bpc = cfg->memory_pool.blocks_per_chunk;
+	uint32_t max_chunks = cfg->memory_pool.max_chunks;
+	unsigned ncls;
+	/* armhf and other 32-bit targets: keep the reservation well inside 3 GiB */
+	const uint64_t budget = sizeof(void *) == 8 ? (UINT64_C(64) << 30) : (UINT64_C(768) << 20);
+	const size_t page = gw_os_page_size();
+
+	if (pools_ready)
+		return 0;
+	if (max_block < 16)
+		max_block = 16;
+	ncls = gw_pool_size_class(max_block) + 1;
+	if (ncls > GW_POOL_MAX_CLASSES)
+		ncls = GW_POOL_MAX_CLASSES;
+
+	/* regions: max_chunks chunk slots each, all rounded to one power of two
+	 * (at most 2 GiB so offsets fit the 32-bit divisibility test), and the
+	 * whole reservation within the budget */
+	uint64_t region_max = UINT64_C(1) << 31;
+	while (region_max * ncls > budget && region_max > (UINT64_C(1) << 20))
+		region_max >>= 1;
+	uint64_t biggest = 0;
+	for (unsigned i = 0; i < ncls; i++) {
+		uint64_t chunk = (uint64_t)gw_pool_class_size(i) * bpc;
+		uint64_t slots = max_chunks;
+		if (chunk * slots > region_max)
+			slots = region_max / chunk;
+		if (slots == 0) {
+			/* chunks of this class do not fit: serve it from the next allocator */
+			ncls = i;
+			break;
+		}
+		classes[i].max_chunks = (uint32_t)slots;
+		if (slots * chunk > biggest)
+			biggest = slots * chunk;
+	}
+	if (ncls == 0)
+		return -EINVAL;
+	unsigned shift = 16;
+	while ((UINT64_C(1) << shift) < biggest)
+		shift++;
+	uint64_t total = (uint64_t)ncls << shift;
+	if (total > SIZE_MAX / 2)
+		return -ENOMEM;
+
+	void *base = gw_os_reserve((size_t)total);
+	if (!base) {
+		gw_count(mmap_failures);
+		gw_report_event(GW_EVENT_MMAP_FAILED, false,
+				"cannot reserve %llu MiB of address space for the pools; serving everything "
+				"from the next allocator", (unsigned long long)(total >> 20));
+		return -ENOMEM;
+	}
+
+	/* chunk metadata for every class, from one mapping */
+	size_t meta = 0;
+	for (unsigned i = 0; i < ncls; i++)
+		meta += classes[i].max_chunks * sizeof(struct chunk);
+	struct chunk *chunks = gw_os_map(GW_ALIGN_UP(meta, page));
+	if (!chunks) {
+		gw_os_unmap(base, (size_t)total);
+		gw_count(mmap_failures);
+		return -ENOMEM;
+	}
+
+	if (pthread_key_create(&cache_key, cache_destructor) != 0) {
+		gw_os_unmap(base, (size_t)total);
+		gw_os_unmap(chunks, GW_ALIGN_UP(meta, page));
+		return -EAGAIN;
+	}
+
+	for (unsigned i = 0; i < ncls; i++) {
+		struct gw_size_class *c = &classes[i];
+		uint32_t size = (uint32_t)gw_pool_class_size(i);
+		uint32_t tz = (uint32_t)__builtin_ctz(size), odd = size >> tz, inv = odd;
+
+		pthread_mutex_init(&c->lock, NULL);
+		c->index = i;
+		c->size = size;
+		c->blocks_per_chunk = bpc;
+		c->chunk_bytes = (size_t)size * bpc;
+		c->partial_head = NO_CHUNK;
+		c->chunks = chunks;
+		chunks += c->max_chunks;
+		c->batch = cache_limit(size) / 2;
+		if (c->batch == 0)
+			c->batch = 1;
+		/* Newton's iteration: inv * odd == 1 (mod 2^32) */
+		for (int k = 0; k < 5; k++)
+			inv *= 2 - odd * inv;
+		gw_pool_ro[i].committed = 0;
+		gw_pool_ro[i].size = size;
+		gw_pool_ro[i].inv = inv;
+		gw_pool_ro[i].limit = UINT32_MAX / size;
+		gw_pool_ro[i].tz = tz;
+	}
+
+	uintptr_t secret = 0;
+	if (getrandom(&secret, sizeof(secret), GRND_NONBLOCK) != sizeof(secret))
+		secret = (uintptr_t)gw_os_monotonic_ns() * UINT64_C(0x9e3779b97f4a7c15);
+	secret |= 1;    /* never 0: a zeroed block must not look freed */
+
+	release_enabled = cfg->memory.compaction_enabled && cfg->compaction.auto_compact;
+	release_interval_ns = (uint64_t)cfg->compaction.compact_interval_seconds * 1000000000u;
+	release_threshold = cfg->compaction.fragmentation_threshold;
+
+	gw_pool_g.base = (uintptr_t)base;
+	gw_pool_g.region_shift = shift;
+	gw_pool_g.nclasses = ncls;
+	gw_pool_g.secret = secret;
+	gw_pool_g.max_size = gw_pool_class_size(ncls - 1);
+	__atomic_store_n(&gw_pool_g.span, (uintptr_t)total, __ATOMIC_RELEASE);
+	__atomic_store_n(&pools_ready, true, __ATOMIC_RELEASE);
+	return 0;
+}
+
+bool gw_pool_ready(void)
+{
+	return __atomic_load_n(&pools_ready, __ATOMIC_ACQUIRE);
+}
+
+size_t gw_pool_max_size(void)
+{
+	return gw_pool_ready() ? gw_pool_g.max_size : 0;
+}
+
+/* --- central lists (class lock held) ------------------------------------ */
+
+/* Back a new chunk slot with memory; returns its index or NO_CHUNK. */
+static uint32_t chunk_new(struct gw_size_class *c)
+{
+	if (c->used_slots >= c->max_chunks)
+		return NO_CHUNK;
+	uint32_t idx = c->used_slots;
+	void *start = chunk_start(c, idx);
+	if (gw_os_commit(start, c->chunk_bytes) != 0) {
+		gw_count(mmap_failures);
+		gw_report_event(GW_EVENT_MMAP_FAILED, false,
+				"cannot commit a %zu-byte chunk for class %u; using the next allocator",
+				c->chunk_bytes, c->size);
+		return NO_CHUNK;
+	}
+	c->used_slots++;
+	__atomic_store_n(&gw_pool_ro[c->index].committed, (uintptr_t)c->used_slots * c->chunk_bytes,
+			 __ATOMIC_RELEASE);
+	struct chunk *k = &c->chunks[idx];
+	memset(k, 0, sizeof(*k));
+	k->backed = 1;
+	c->backed_chunks++;
+	partial_push(c, idx);
+	return idx;
+}
+
+/*
+ * Take up to 'want' blocks from the central lists, linked through their
+ * first word; returns the count and the list in *head.
+ */
+static uint32_t central_take(struct gw_size_class *c, uint32_t want, void **head)
+{
+	uint32_t got = 0;
+	void *list = NULL;
+
+	while (got < want) {
+		uint32_t idx = c->partial_head;
+		if (idx == NO_CHUNK) {
+			idx = chunk_new(c);
+			if (idx == NO_CHUNK)
+				break;
+		}
+		struct chunk *k = &c->chunks[idx];
+		if (chunk_empty(c, k))
+			c->empty_chunks--;
+		if (!k->backed) {
+			k->backed = 1;
+			c->backed_chunks++;
+			c->released_chunks--;
+		}
+		while (got < want && k->free_head) {
+			void **b = k->free_head;
+			k->free_head = b[0];
+			k->free_count--;
+			b[0] = list;
+			list = b;
+			got++;
+		}
+		if (got < want && k->carved < c->blocks_per_chunk) {
+			uint32_t n = want - got;
+			if (n > c->blocks_per_chunk - k->carved)
+				n = c->blocks_per_chunk - k->carved;
+			char *start = (char *)chunk_start(c, idx) + (size_t)k->carved * c->size;
+			/* link from the end so the list hands out ascending addresses */
+			for (uint32_t i = n; i-- > 0;) {
+				void **b = (void **)(start + (size_t)i * c->size);
+				b[0] = list;
+				list = b;
+			}
+			k->carved += n;
+			c->carved_blocks += n;
+			got += n;
+		}
+		if (!k->free_head && k->carved == c->blocks_per_chunk)
+			partial_remove(c, idx);
+	}
+	if (got < want)
+		c->overflow++;
+	*head = list;
+	return got;
+}
+
+static void chunk_release(struct gw_size_class *c, uint32_t idx)
+{
+	struct chunk *k = &c->chunks[idx];
+
+	gw_os_decommit(chunk_start(c, idx), c->chunk_bytes);
+	c->carved_blocks -= k->carved;
+	k->free_head = NULL;
+	k->free_count = 0;
+	k->carved = 0;
+	k->backed = 0;
+	c->backed_chunks--;
+	c->released_chunks++;
+	c->empty_chunks--;
+	partial_push(c, idx);    /* its slot can be carved again */
+}
+
+/* Release empty chunks, keeping one for reuse; returns how many. */
+static unsigned class_release(struct gw_size_class *c, bool force, uint64_t now)
+{
+	unsigned released = 0;
+
+	if (c->empty_chunks <= 1 && !(force && c->empty_chunks))
+		return 0;
+	if (!force) {
+		uint64_t free_blocks = c->carved_blocks - (c->total_allocated - c->total_freed);
+		double frag = c->carved_blocks ? (double)free_blocks / (double)c->carved_blocks : 0;
+		if (now - c->last_release_ns < release_interval_ns && frag <= release_threshold)
+			return 0;
+	}
+	c->last_release_ns = now;
+	uint64_t keep = force ? 0 : 1;
+	for (uint32_t i = 0; i < c->used_slots && c->empty_chunks > keep; i++) {
+		if (chunk_empty(c, &c->chunks[i])) {
+			chunk_release(c, i);
+			released++;
+		}
+	}
+	return released;
+}
+
+/* Give blocks back to their chunks' free lists. */
+static void central_put(struct gw_size_class *c, void *list, uint32_t n)
+{
+	bool new_empty = false;
+
+	while (n-- && list) {
+		void **b = list;
+		list = b[0];
+		struct chunk *k = chunk_of(c, b);
+		b[0] = k->free_head;
+		k->free_head = b;
+		k->free_count++;
+		if (!k->on_partial)
+			partial_push(c, (uint32_t)(k - c->chunks));
+		if (k->free_count == k->carved) {
+			c->empty_chunks++;
+			new_empty = true;
+		}
+	}
+	if (new_empty && release_enabled)
+		class_release(c, false, gw_os_monotonic_ns());
+}
+
+/* --- thread caches ------------------------------------------------------ */
+
+static inline uint64_t bin_frees(const struct gw_pool_bin *bin)
+{
+	int64_t f = (int64_t)bin->count - bin->moved + (int64_t)bin->allocs;
+	return f > 0 ? (uint64_t)f : 0;
+}
+
+static void fold_bin(struct gw_size_class *c, struct gw_pool_bin *bin)
+{
+	c->total_allocated += bin->allocs;
+	c->total_freed += bin_frees(bin);
+	bin->allocs = 0;
+	bin->moved = bin->count;
+}
+
+static void cache_setup(struct gw_pool_cache *tc)
+{
+	for (unsigned i = 0; i < gw_pool_g.nclasses; i++)
+		tc->bins[i].limit = cache_limit(classes[i].size);
+	tc->tid = gw_os_gettid();
+	pthread_mutex_lock(&registry_lock);
+	tc->prev = NULL;
+	tc->next = registry;
+	if (registry)
+		registry->prev = tc;
+	registry = tc;
+	pthread_mutex_unlock(&registry_lock);
+	tc->state = CACHE_ACTIVE;
+	/* may allocate (glibc's second-level key array): the cache is usable already */
+	pthread_setspecific(cache_key, tc);
+}
+
+static void registry_unlink(struct gw_pool_cache *tc)
+{
+	if (tc->prev)
+		tc->prev->next = tc->next;
+	else if (registry == tc)
+		registry = tc->next;
+	if (tc->next)
+		tc->next->prev = tc->prev;
+	tc->next = tc->prev = NULL;
+}
+
+/* Move every cached block of tc back to the central lists (tc not running). */
+static void cache_drain(struct gw_pool_cache *tc)
+{
+	for (unsigned i = 0; i < gw_pool_g.nclasses; i++) {
+		struct gw_pool_bin *bin = &tc->bins[i];
+		struct gw_size_class *c = &classes[i];
+		pthread_mutex_lock(&c->lock);
+		fold_bin(c, bin);
+		central_put(c, bin->head, bin->count);
+		pthread_mutex_unlock(&c->lock);
+		bin->head = NULL;
+		bin->count = 0;
+		bin->moved = 0;
+	}
+}
+
+static void cache_destructor(void *arg)
+{
+	struct gw_pool_cache *tc = arg;
+
+	cache_drain(tc);
+	pthread_mutex_lock(&registry_lock);
+	registry_unlink(tc);
+	pthread_mutex_unlock(&registry_lock);
+	/* allocations made by later destructors go straight to the central lists */
+	for (unsigned i = 0; i < gw_pool_g.nclasses; i++)
+		tc->bins[i].limit = 0;
+	tc->state = CACHE_DEAD;
+}
+
+void *gw_pool_alloc_slow(unsigned cls)
+{
+	struct gw_pool_cache *tc = &gw_pool_tc;
+	struct gw_pool_bin *bin = &tc->bins[cls];
+	struct gw_size_class *c = &classes[cls];
+	void *list;
+
+	if (gw_unlikely(!gw_pool_ready()))
+		return NULL;
+	if (gw_unlikely(tc->state == CACHE_NEW))
+		cache_setup(tc);
+	if (bin->head) {
+		/* the fast path saw a link outside the class: the list is corrupt */
+		gw_report_event(GW_EVENT_INVALID_FREE, true,
+				"corrupted free list in class %u (write after free?); dropping %u cached blocks",
+				c->size, bin->count);
+		gw_count(invalid_frees);
+		bin->head = NULL;
+		bin->count = 0;
+	}
+	uint32_t want = tc->state == CACHE_DEAD ? 1 : c->batch;
+	pthread_mutex_lock(&c->lock);
+	fold_bin(c, bin);
+	uint32_t got = central_take(c, want, &list);
+	pthread_mutex_unlock(&c->lock);
+	if (got == 0)
+		return NULL;
+	void **b = list;
+	bin->head = b[0];
+	bin->count = got - 1;
+	bin->moved += got;
+	bin->allocs++;
+	b[1] = NULL;
+	if (tc->state == CACHE_DEAD) {
+		/* nothing may stay cached in a dead thread's cache */
+		pthread_mutex_lock(&c->lock);
+		fold_bin(c, bin);
+		central_put(c, bin->head, bin->count);
+		pthread_mutex_unlock(&c->lock);
+		bin->head = NULL;
+		bin->count = 0;
+		bin->moved = 0;
+	}
+	return b;
+}
+
+void gw_pool_free_slow(void *p, unsigned cls)
+{
+	struct gw_pool_cache *tc = &gw_pool_tc;
+	struct gw_pool_bin *bin = &tc->bins[cls];
+	struct gw_size_class *c = &classes[cls];
+	void **b = p;
+
+	if (tc->state == CACHE_NEW) {
+		cache_setup(tc);
+		if (bin->count < bin->limit) {
+			b[0] = bin->head;
+			b[1] = (void *)gw_pool_canary(p);
+			bin->head = b;
+			bin->count++;
+			return;
+		}
+	}
+	/* flush the block and half the cache (all of it in a dead thread) */
+	uint32_t n = tc->state == CACHE_DEAD ? bin->count : bin->count / 2;
+	void *list = bin->head, *rest = list;
+	for (uint32_t i = 0; i < n; i++)
+		rest = ((void **)rest)[0];
+	/* p counts as freed into the cache, then leaves with the n others */
+	bin->head = rest;
+	bin->count -= n;
+	bin->moved -= (int64_t)n + 1;
+	b[1] = (void *)gw_pool_canary(p);
+	b[0] = list;
+	pthread_mutex_lock(&c->lock);
+	fold_bin(c, bin);
+	central_put(c, b, n + 1);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void gw_pool_bad_free(void *p, int why)
+{
+	if (why == 1) {
+		gw_count(double_frees);
+		gw_report_event(GW_EVENT_DOUBLE_FREE, true,
+				"double free of %p (block is already free); ignored", p);
+	} else {
+		gw_count(invalid_frees);
+		gw_report_event(GW_EVENT_INVALID_FREE, true,
+				"free of %p, which is not a block the pools handed out; ignored", p);
+	}
+}
+
+/* --- the non-inline API ------------------------------------------------- */
+
+void *gw_pool_alloc(size_t n)
+{
+	if (!gw_pool_ready() || n > gw_pool_g.max_size)
+		return NULL;
+	return gw_pool_alloc_inline(n);
+}
+
+void *gw_pool_alloc_aligned(size_t n, size_t align)
+{
+	if (align <= 16)
+		return gw_pool_alloc(n);
+	/* power-of-two classes hand out blocks aligned to their size */
+	size_t want = n > align ? n : align;
+	if (want & (want - 1))
+		want = (size_t)1 << (sizeof(size_t) * 8 - (size_t)__builtin_clzl(want));
+	if (!gw_pool_ready() || want > gw_pool_g.max_size)
+		return NULL;
+	return gw_pool_alloc_inline(want);
+}
+
+bool gw_pool_owns(const void *p)
+{
+	return gw_pool_owns_inline(p);
+}
+
+void gw_pool_free(void *p)
+{
+	if (!gw_pool_owns_inline(p)) {
+		gw_pool_bad_free(p, 0);
+		return;
+	}
+	gw_pool_free_inline(p);
+}
+
+size_t gw_pool_usable_size(const void *p)
+{
+	uintptr_t off = (uintptr_t)p - gw_pool_g.base;
+
+	if (off >= gw_pool_g.span)
+		return 0;
+	unsigned cls = (unsigned)(off >> gw_pool_g.region_shift);
+	uintptr_t roff = off & (((uintptr_t)1 << gw_pool_g.region_shift) - 1);
+	if (roff >= gw_pool_ro[cls].committed || roff % gw_pool_ro[cls].size)
+		return 0;
+	return gw_pool_ro[cls].size;
+}
+
+/* --- statistics --------------------------------------------------------- */
+
+unsigned gw_pool_stats(struct gwmem_shm_class *out, unsigned max)
+{
+	unsigned n = gw_pool_g.nclasses < max ? gw_pool_g.nclasses : max;
+
+	if (!gw_pool_ready())
+		return 0;
+	pthread_mutex_lock(&registry_lock);
+	for (unsigned i = 0; i < n; i++) {
+		struct gw_size_class *c = &classes[i];
+		uint64_t allocs = 0, frees = 0;
+		/* other threads' deltas are read racily: statistics, not accounting */
+		for (struct gw_pool_cache *tc = registry; tc; tc = tc->next) {
+			struct gw_pool_bin bin = tc->bins[i];
+			allocs += bin.allocs;
+			frees += bin_frees(&bin);
+		}
+		pthread_mutex_lock(&c->lock);
+		struct gwmem_shm_class s = {
+			.block_size = c->size,
+			.total_allocated = c->total_allocated + allocs,
+			.total_freed = c->total_freed + frees,
+			.total_chunks = c->backed_chunks,
+			.released_chunks = c->released_chunks,
+			.overflow = c->overflow,
+		};
+		uint64_t carved = c->carved_blocks;
+		pthread_mutex_unlock(&c->lock);
+		s.active_blocks = s.total_allocated >= s.total_freed ? s.total_allocated - s.total_freed : 0;
+		s.free_blocks = carved >= s.active_blocks ? carved - s.active_blocks : 0;
+		out[i] = s;
+	}
+	pthread_mutex_unlock(&registry_lock);
+	return n;
+}
+
+static void publish_stats(void)
+{
+	struct gwmem_shm_class tmp[GW_POOL_MAX_CLASSES];
+	unsigned n;
+
+	if (!stats_area)
+		return;
+	n = gw_pool_stats(tmp, GW_POOL_MAX_CLASSES);
+	memcpy(stats_area, tmp, n * sizeof(tmp[0]));
+	__atomic_store_n(stats_nclasses, n, __ATOMIC_RELEASE);
+}
+
+void gw_pool_attach_stats(struct gwmem_shm_class *area, uint32_t *nclasses)
+{
+	stats_area = area;
+	stats_nclasses = nclasses;
+	publish_stats();
+}
+
+unsigned gw_pool_release(bool force)
+{
+	unsigned released = 0;
+	uint64_t now = gw_os_monotonic_ns();
+
+	if (!gw_pool_ready())
+		return 0;
+	if (force || release_enabled) {
+		for (unsigned i = 0; i < gw_pool_g.nclasses; i++) {
+			pthread_mutex_lock(&classes[i].lock);
+			released += class_release(&classes[i], force, now);
+			pthread_mutex_unlock(&classes[i].lock);
+		}
+	}
+	publish_stats();
+	return released;
+}
+
+void gw_pool_print_stats(int fd)
+{
+	struct gwmem_shm_class s[GW_POOL_MAX_CLASSES];
+	unsigned n = gw_pool_stats(s, GW_POOL_MAX_CLASSES);
+	char mem[256];
+	uint64_t total_active = 0, total_bytes = 0, total_chunk_bytes = 0;
+	static const char hdr[] =
+		"gwmem:  class   allocated       freed    active      free  chunks  released  overflow   util\n";
+
+	gw_snprintf(mem, sizeof(mem), "gwmem: pool statistics for pid %d\n", (int)getpid());
+	gw_write_all(fd, mem, strlen(mem));
+	gw_write_all(fd, hdr, sizeof(hdr) - 1);
+	for (unsigned i = 0; i < n; i++) {
+		if (!s[i].total_allocated && !s[i].total_chunks)
+			continue;
+		uint64_t cap = s[i].total_chunks * classes[i].blocks_per_chunk;
+		double util = cap ? (double)s[i].active_blocks / (double)cap : 0;
+		struct gw_buf b = GW_BUF_INIT(mem);
+		gw_buf_puts(&b, "gwmem: ");
+		gw_buf_u64_width(&b, s[i].block_size, 6);
+		gw_buf_u64_width(&b, s[i].total_allocated, 12);
+		gw_buf_u64_width(&b, s[i].total_freed, 12);
+		gw_buf_u64_width(&b, s[i].active_blocks, 10);
+		gw_buf_u64_width(&b, s[i].free_blocks, 10);
+		gw_buf_u64_width(&b, s[i].total_chunks, 8);
+		gw_buf_u64_width(&b, s[i].released_chunks, 10);
+		gw_buf_u64_width(&b, s[i].overflow, 10);
+		gw_format(&b, "  %.3f\n", util);
+		gw_write_all(fd, mem, b.len < sizeof(mem) ? b.len : sizeof(mem) - 1);
+		total_active += s[i].active_blocks;
+		total_bytes += s[i].active_blocks * s[i].block_size;
+		total_chunk_bytes += s[i].total_chunks * classes[i].chunk_bytes;
+	}
+	struct gw_buf b = GW_BUF_INIT(mem);
+	gw_format(&b, "gwmem: total: %llu active blocks, %llu bytes in blocks, %llu bytes of chunks; "
+		  "invalid frees %llu, double frees %llu, forwarded allocations %llu\n",
+		  (unsigned long long)total_active, (unsigned long long)total_bytes,
+		  (unsigned long long)total_chunk_bytes,
+		  (unsigned long long)gw_counters->invalid_frees,
+		  (unsigned long long)gw_counters->double_frees,
+		  (unsigned long long)gw_counters->forwarded_allocs);
+	gw_write_all(fd, mem, b.len < sizeof(mem) ? b.len : sizeof(mem) - 1);
+}
+
+/* --- fork --------------------------------------------------------------- */
+
+void gw_pool_atfork_prepare(void)
+{
+	if (!gw_pool_ready())
+		return;
+	pthread_mutex_lock(&registry_lock);
+	for (unsigned i = 0; i < gw_pool_g.nclasses; i++)
+		pthread_mutex_lock(&classes[i].lock);
+}
+
+void gw_pool_atfork_parent(void)
+{
+	if (!gw_pool_ready())
+		return;
+	for (unsigned i = gw_pool_g.nclasses; i-- > 0;)
+		pthread_mutex_unlock(&classes[i].lock);
+	pthread_mutex_unlock(&registry_lock);
+}
+
+void gw_pool_atfork_child(void)
+{
+	if (!gw_pool_ready())
+		return;
+	for (unsigned i = 0; i < gw_pool_g.nclasses; i++)
+		pthread_mutex_init(&classes[i].lock, NULL);
+	pthread_mutex_init(&registry_lock, NULL);
+	/* the other threads are gone in the child: their cached blocks come back */
+	struct gw_pool_cache *self = &gw_pool_tc;
+	struct gw_pool_cache *tc = registry;
+	while (tc) {
+		struct gw_pool_cache *next = tc->next;
+		if (tc != self) {
+			cache_drain(tc);
+			registry_unlink(tc);
+		}
+		tc = next;
+	}
+}
