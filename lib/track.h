@@ -46,4 +46,16 @@ bool gw_track_guarded(void) GW_HIDDEN;
 void gw_track_guard_enter(void) GW_HIDDEN;
 void gw_track_guard_leave(void) GW_HIDDEN;
 
+/* The segment (header first) and its size; NULL/0 when there is none. */
+struct gwmem_shm_header;
+struct gwmem_shm_header *gw_track_segment(size_t *size) GW_HIDDEN;
+
+/*
+ * Write a report file now, as the report signal does (the reporter thread
+ * calls it): <report_dir>/gwmem-report.<pid>.<unix-time>[.<n>].txt, created
+ * O_EXCL|O_NOFOLLOW, mode 0600.  The path goes to path_out (may be NULL).
+ * Returns 0 or -errno.
+ */
+int gw_track_report_now(char *path_out, size_t cap) GW_HIDDEN;
+
 #endif /* GW_TRACK_H */

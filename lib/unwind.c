@@ -1,0 +1,235 @@
+/*
+ * unwind.c - backtrace capture: libunwind or a checked frame-pointer walk,
+ * and the skipping of gwmem's own frames.
+ *
+ * Frames are skipped by address range, not by count: how many frames
+ * malloc -> gw_track_alloc -> capture produce depends on inlining, the
+ * range of our own executable segments does not.  The range is found once
+ * with dladdr/dl_iterate_phdr.
+ *
+ * This file is built with frame pointers so that the walk goes through
+ * gwmem's own frames to the caller's chain; a frame-less caller simply ends
+ * the walk early (each frame is checked against the thread's stack bounds
+ * before it is read).
+ */
+#include "config.h"
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-omit-frame-pointer")
+#endif
+
+#include <dlfcn.h>
+#include <link.h>
+#include <pthread.h>
+#include <string.h>
+
+#if GWMEM_WITH_TRACKING
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+#endif
+
+#include "gwmem/shm_layout.h"
+#include "unwind.h"
+
+#if defined(__x86_64__) || defined(__i386__) || defined(__aarch64__)
+/* [fp] = caller's fp, [fp + 1 word] = return address */
+#define HAVE_FP_LAYOUT 1
+#else
+#define HAVE_FP_LAYOUT 0
+#endif
+
+#define SKIP_SLACK 16u
+
+static struct gw_range self_range;
+static enum gwmem_unwinder unwinder = GWMEM_UNWIND_LIBUNWIND;
+
+static GW_TLS uintptr_t tls_stack_lo, tls_stack_hi;
+static GW_TLS uint8_t tls_stack_state;          /* 0 unknown, 1 known, 2 failed */
+
+struct find_text {
+	uintptr_t addr;
+	struct gw_range out;
+	bool found;
+	bool is_main;
+	unsigned index;
+};
+
+static int find_text_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+	struct find_text *f = data;
+	struct gw_range r = { UINTPTR_MAX, 0 };
+	bool hit = false;
+
+	(void)size;
+	for (unsigned i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uintptr_t lo, hi;
+
+		if (ph->p_type != PT_LOAD)
+			continue;
+		lo = info->dlpi_addr + ph->p_vaddr;
+		hi = lo + ph->p_memsz;
+		if (f->addr >= lo && f->addr < hi)
+			hit = true;
+		if (!(ph->p_flags & PF_X))
+			continue;
+		if (lo < r.lo)
+			r.lo = lo;
+		if (hi > r.hi)
+			r.hi = hi;
+	}
+	if (!hit) {
+		f->index++;
+		return 0;
+	}
+	f->out = r.hi ? r : (struct gw_range){ 0, 0 };
+	f->found = true;
+	f->is_main = f->index == 0;
+	return 1;
+}
+
+bool gw_unwind_object_text(const void *addr, struct gw_range *out, bool *is_main)
+{
+	struct find_text f = { .addr = (uintptr_t)addr };
+
+	dl_iterate_phdr(find_text_cb, &f);
+	if (!f.found)
+		return false;
+	*out = f.out;
+	if (is_main)
+		*is_main = f.is_main;
+	return true;
+}
+
+void gw_unwind_init(enum gwmem_unwinder kind)
+{
+	struct find_text f = { .addr = (uintptr_t)&gw_unwind_init };
+
+	unwinder = kind;
+	if (!HAVE_FP_LAYOUT || !GWMEM_WITH_TRACKING)
+		unwinder = HAVE_FP_LAYOUT ? GWMEM_UNWIND_FRAME_POINTER : GWMEM_UNWIND_LIBUNWIND;
+	dl_iterate_phdr(find_text_cb, &f);
+	/* linked into the main program: its text is the user's too, skip nothing */
+	self_range = f.found && !f.is_main ? f.out : (struct gw_range){ 0, 0 };
+#if GWMEM_WITH_TRACKING
+	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+#endif
+}
+
+void gw_unwind_set_self(struct gw_range r)
+{
+	self_range = r;
+}
+
+struct gw_range gw_unwind_self(void)
+{
+	return self_range;
+}
+
+bool gw_unwind_thread_stack(uintptr_t *lo, uintptr_t *hi)
+{
+	if (gw_unlikely(tls_stack_state == 0)) {
+		pthread_attr_t attr;
+		void *addr;
+		size_t size;
+
+		tls_stack_state = 2;
+		/* allocates (the main thread's reads /proc/self/maps): caller holds the guard */
+		if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+			if (pthread_attr_getstack(&attr, &addr, &size) == 0 && size) {
+				tls_stack_lo = (uintptr_t)addr;
+				tls_stack_hi = (uintptr_t)addr + size;
+				tls_stack_state = 1;
+			}
+			pthread_attr_destroy(&attr);
+		}
+	}
+	*lo = tls_stack_lo;
+	*hi = tls_stack_hi;
+	return tls_stack_state == 1;
+}
+
+void gw_unwind_thread_reset(void)
+{
+	tls_stack_state = 0;
+}
+
+unsigned gw_unwind_fp_walk(uintptr_t fp, uintptr_t lo, uintptr_t hi, uint64_t *frames, unsigned max)
+{
+	const uintptr_t word = sizeof(uintptr_t);
+	unsigned n = 0;
+
+	if (hi < lo + 2 * word)
+		return 0;
+	while (n < max) {
+		uintptr_t next, ret;
+
+		if (fp < lo || fp > hi - 2 * word || (fp & (word - 1)))
+			break;
+		next = ((const uintptr_t *)fp)[0];
+		ret = ((const uintptr_t *)fp)[1];
+		if (ret < 4096)
+			break;
+		frames[n++] = ret;
+		if (next <= fp)
+			break;
+		fp = next;
+	}
+	return n;
+}
+
+static GW_NOINLINE unsigned capture_fp(uint64_t *buf, unsigned max)
+{
+	uintptr_t lo, hi;
+
+	if (!gw_unwind_thread_stack(&lo, &hi))
+		return 0;
+	return gw_unwind_fp_walk((uintptr_t)__builtin_frame_address(0), lo, hi, buf, max);
+}
+
+static GW_NOINLINE unsigned capture_libunwind(uint64_t *buf, unsigned max)
+{
+#if GWMEM_WITH_TRACKING
+	void *ips[GWMEM_SHM_MAX_FRAMES + SKIP_SLACK + 8];
+	int n;
+
+	if (max > GW_ARRAY_SIZE(ips))
+		max = GW_ARRAY_SIZE(ips);
+	n = unw_backtrace(ips, (int)max);
+	if (n <= 0)
+		return 0;
+	/* ips[0] is inside this function: not a caller */
+	for (int i = 1; i < n; i++)
+		buf[i - 1] = (uint64_t)(uintptr_t)ips[i];
+	return (unsigned)n - 1;
+#else
+	(void)buf;
+	(void)max;
+	return 0;
+#endif
+}
+
+unsigned gw_unwind_capture(uint64_t *frames, unsigned max, unsigned skip, const struct gw_range *extra)
+{
+	uint64_t buf[GWMEM_SHM_MAX_FRAMES + SKIP_SLACK + 8];
+	unsigned want, n, i = 0, out = 0;
+
+	if (max > GWMEM_SHM_MAX_FRAMES)
+		max = GWMEM_SHM_MAX_FRAMES;
+	if (skip > 8)
+		skip = 8;
+	want = max + skip + SKIP_SLACK;
+	if (want > GW_ARRAY_SIZE(buf))
+		want = GW_ARRAY_SIZE(buf);
+	if (unwinder == GWMEM_UNWIND_FRAME_POINTER)
+		n = capture_fp(buf, want);
+	else
+		n = capture_libunwind(buf, want + 1);
+	i = skip < n ? skip : n;
+	while (i < n && (gw_range_has(&self_range, (uintptr_t)buf[i]) ||
+			 (extra && gw_range_has(extra, (uintptr_t)buf[i]))))
+		i++;
+	for (; i < n && out < max; i++)
+		frames[out++] = buf[i];
+	return out;
+}

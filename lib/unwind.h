@@ -1,0 +1,70 @@
+/*
+ * unwind.h - backtrace capture for allocation records.
+ *
+ * Two unwinders: libunwind's unw_backtrace (works on any code, the
+ * default) and a bounds-checked frame-pointer walk (several times cheaper,
+ * right only for code built with frame pointers, never faults).  Both skip
+ * the leading frames that lie in gwmem's own text (and optionally in a second
+ * range: the object that called a gwmem_hook_* function), so frames[0] is
+ * the return address in the code that called malloc.
+ *
+ * Callers hold the "inside gwmem" guard: libunwind and pthread_getattr_np
+ * may allocate on first use in a thread.
+ */
+#ifndef GW_UNWIND_H
+#define GW_UNWIND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gwmem.h"
+#include "internal.h"
+
+struct gw_range {
+	uintptr_t lo, hi;       /* [lo, hi); lo == hi: empty */
+};
+
+static inline bool gw_range_has(const struct gw_range *r, uintptr_t a)
+{
+	return a >= r->lo && a < r->hi;
+}
+
+/*
+ * Choose the unwinder and find gwmem's own text range (the executable
+ * segments of the object holding this code).  When that object is the main
+ * program (gwmem linked statically, unit tests) nothing is skipped by range.
+ */
+void gw_unwind_init(enum gwmem_unwinder kind) GW_HIDDEN;
+
+/* Executable range of the object containing addr (union of its PF_X PT_LOADs);
+ * *is_main (may be NULL) tells whether that object is the main program. */
+bool gw_unwind_object_text(const void *addr, struct gw_range *out, bool *is_main) GW_HIDDEN;
+
+/* Override the skipped range (tests; an empty range disables range skipping). */
+void gw_unwind_set_self(struct gw_range r) GW_HIDDEN;
+struct gw_range gw_unwind_self(void) GW_HIDDEN;
+
+/*
+ * Capture at most max (<= GWMEM_SHM_MAX_FRAMES) return addresses of the
+ * calling thread, innermost first, dropping first the 'skip' innermost
+ * frames, then every leading frame inside gwmem's text or inside 'extra'
+ * (may be NULL).  Returns the number stored.
+ */
+unsigned gw_unwind_capture(uint64_t *frames, unsigned max, unsigned skip,
+			   const struct gw_range *extra) GW_HIDDEN;
+
+/*
+ * Walk a frame-pointer chain starting at frame fp, storing return
+ * addresses; every frame must lie in [lo, hi), be pointer-aligned and lie
+ * strictly above the previous one, else the walk stops.  Never faults when
+ * [lo, hi) is mapped.
+ */
+unsigned gw_unwind_fp_walk(uintptr_t fp, uintptr_t lo, uintptr_t hi,
+			   uint64_t *frames, unsigned max) GW_HIDDEN;
+
+/* The calling thread's stack bounds (cached per thread); false if unknown. */
+bool gw_unwind_thread_stack(uintptr_t *lo, uintptr_t *hi) GW_HIDDEN;
+/* Forget the cached bounds of this thread (after fork they stay valid; for tests). */
+void gw_unwind_thread_reset(void) GW_HIDDEN;
+
+#endif /* GW_UNWIND_H */
