@@ -296,14 +296,22 @@ size_t gw_pool_max_size(void)
 
 /* --- central lists (class lock held) ------------------------------------ */
 
-/* Back a new chunk slot with memory; returns its index or NO_CHUNK. */
+/*
+ * Back a new chunk slot with memory; returns its index or NO_CHUNK.  Chunk
+ * slots are committed in order; a chunk need not be a whole number of
+ * pages, so the committed range grows page by page past its end.
+ */
 static uint32_t chunk_new(struct gw_size_class *c)
 {
+	const uintptr_t page = gw_os_page_size();
+
 	if (c->used_slots >= c->max_chunks)
 		return NO_CHUNK;
 	uint32_t idx = c->used_slots;
-	void *start = chunk_start(c, idx);
-	if (gw_os_commit(start, c->chunk_bytes) != 0) {
+	uintptr_t region = region_base(c->index);
+	uintptr_t done = GW_ALIGN_UP((uintptr_t)idx * c->chunk_bytes, page);
+	uintptr_t need = GW_ALIGN_UP((uintptr_t)(idx + 1) * c->chunk_bytes, page);
+	if (need > done && gw_os_commit((void *)(region + done), need - done) != 0) {
 		gw_count(mmap_failures);
 		gw_report_event(GW_EVENT_MMAP_FAILED, false,
 				"cannot commit a %zu-byte chunk for class %u; using the next allocator",
@@ -381,7 +389,12 @@ static void chunk_release(struct gw_size_class *c, uint32_t idx)
 {
 	struct chunk *k = &c->chunks[idx];
 
-	gw_os_decommit(chunk_start(c, idx), c->chunk_bytes);
+	/* only whole pages inside the chunk: its neighbours may share the edge pages */
+	const uintptr_t page = gw_os_page_size();
+	uintptr_t lo = GW_ALIGN_UP((uintptr_t)chunk_start(c, idx), page);
+	uintptr_t hi = ((uintptr_t)chunk_start(c, idx) + c->chunk_bytes) & ~(page - 1);
+	if (hi > lo)
+		gw_os_decommit((void *)lo, hi - lo);
 	c->carved_blocks -= k->carved;
 	k->free_head = NULL;
 	k->free_count = 0;

@@ -1,0 +1,256 @@
+/* tests/unit/test-pool.c: size classes, chunk carving, thread-cache refill
+ * and flush, statistics arithmetic, misuse detection, release of chunks. */
+#include "config.h"
+
+#include <check.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "counters.h"
+#include "pool.h"
+
+static struct gwmem_config cfg;
+
+static void setup_pool(uint32_t block, uint32_t bpc, uint32_t max_chunks)
+{
+	gwmem_config_defaults(&cfg);
+	cfg.memory_pool.default_block_size = block;
+	cfg.memory_pool.blocks_per_chunk = bpc;
+	cfg.memory_pool.max_chunks = max_chunks;
+	cfg.compaction.compact_interval_seconds = 3600;
+	cfg.compaction.fragmentation_threshold = 1.0;
+	ck_assert_int_eq(gw_pool_init(&cfg), 0);
+}
+
+static struct gwmem_shm_class class_stats(size_t size)
+{
+	struct gwmem_shm_class s[GW_POOL_MAX_CLASSES];
+	unsigned n = gw_pool_stats(s, GW_POOL_MAX_CLASSES);
+	for (unsigned i = 0; i < n; i++)
+		if (s[i].block_size == size)
+			return s[i];
+	ck_abort_msg("no class of size %zu", size);
+	return s[0];
+}
+
+START_TEST(test_size_classes)
+{
+	/* every size maps to the smallest class that fits, classes grow by <= 25 % */
+	for (size_t n = 1; n <= 65536; n++) {
+		unsigned c = gw_pool_size_class(n);
+		size_t sz = gw_pool_class_size(c);
+		ck_assert_uint_ge(sz, n);
+		if (c > 0)
+			ck_assert_uint_lt(gw_pool_class_size(c - 1), n);
+		ck_assert_uint_eq(sz % 16, 0);
+	}
+	ck_assert_uint_eq(gw_pool_size_class(0), 0);
+	ck_assert_uint_eq(gw_pool_class_size(gw_pool_size_class(129)), 160);
+	ck_assert_uint_eq(gw_pool_class_size(gw_pool_size_class(1025)), 1280);
+	/* every power of two is a class: aligned allocations rely on it */
+	for (size_t p = 16; p <= 65536; p <<= 1)
+		ck_assert_uint_eq(gw_pool_class_size(gw_pool_size_class(p)), p);
+}
+END_TEST
+
+START_TEST(test_alloc_alignment_and_ownership)
+{
+	setup_pool(16384, 64, 8);
+	ck_assert_uint_eq(gw_pool_max_size(), 16384);
+	for (size_t n = 0; n <= 16384; n += 7) {
+		char *p = gw_pool_alloc(n);
+		ck_assert_ptr_nonnull(p);
+		ck_assert_uint_eq((uintptr_t)p % 16, 0);
+		ck_assert(gw_pool_owns(p));
+		ck_assert_uint_ge(gw_pool_usable_size(p), n);
+		memset(p, 0xab, gw_pool_usable_size(p));
+		gw_pool_free(p);
+	}
+	for (size_t a = 32; a <= 16384; a <<= 1) {
+		void *p = gw_pool_alloc_aligned(24, a);
+		ck_assert_ptr_nonnull(p);
+		ck_assert_uint_eq((uintptr_t)p % a, 0);
+		gw_pool_free(p);
+	}
+	ck_assert_ptr_null(gw_pool_alloc(16385));
+	int local;
+	ck_assert(!gw_pool_owns(&local));
+}
+END_TEST
+
+START_TEST(test_chunk_carving_and_overflow)
+{
+	/* 2 chunks of 8 blocks of 64 bytes: the 17th block does not fit */
+	setup_pool(1024, 8, 2);
+	void *p[17];
+	for (int i = 0; i < 16; i++) {
+		p[i] = gw_pool_alloc(64);
+		ck_assert_ptr_nonnull(p[i]);
+		for (int j = 0; j < i; j++)
+			ck_assert_ptr_ne(p[i], p[j]);
+	}
+	p[16] = gw_pool_alloc(64);
+	ck_assert_ptr_null(p[16]);
+	struct gwmem_shm_class s = class_stats(64);
+	ck_assert_uint_eq(s.total_chunks, 2);
+	ck_assert_uint_eq(s.active_blocks, 16);
+	ck_assert_uint_ge(s.overflow, 1);
+	for (int i = 0; i < 16; i++)
+		gw_pool_free(p[i]);
+	s = class_stats(64);
+	ck_assert_uint_eq(s.total_allocated, 16);
+	ck_assert_uint_eq(s.total_freed, 16);
+	ck_assert_uint_eq(s.active_blocks, 0);
+	ck_assert_uint_eq(s.free_blocks, 16);
+	/* freed blocks are reused: no new chunk */
+	for (int i = 0; i < 16; i++)
+		ck_assert_ptr_nonnull(p[i] = gw_pool_alloc(64));
+	ck_assert_uint_eq(class_stats(64).total_chunks, 2);
+}
+END_TEST
+
+struct thread_arg {
+	void *blocks[512];
+	int n;
+};
+
+static void *thread_fill(void *arg)
+{
+	struct thread_arg *t = arg;
+	for (int i = 0; i < t->n; i++)
+		t->blocks[i] = gw_pool_alloc(48);
+	/* keep half, free the others into this thread's cache, then exit */
+	for (int i = t->n / 2; i < t->n; i++)
+		gw_pool_free(t->blocks[i]);
+	return NULL;
+}
+
+START_TEST(test_pool_refill_after_thread_exit)
+{
+	/* a thread fills its cache and exits; the next thread gets the blocks */
+	setup_pool(1024, 64, 100);
+	struct thread_arg t = { .n = 200 };
+	pthread_t th;
+	ck_assert_int_eq(pthread_create(&th, NULL, thread_fill, &t), 0);
+	pthread_join(th, NULL);
+	struct gwmem_shm_class s = class_stats(48);
+	ck_assert_uint_eq(s.total_allocated, 200);
+	ck_assert_uint_eq(s.total_freed, 100);
+	ck_assert_uint_eq(s.active_blocks, 100);
+	uint64_t chunks = s.total_chunks;
+	/* the exited thread's cached blocks are back in the central lists */
+	struct thread_arg t2 = { .n = 100 };
+	ck_assert_int_eq(pthread_create(&th, NULL, thread_fill, &t2), 0);
+	pthread_join(th, NULL);
+	ck_assert_uint_eq(class_stats(48).total_chunks, chunks);
+	/* frees from another thread than the allocating one */
+	for (int i = 0; i < 100; i++)
+		gw_pool_free(t.blocks[i]);
+	for (int i = 0; i < 50; i++)
+		gw_pool_free(t2.blocks[i]);
+	s = class_stats(48);
+	ck_assert_uint_eq(s.active_blocks, 0);
+	ck_assert_uint_eq(s.total_allocated, s.total_freed);
+}
+END_TEST
+
+START_TEST(test_thread_cache_flush)
+{
+	/* freeing more blocks than the cache holds moves them to the central lists */
+	setup_pool(1024, 256, 100);
+	void *p[2000];
+	for (int i = 0; i < 2000; i++)
+		ck_assert_ptr_nonnull(p[i] = gw_pool_alloc(16));
+	for (int i = 0; i < 2000; i++)
+		gw_pool_free(p[i]);
+	struct gwmem_shm_class s = class_stats(16);
+	ck_assert_uint_eq(s.total_allocated, 2000);
+	ck_assert_uint_eq(s.total_freed, 2000);
+	/* carved blocks that are not in use are free: 2000 carved, none active */
+	ck_assert_uint_eq(s.active_blocks, 0);
+	ck_assert_uint_eq(s.free_blocks, s.total_chunks * 256);
+	ck_assert_uint_ge(s.free_blocks, 2000);
+}
+END_TEST
+
+START_TEST(test_double_and_invalid_free_counted)
+{
+	setup_pool(1024, 64, 10);
+	char *p = gw_pool_alloc(100);
+	char *q = gw_pool_alloc(100);
+	ck_assert_ptr_nonnull(p);
+	gw_pool_free(p);
+	uint64_t before = gw_counters->double_frees;
+	gw_pool_free(p);                 /* double free: refused and counted */
+	ck_assert_uint_eq(gw_counters->double_frees, before + 1);
+	before = gw_counters->invalid_frees;
+	gw_pool_free(q + 8);             /* interior pointer */
+	ck_assert_uint_eq(gw_counters->invalid_frees, before + 1);
+	int local;
+	gw_pool_free(&local);            /* foreign pointer */
+	ck_assert_uint_eq(gw_counters->invalid_frees, before + 2);
+	/* the pool still works and hands p out once only */
+	char *a = gw_pool_alloc(100), *b = gw_pool_alloc(100);
+	ck_assert_ptr_ne(a, b);
+	gw_pool_free(q);
+	gw_pool_free(a);
+	gw_pool_free(b);
+}
+END_TEST
+
+START_TEST(test_release_empty_chunks)
+{
+	setup_pool(1024, 16, 100);
+	void *p[16 * 8];
+	for (int i = 0; i < 16 * 8; i++)
+		ck_assert_ptr_nonnull(p[i] = gw_pool_alloc(1024));
+	ck_assert_uint_eq(class_stats(1024).total_chunks, 8);
+	for (int i = 0; i < 16 * 8; i++)
+		gw_pool_free(p[i]);
+	/* some blocks may sit in this thread's cache; a forced release frees
+	 * every chunk that is entirely back in the central lists */
+	gw_pool_release(true);
+	struct gwmem_shm_class s = class_stats(1024);
+	ck_assert_uint_ge(s.released_chunks, 6);
+	ck_assert_uint_le(s.total_chunks, 2);
+	/* released chunks are carved again */
+	for (int i = 0; i < 16 * 8; i++)
+		ck_assert_ptr_nonnull(p[i] = gw_pool_alloc(1024));
+	s = class_stats(1024);
+	ck_assert_uint_le(s.total_chunks, 9);   /* blocks left in the cache may pin one more */
+	ck_assert_uint_eq(s.active_blocks, 128);
+}
+END_TEST
+
+Suite *suite_pool(void);
+Suite *suite_pool(void)
+{
+	Suite *s = suite_create("pool");
+	TCase *tc = tcase_create("classes");
+	tcase_add_test(tc, test_size_classes);
+	tcase_add_test(tc, test_alloc_alignment_and_ownership);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("chunks");
+	tcase_add_test(tc, test_chunk_carving_and_overflow);
+	tcase_add_test(tc, test_release_empty_chunks);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("cache");
+	tcase_add_test(tc, test_pool_refill_after_thread_exit);
+	tcase_add_test(tc, test_thread_cache_flush);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("misuse");
+	tcase_add_test(tc, test_double_and_invalid_free_counted);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite_pool());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
