@@ -1,0 +1,256 @@
+/* tests/unit/test-config.c: the TOML file, every kind of bad file, and
+ * GWMEM_<SECTION>_<KEY> environment overrides. */
+#include "config.h"
+
+#include <check.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gwmem.h"
+#include "options.h"
+
+static char path[64];
+
+static const char *write_file(const char *text)
+{
+	strcpy(path, "/tmp/gwmem-test-config.XXXXXX");
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	return path;
+}
+
+/* Run gwmem_config_load with stderr captured; returns the diagnostics count. */
+static int load_capture(struct gwmem_config *cfg, const char *file, unsigned flags, char *err, size_t cap)
+{
+	char errpath[] = "/tmp/gwmem-test-stderr.XXXXXX";
+	int fd = mkstemp(errpath);
+	int saved = dup(2);
+	dup2(fd, 2);
+	int n = gwmem_config_load(cfg, file, flags);
+	dup2(saved, 2);
+	close(saved);
+	lseek(fd, 0, SEEK_SET);
+	ssize_t len = read(fd, err, cap - 1);
+	err[len > 0 ? len : 0] = '\0';
+	close(fd);
+	unlink(errpath);
+	return n;
+}
+
+START_TEST(test_defaults)
+{
+	struct gwmem_config c;
+	gwmem_config_defaults(&c);
+	ck_assert(c.memory.pool_enabled);
+	ck_assert(c.memory.leak_detection_enabled);
+	ck_assert_uint_eq(c.memory_pool.blocks_per_chunk, 256);
+	ck_assert_uint_eq(c.memory_pool.max_chunks, 100);
+	ck_assert_uint_eq(c.object_pool.max_objects, 1000);
+	ck_assert_uint_eq(c.leak_detection.threshold_seconds, 300);
+	ck_assert_uint_eq(c.leak_detection.max_frames, 16);
+	ck_assert_int_eq(c.leak_detection.report_signal, SIGUSR1);
+	ck_assert(c.compaction.fragmentation_threshold > 0.29 && c.compaction.fragmentation_threshold < 0.31);
+	ck_assert_uint_eq(c.compaction.compact_interval_seconds, 60);
+}
+END_TEST
+
+START_TEST(test_good_file)
+{
+	struct gwmem_config c;
+	char err[1024];
+	const char *f = write_file(
+		"# gwmem configuration\n"
+		"[memory]\n"
+		"pool_enabled = false\n"
+		"compaction_enabled = true   # inline comment\n"
+		"\n"
+		"[memory_pool]\n"
+		"default_block_size = 4096\n"
+		"blocks_per_chunk = 128\n"
+		"max_chunks = 1_000\n"
+		"[object_pool]\n"
+		"max_objects = 50\n"
+		"auto_shrink = false\n"
+		"[leak_detection]\n"
+		"threshold_seconds = 60\n"
+		"unwinder = \"frame-pointer\"\n"
+		"report_signal = \"SIGUSR2\"\n"
+		"report_dir = \"/var/tmp # not a comment\"\n"
+		"[compaction]\n"
+		"fragmentation_threshold = 0.45\n"
+		"compact_interval_seconds = 5\n");
+	ck_assert_int_eq(load_capture(&c, f, GWMEM_CONFIG_NO_ENV, err, sizeof(err)), 0);
+	ck_assert_str_eq(err, "");
+	ck_assert(!c.memory.pool_enabled);
+	ck_assert_uint_eq(c.memory_pool.default_block_size, 4096);
+	ck_assert_uint_eq(c.memory_pool.blocks_per_chunk, 128);
+	ck_assert_uint_eq(c.memory_pool.max_chunks, 1000);
+	ck_assert_uint_eq(c.object_pool.max_objects, 50);
+	ck_assert(!c.object_pool.auto_shrink);
+	ck_assert_uint_eq(c.leak_detection.threshold_seconds, 60);
+	ck_assert_int_eq(c.leak_detection.unwinder, GWMEM_UNWIND_FRAME_POINTER);
+	ck_assert_int_eq(c.leak_detection.report_signal, SIGUSR2);
+	ck_assert_str_eq(c.leak_detection.report_dir, "/var/tmp # not a comment");
+	ck_assert(c.compaction.fragmentation_threshold > 0.449 && c.compaction.fragmentation_threshold < 0.451);
+	ck_assert_uint_eq(c.compaction.compact_interval_seconds, 5);
+	unlink(f);
+}
+END_TEST
+
+START_TEST(test_bad_keys_keep_defaults)
+{
+	struct gwmem_config c;
+	char err[4096];
+	const char *f = write_file(
+		"[memory_pool]\n"                /* 1 */
+		"max_chunk = 5\n"                /* 2: unknown key */
+		"max_chunks = -3\n"              /* 3: not an integer */
+		"blocks_per_chunk = 100000000\n" /* 4: out of range */
+		"[memory]\n"                     /* 5 */
+		"pool_enabled = maybe\n"         /* 6: not a boolean */
+		"[nonsense]\n"                   /* 7 */
+		"x = 1\n"                        /* 8: unknown section */
+		"this line is garbage\n"         /* 9: syntax */
+		"[compaction]\n"                 /* 10 */
+		"fragmentation_threshold = 1.5\n"/* 11: out of range */
+		"[leak_detection]\n"             /* 12 */
+		"unwinder = \"magic\"\n"         /* 13 */
+		"report_signal = SIGKILL\n"      /* 14 */
+		"report_dir = relative/path\n"); /* 15 */
+	int n = load_capture(&c, f, GWMEM_CONFIG_NO_ENV, err, sizeof(err));
+	ck_assert_int_eq(n, 10);
+	struct gwmem_config d;
+	gwmem_config_defaults(&d);
+	ck_assert_int_eq(memcmp(&c, &d, sizeof(c)), 0);
+	/* one line each, naming file, line and key */
+	char want[256];
+	snprintf(want, sizeof(want), "gwmem: %s:2: unknown key 'max_chunk' in [memory_pool]", f);
+	ck_assert_msg(strstr(err, want), "missing '%s' in:\n%s", want, err);
+	snprintf(want, sizeof(want), "gwmem: %s:3: 'max_chunks': expected an integer", f);
+	ck_assert_msg(strstr(err, want), "missing '%s' in:\n%s", want, err);
+	snprintf(want, sizeof(want), "gwmem: %s:4: 'blocks_per_chunk': 100000000 is out of range", f);
+	ck_assert_msg(strstr(err, want), "missing '%s' in:\n%s", want, err);
+	snprintf(want, sizeof(want), "gwmem: %s:6: 'pool_enabled': expected true or false", f);
+	ck_assert_msg(strstr(err, want), "missing '%s' in:\n%s", want, err);
+	snprintf(want, sizeof(want), "gwmem: %s:8: unknown key 'x' in unknown section [nonsense]", f);
+	ck_assert_msg(strstr(err, want), "missing '%s' in:\n%s", want, err);
+	snprintf(want, sizeof(want), "gwmem: %s:9: syntax error", f);
+	ck_assert_msg(strstr(err, want), "missing '%s' in:\n%s", want, err);
+	snprintf(want, sizeof(want), "gwmem: %s:11: 'fragmentation_threshold'", f);
+	ck_assert_msg(strstr(err, want), "missing '%s' in:\n%s", want, err);
+	snprintf(want, sizeof(want), "gwmem: %s:14: 'report_signal'", f);
+	ck_assert_msg(strstr(err, want), "missing '%s' in:\n%s", want, err);
+	int lines = 0;
+	for (const char *p = err; *p; p++)
+		lines += *p == '\n';
+	ck_assert_int_eq(lines, 10);
+	unlink(f);
+}
+END_TEST
+
+START_TEST(test_unreadable_files)
+{
+	struct gwmem_config c, d;
+	char err[1024];
+	gwmem_config_defaults(&d);
+
+	/* a directory */
+	ck_assert_int_eq(load_capture(&c, "/tmp", GWMEM_CONFIG_NO_ENV, err, sizeof(err)), 1);
+	ck_assert_ptr_nonnull(strstr(err, "gwmem: /tmp: is a directory"));
+	ck_assert_int_eq(memcmp(&c, &d, sizeof(c)), 0);
+
+	/* a missing file that was asked for */
+	ck_assert_int_eq(load_capture(&c, "/nonexistent/gwmem.toml", GWMEM_CONFIG_NO_ENV, err, sizeof(err)), 1);
+	ck_assert_ptr_nonnull(strstr(err, "no such file"));
+
+	/* a huge file */
+	strcpy(path, "/tmp/gwmem-test-config.XXXXXX");
+	int fd = mkstemp(path);
+	char block[4096];
+	memset(block, '#', sizeof(block));
+	for (int i = 0; i < 40; i++)
+		ck_assert_int_eq(write(fd, block, sizeof(block)), (ssize_t)sizeof(block));
+	close(fd);
+	ck_assert_int_eq(load_capture(&c, path, GWMEM_CONFIG_NO_ENV, err, sizeof(err)), 1);
+	ck_assert_ptr_nonnull(strstr(err, "larger than"));
+	ck_assert_int_eq(memcmp(&c, &d, sizeof(c)), 0);
+	unlink(path);
+
+	/* binary garbage and an over-long line never crash */
+	strcpy(path, "/tmp/gwmem-test-config.XXXXXX");
+	fd = mkstemp(path);
+	for (int i = 0; i < (int)sizeof(block); i++)
+		block[i] = (char)(i * 7 + 3);
+	ck_assert_int_eq(write(fd, block, sizeof(block)), (ssize_t)sizeof(block));
+	close(fd);
+	ck_assert_int_ge(load_capture(&c, path, GWMEM_CONFIG_NO_ENV | GWMEM_CONFIG_QUIET, err, sizeof(err)), 1);
+	ck_assert_str_eq(err, "");
+	unlink(path);
+}
+END_TEST
+
+START_TEST(test_env_overrides)
+{
+	struct gwmem_config c;
+	char err[1024];
+	const char *f = write_file("[memory_pool]\nmax_chunks = 7\n");
+	setenv("GWMEM_CONFIG", f, 1);
+	setenv("GWMEM_MEMORY_POOL_MAX_CHUNKS", "50", 1);
+	setenv("GWMEM_LEAK_DETECTION_THRESHOLD_SECONDS", "60", 1);
+	setenv("GWMEM_MEMORY_LEAK_DETECTION_ENABLED", "false", 1);
+	setenv("GWMEM_COMPACTION_AUTO_COMPACT", "bogus", 1);
+	setenv("GWMEM_STATS", "1", 1);
+	int n = load_capture(&c, NULL, 0, err, sizeof(err));
+	ck_assert_int_eq(n, 1);
+	ck_assert_ptr_nonnull(strstr(err, "gwmem: environment: GWMEM_COMPACTION_AUTO_COMPACT: expected true or false"));
+	ck_assert_uint_eq(c.memory_pool.max_chunks, 50);
+	ck_assert_uint_eq(c.leak_detection.threshold_seconds, 60);
+	ck_assert(!c.memory.leak_detection_enabled);
+	ck_assert(c.compaction.auto_compact);
+	ck_assert(c.memory.stats_on_exit);
+	/* with NO_ENV the file named by the caller is read and the environment ignored */
+	ck_assert_int_eq(load_capture(&c, f, GWMEM_CONFIG_NO_ENV, err, sizeof(err)), 0);
+	ck_assert_uint_eq(c.memory_pool.max_chunks, 7);
+	ck_assert(c.memory.leak_detection_enabled);
+	unlink(f);
+}
+END_TEST
+
+START_TEST(test_signal_names)
+{
+	ck_assert_int_eq(gw_config_parse_signal("off"), 0);
+	ck_assert_int_eq(gw_config_parse_signal("SIGUSR1"), SIGUSR1);
+	ck_assert_int_eq(gw_config_parse_signal("USR2"), SIGUSR2);
+	ck_assert_int_eq(gw_config_parse_signal("12"), 12);
+	ck_assert_int_eq(gw_config_parse_signal("SIGSEGV"), -1);
+	ck_assert_int_eq(gw_config_parse_signal("9"), -1);
+	ck_assert_int_eq(gw_config_parse_signal("RTMIN+2"), SIGRTMIN + 2);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("config");
+	TCase *tc = tcase_create("file");
+	tcase_add_test(tc, test_defaults);
+	tcase_add_test(tc, test_good_file);
+	tcase_add_test(tc, test_bad_keys_keep_defaults);
+	tcase_add_test(tc, test_unreadable_files);
+	tcase_add_test(tc, test_signal_names);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("env");
+	tcase_add_test(tc, test_env_overrides);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
