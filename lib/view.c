@@ -1,0 +1,495 @@
+/*
+ * view.c - validation and consistent reading of a shared-memory segment.
+ *
+ * Owns: opening a segment file safely (no symlinks, regular files only),
+ * checking the layout bounds, the seqlocked snapshot of records and the
+ * module map, and reading stack entries.  Leaves grouping and printing to
+ * report.c and symbolization to its callers.
+ *
+ * Every bound is checked on the private header copy in struct gw_view, with
+ * overflow-checked arithmetic; the shared bytes are only read at offsets
+ * derived from that copy.  The writer may still scribble on the records and
+ * stacks while we read them: values can be wrong, never out of bounds.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "view.h"
+
+#define SNAPSHOT_RETRIES        2000u
+#define SNAPSHOT_SPINS          64u
+
+const char *gw_view_strerror(int err)
+{
+	switch (err) {
+	case GW_VIEW_OK: return "success";
+	case GW_VIEW_ERR_NOENT: return "no such segment";
+	case GW_VIEW_ERR_ACCESS: return "permission denied";
+	case GW_VIEW_ERR_VERSION: return "segment layout version mismatch";
+	case GW_VIEW_ERR_CORRUPT: return "corrupt segment";
+	case GW_VIEW_ERR_BUSY: return "segment busy";
+	case GW_VIEW_ERR_NOMEM: return "out of memory";
+	default: return "I/O error";
+	}
+}
+
+/* off + n * elem <= size, without overflow. */
+static bool range_ok(uint64_t off, uint64_t n, uint64_t elem, uint64_t size)
+{
+	uint64_t len, end;
+
+	if (__builtin_mul_overflow(n, elem, &len))
+		return false;
+	if (__builtin_add_overflow(off, len, &end))
+		return false;
+	return end <= size;
+}
+
+static bool has_nul(const char *s, size_t n)
+{
+	return memchr(s, 0, n) != NULL;
+}
+
+static int fail(struct gw_view *v, int err, const char *why)
+{
+	v->why = why;
+	return err;
+}
+
+/* Checks on the private header copy; the shared bytes are only read for the stack scan. */
+static int validate(struct gw_view *v)
+{
+	const struct gwmem_shm_header *h = &v->hdr;
+	uint64_t size = v->size;
+
+	if (size < GWMEM_SHM_HEADER_SIZE || size < sizeof(*h))
+		return fail(v, GW_VIEW_ERR_CORRUPT, "file smaller than the segment header");
+	if (h->magic != GWMEM_SHM_MAGIC)
+		return fail(v, GW_VIEW_ERR_CORRUPT, "bad magic");
+	if (h->version != GWMEM_SHM_VERSION)
+		return fail(v, GW_VIEW_ERR_VERSION, "unknown layout version");
+	if (h->header_size != GWMEM_SHM_HEADER_SIZE)
+		return fail(v, GW_VIEW_ERR_CORRUPT, "bad header size");
+	if (h->segment_size != size)
+		return fail(v, GW_VIEW_ERR_CORRUPT, "segment size does not match the file size");
+	if (h->state == GWMEM_SHM_STATE_STARTING)
+		return fail(v, GW_VIEW_ERR_BUSY, "segment is being initialised");
+	if (h->state > GWMEM_SHM_STATE_EXITED)
+		return fail(v, GW_VIEW_ERR_CORRUPT, "bad state");
+	if (h->pointer_bits != 32 && h->pointer_bits != 64)
+		return fail(v, GW_VIEW_ERR_CORRUPT, "bad pointer size");
+	if (h->nclasses > GWMEM_SHM_MAX_CLASSES)
+		return fail(v, GW_VIEW_ERR_CORRUPT, "too many size classes");
+	if (!has_nul(h->cmdline, sizeof(h->cmdline)) || !has_nul(h->exe, sizeof(h->exe)))
+		return fail(v, GW_VIEW_ERR_CORRUPT, "unterminated command line or executable path");
+	for (unsigned i = 0; i < GWMEM_SHM_TAG_MAX; i++)
+		if (!has_nul(h->tag_names[i], sizeof(h->tag_names[i])))
+			return fail(v, GW_VIEW_ERR_CORRUPT, "unterminated pool tag name");
+
+	/* module map */
+	if (h->modules_count > h->modules_capacity)
+		return fail(v, GW_VIEW_ERR_CORRUPT, "module count exceeds capacity");
+	if (h->modules_capacity &&
+	    (h->modules_offset < GWMEM_SHM_HEADER_SIZE || h->modules_offset % 8 ||
+	     !range_ok(h->modules_offset, h->modules_capacity, sizeof(struct gwmem_shm_module), size)))
+		return fail(v, GW_VIEW_ERR_CORRUPT, "module map out of bounds");
+
+	/* stack table */
+	if (h->stack_capacity) {
+		if (!GW_IS_POW2(h->stack_capacity))
+			return fail(v, GW_VIEW_ERR_CORRUPT, "stack capacity not a power of two");
+		if (h->max_frames == 0 || h->max_frames > GWMEM_SHM_MAX_FRAMES)
+			return fail(v, GW_VIEW_ERR_CORRUPT, "bad max_frames");
+		if (h->stack_stride % 8 ||
+		    h->stack_stride < sizeof(struct gwmem_shm_stack) + 8u * h->max_frames)
+			return fail(v, GW_VIEW_ERR_CORRUPT, "bad stack stride");
+		if (h->stacks_offset < GWMEM_SHM_HEADER_SIZE || h->stacks_offset % 8 ||
+		    !range_ok(h->stacks_offset, h->stack_capacity, h->stack_stride, size))
+			return fail(v, GW_VIEW_ERR_CORRUPT, "stack table out of bounds");
+	}
+
+	/* allocation table */
+	if (h->nstripes) {
+		if (!GW_IS_POW2(h->nstripes) || !GW_IS_POW2(h->slots_per_stripe))
+			return fail(v, GW_VIEW_ERR_CORRUPT, "stripe geometry not a power of two");
+		if (h->stripes_offset < GWMEM_SHM_HEADER_SIZE || h->stripes_offset % 8 ||
+		    !range_ok(h->stripes_offset, h->nstripes, sizeof(struct gwmem_shm_stripe), size))
+			return fail(v, GW_VIEW_ERR_CORRUPT, "stripe heads out of bounds");
+		uint64_t nrec;
+		if (__builtin_mul_overflow((uint64_t)h->nstripes, (uint64_t)h->slots_per_stripe, &nrec))
+			return fail(v, GW_VIEW_ERR_CORRUPT, "record count overflows");
+		if (h->records_offset < GWMEM_SHM_HEADER_SIZE || h->records_offset % 8 ||
+		    !range_ok(h->records_offset, nrec, sizeof(struct gwmem_shm_record), size))
+			return fail(v, GW_VIEW_ERR_CORRUPT, "records out of bounds");
+	}
+
+	/* published stack entries: depth within max_frames */
+	for (uint32_t i = 0; i < h->stack_capacity; i++) {
+		const struct gwmem_shm_stack *e = (const void *)(v->base + h->stacks_offset +
+								  (uint64_t)i * h->stack_stride);
+		if (__atomic_load_n(&e->hash, __ATOMIC_ACQUIRE) == 0)
+			continue;
+		if (__atomic_load_n(&e->depth, __ATOMIC_RELAXED) > h->max_frames)
+			return fail(v, GW_VIEW_ERR_CORRUPT, "stack depth exceeds max_frames");
+	}
+	v->why = NULL;
+	return GW_VIEW_OK;
+}
+
+static void copy_header(struct gw_view *v)
+{
+	memcpy(&v->hdr, v->base, sizeof(v->hdr));
+}
+
+int gw_view_from_memory(struct gw_view *v, const void *base, size_t size)
+{
+	memset(v, 0, sizeof(*v));
+	v->base = base;
+	v->size = size;
+	if (!base || size < GWMEM_SHM_HEADER_SIZE || size < sizeof(v->hdr))
+		return fail(v, GW_VIEW_ERR_CORRUPT, "segment smaller than its header");
+	copy_header(v);
+	return validate(v);
+}
+
+int gw_view_open(struct gw_view *v, const char *path)
+{
+	struct stat st;
+	int err;
+	int fd;
+
+	memset(v, 0, sizeof(*v));
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		switch (errno) {
+		case ENOENT:
+		case ENOTDIR:
+			return fail(v, GW_VIEW_ERR_NOENT, "no such file");
+		case EACCES:
+		case EPERM:
+			return fail(v, GW_VIEW_ERR_ACCESS, "cannot open the file");
+		case ELOOP:
+			return fail(v, GW_VIEW_ERR_CORRUPT, "is a symbolic link");
+		default:
+			return fail(v, GW_VIEW_ERR_IO, "cannot open the file");
+		}
+	}
+	if (fstat(fd, &st) < 0) {
+		err = fail(v, GW_VIEW_ERR_IO, "fstat failed");
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		err = fail(v, GW_VIEW_ERR_CORRUPT, "not a regular file");
+		goto out;
+	}
+	if ((uint64_t)st.st_size < GWMEM_SHM_HEADER_SIZE || (uint64_t)st.st_size > SIZE_MAX / 2) {
+		err = fail(v, GW_VIEW_ERR_CORRUPT, "file too small (truncated segment)");
+		goto out;
+	}
+	v->size = (size_t)st.st_size;
+	void *p = mmap(NULL, v->size, PROT_READ, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		err = fail(v, errno == ENOMEM ? GW_VIEW_ERR_NOMEM : GW_VIEW_ERR_IO, "mmap failed");
+		goto out;
+	}
+	v->base = p;
+	v->mapped = true;
+	copy_header(v);
+	err = validate(v);
+	if (err) {
+		const char *why = v->why;
+		gw_view_close(v);
+		v->why = why;
+	}
+out:
+	close(fd);
+	return err;
+}
+
+void gw_view_close(struct gw_view *v)
+{
+	if (v->mapped && v->base)
+		munmap((void *)v->base, v->size);
+	v->base = NULL;
+	v->size = 0;
+	v->mapped = false;
+}
+
+int gw_view_refresh(struct gw_view *v)
+{
+	struct gwmem_shm_header old = v->hdr;
+	const struct gwmem_shm_header *h = &v->hdr;
+
+	copy_header(v);
+	if (h->magic != old.magic || h->version != old.version || h->segment_size != old.segment_size ||
+	    h->modules_offset != old.modules_offset || h->modules_capacity != old.modules_capacity ||
+	    h->stacks_offset != old.stacks_offset || h->stack_capacity != old.stack_capacity ||
+	    h->stack_stride != old.stack_stride || h->max_frames != old.max_frames ||
+	    h->stripes_offset != old.stripes_offset || h->records_offset != old.records_offset ||
+	    h->nstripes != old.nstripes || h->slots_per_stripe != old.slots_per_stripe) {
+		v->hdr = old;
+		return fail(v, GW_VIEW_ERR_CORRUPT, "segment geometry changed");
+	}
+	if (h->modules_count > h->modules_capacity || h->nclasses > GWMEM_SHM_MAX_CLASSES ||
+	    h->state > GWMEM_SHM_STATE_EXITED ||
+	    !has_nul(h->cmdline, sizeof(h->cmdline)) || !has_nul(h->exe, sizeof(h->exe))) {
+		v->hdr = old;
+		return fail(v, GW_VIEW_ERR_CORRUPT, "header fields out of range");
+	}
+	for (unsigned i = 0; i < GWMEM_SHM_TAG_MAX; i++)
+		if (!has_nul(h->tag_names[i], sizeof(h->tag_names[i]))) {
+			v->hdr = old;
+			return fail(v, GW_VIEW_ERR_CORRUPT, "unterminated pool tag name");
+		}
+	return GW_VIEW_OK;
+}
+
+/* --- records ------------------------------------------------------------ */
+
+static void backoff(unsigned attempt)
+{
+	if (attempt < SNAPSHOT_SPINS) {
+#if defined(__x86_64__) || defined(__i386__)
+		__builtin_ia32_pause();
+#endif
+		return;
+	}
+	if (attempt < 4 * SNAPSHOT_SPINS) {
+		sched_yield();
+		return;
+	}
+	struct timespec ts = { 0, 100000 };   /* 0.1 ms */
+	nanosleep(&ts, NULL);
+}
+
+int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
+		     struct gw_view_snap_stats *st)
+{
+	const struct gwmem_shm_header *h = &v->hdr;
+	struct gw_view_snap_stats local = { 0 };
+	size_t scratch_size;
+	struct gwmem_shm_record *scratch;
+	int err = GW_VIEW_OK;
+
+	if (!st)
+		st = &local;
+	memset(st, 0, sizeof(*st));
+	if (h->nstripes == 0)
+		return GW_VIEW_OK;
+	scratch_size = (size_t)h->slots_per_stripe * sizeof(struct gwmem_shm_record);
+	scratch = mmap(NULL, scratch_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (scratch == MAP_FAILED)
+		return GW_VIEW_ERR_NOMEM;
+
+	const struct gwmem_shm_stripe *stripes = (const void *)(v->base + h->stripes_offset);
+	const struct gwmem_shm_record *records = (const void *)(v->base + h->records_offset);
+
+	for (uint32_t s = 0; s < h->nstripes && !err; s++) {
+		const struct gwmem_shm_stripe *sh = &stripes[s];
+		const struct gwmem_shm_record *src = records + (uint64_t)s * h->slots_per_stripe;
+		bool done = false, mismatch = false;
+		uint32_t count = 0;
+		uint64_t bytes = 0;
+
+		for (unsigned attempt = 0; attempt < SNAPSHOT_RETRIES && !done; attempt++) {
+			if (attempt) {
+				st->retries++;
+				backoff(attempt);
+			}
+			uint32_t s1 = __atomic_load_n(&sh->seq, __ATOMIC_ACQUIRE);
+			if (s1 & 1u)
+				continue;
+			count = __atomic_load_n(&sh->count, __ATOMIC_RELAXED);
+			bytes = __atomic_load_n(&sh->bytes, __ATOMIC_RELAXED);
+			memcpy(scratch, src, scratch_size);
+			__atomic_thread_fence(__ATOMIC_ACQUIRE);
+			uint32_t s2 = __atomic_load_n(&sh->seq, __ATOMIC_RELAXED);
+			if (s1 != s2)
+				continue;
+
+			uint64_t n = 0, sum = 0;
+			bool bad_stack = false;
+			for (uint32_t i = 0; i < h->slots_per_stripe; i++) {
+				if (!scratch[i].ptr)
+					continue;
+				n++;
+				sum += scratch[i].size;
+				if (scratch[i].stack_id > h->stack_capacity)
+					bad_stack = true;
+			}
+			if (n != count || sum != bytes) {
+				mismatch = true;
+				continue;
+			}
+			if (bad_stack) {
+				err = GW_VIEW_ERR_CORRUPT;
+				break;
+			}
+			mismatch = false;
+			done = true;
+		}
+		if (err)
+			break;
+		if (!done) {
+			err = mismatch ? GW_VIEW_ERR_CORRUPT : GW_VIEW_ERR_BUSY;
+			break;
+		}
+		st->records += count;
+		st->bytes += bytes;
+		if (fn) {
+			int r = fn(ctx, s, scratch, h->slots_per_stripe, count, bytes);
+			if (r) {
+				err = r;
+				break;
+			}
+		}
+	}
+	munmap(scratch, scratch_size);
+	return err;
+}
+
+/* --- stacks and modules ------------------------------------------------- */
+
+int gw_view_stack(const struct gw_view *v, uint32_t id, uint64_t *frames, unsigned cap)
+{
+	const struct gwmem_shm_header *h = &v->hdr;
+
+	if (id == 0)
+		return 0;
+	if (id > h->stack_capacity)
+		return GW_VIEW_ERR_CORRUPT;
+	const struct gwmem_shm_stack *e = (const void *)(v->base + h->stacks_offset +
+							  (uint64_t)(id - 1) * h->stack_stride);
+	if (__atomic_load_n(&e->hash, __ATOMIC_ACQUIRE) == 0)
+		return 0;
+	uint32_t depth = __atomic_load_n(&e->depth, __ATOMIC_RELAXED);
+	if (depth > h->max_frames)
+		return GW_VIEW_ERR_CORRUPT;
+	if (depth > cap)
+		depth = cap;
+	for (uint32_t i = 0; i < depth; i++)
+		frames[i] = __atomic_load_n(&e->frames[i], __ATOMIC_RELAXED);
+	return (int)depth;
+}
+
+static const struct gwmem_shm_module *module_at(const struct gw_view *v, uint32_t i)
+{
+	return (const void *)(v->base + v->hdr.modules_offset + (uint64_t)i * sizeof(struct gwmem_shm_module));
+}
+
+/* Seqlocked read of the live module count; capped by the validated capacity. */
+static bool modules_begin(const struct gw_view *v, uint32_t *seq, uint32_t *count)
+{
+	const struct gwmem_shm_header *live = gw_view_live_header(v);
+
+	*seq = __atomic_load_n(&live->modules_seq, __ATOMIC_ACQUIRE);
+	if (*seq & 1u)
+		return false;
+	*count = __atomic_load_n(&live->modules_count, __ATOMIC_RELAXED);
+	if (*count > v->hdr.modules_capacity)
+		*count = v->hdr.modules_capacity;
+	return true;
+}
+
+static bool modules_end(const struct gw_view *v, uint32_t seq)
+{
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return __atomic_load_n(&gw_view_live_header(v)->modules_seq, __ATOMIC_RELAXED) == seq;
+}
+
+int gw_view_modules(const struct gw_view *v, struct gwmem_shm_module *out, unsigned cap)
+{
+	for (unsigned attempt = 0; attempt < 100; attempt++) {
+		uint32_t seq, count;
+
+		if (attempt)
+			sched_yield();
+		if (!modules_begin(v, &seq, &count))
+			continue;
+		if (count > cap)
+			count = cap;
+		for (uint32_t i = 0; i < count; i++) {
+			memcpy(&out[i], module_at(v, i), sizeof(out[i]));
+			out[i].path[GWMEM_SHM_PATH_MAX - 1] = '\0';
+			if (out[i].build_id_len > sizeof(out[i].build_id))
+				out[i].build_id_len = 0;
+		}
+		if (modules_end(v, seq))
+			return (int)count;
+	}
+	return GW_VIEW_ERR_BUSY;
+}
+
+bool gw_view_module_find(const struct gw_view *v, uint64_t addr, struct gwmem_shm_module *out)
+{
+	for (unsigned attempt = 0; attempt < 100; attempt++) {
+		uint32_t seq, count;
+		bool found = false;
+
+		if (attempt)
+			sched_yield();
+		if (!modules_begin(v, &seq, &count))
+			continue;
+		for (uint32_t i = 0; i < count && !found; i++) {
+			const struct gwmem_shm_module *m = module_at(v, i);
+			uint64_t start = __atomic_load_n(&m->start, __ATOMIC_RELAXED);
+			uint64_t end = __atomic_load_n(&m->end, __ATOMIC_RELAXED);
+			if (addr >= start && addr < end) {
+				memcpy(out, m, sizeof(*out));
+				out->path[GWMEM_SHM_PATH_MAX - 1] = '\0';
+				if (out->build_id_len > sizeof(out->build_id))
+					out->build_id_len = 0;
+				found = true;
+			}
+		}
+		if (modules_end(v, seq))
+			return found;
+	}
+	return false;
+}
+
+/* --- misc --------------------------------------------------------------- */
+
+uint64_t gw_view_now_ds(const struct gw_view *v)
+{
+	const struct gwmem_shm_header *h = &v->hdr;
+	uint64_t now;
+
+	if (h->flags & GW_VIEW_FLAG_SNAPSHOT) {
+		now = h->heartbeat_monotonic_ns;
+	} else {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	}
+	if (now < h->start_monotonic_ns)
+		return 0;
+	return (now - h->start_monotonic_ns) / 100000000u;
+}
+
+void gw_view_command(const struct gw_view *v, char *dst, size_t cap)
+{
+	const char *src = v->hdr.cmdline;
+	size_t n = sizeof(v->hdr.cmdline);
+	size_t end = 0, o = 0;
+
+	if (!cap)
+		return;
+	/* the last non-NUL byte ends the command; NULs before it separate argv */
+	for (size_t i = 0; i < n; i++)
+		if (src[i])
+			end = i + 1;
+	for (size_t i = 0; i < end && o + 1 < cap; i++) {
+		unsigned char c = (unsigned char)src[i];
+		dst[o++] = (c == 0) ? ' ' : (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+	}
+	dst[o] = '\0';
+}

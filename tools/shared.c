@@ -1,0 +1,284 @@
+/*
+ * shared.c - segment lookup, error reporting and small parsers shared by the
+ * gwmem subcommands.  The segment is untrusted: everything that reads it goes
+ * through lib/view.c.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "os.h"
+#include "shared.h"
+
+const char *shm_dir(const char *opt)
+{
+	const char *e;
+
+	if (opt && *opt)
+		return opt;
+	e = getenv("GWMEM_SHM_DIR");
+	if (e && *e)
+		return e;
+	return GWMEM_DEFAULT_SHM_DIR;
+}
+
+bool parse_u64(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (!s || !*s)
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return false;
+		if (v > (UINT64_MAX - 9) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	*out = v;
+	return true;
+}
+
+bool parse_seconds_ds(const char *s, uint64_t *out)
+{
+	char whole[32];
+	const char *dot = strchr(s, '.');
+	uint64_t w, frac = 0;
+	size_t n = dot ? (size_t)(dot - s) : strlen(s);
+
+	if (n == 0 || n >= sizeof(whole))
+		return false;
+	memcpy(whole, s, n);
+	whole[n] = '\0';
+	if (!parse_u64(whole, &w) || w > UINT32_MAX)
+		return false;
+	if (dot) {
+		if (!(dot[1] >= '0' && dot[1] <= '9'))
+			return false;
+		frac = (uint64_t)(dot[1] - '0');
+		for (const char *p = dot + 2; *p; p++)
+			if (*p < '0' || *p > '9')
+				return false;
+	}
+	*out = w * 10 + frac;
+	return true;
+}
+
+bool parse_segment_name(const char *name, pid_t *pid, uint64_t *starttime)
+{
+	size_t plen = strlen(GWMEM_SHM_PREFIX);
+	char buf[64];
+	uint64_t p, st;
+
+	if (strncmp(name, GWMEM_SHM_PREFIX, plen) != 0)
+		return false;
+	name += plen;
+	const char *dot = strchr(name, '.');
+	if (!dot || (size_t)(dot - name) >= sizeof(buf))
+		return false;
+	memcpy(buf, name, (size_t)(dot - name));
+	buf[dot - name] = '\0';
+	if (!parse_u64(buf, &p) || p == 0 || p > INT32_MAX || !parse_u64(dot + 1, &st))
+		return false;
+	*pid = (pid_t)p;
+	*starttime = st;
+	return true;
+}
+
+bool proc_alive(pid_t pid, uint64_t starttime)
+{
+	if (pid <= 0)
+		return false;
+	if (kill(pid, 0) < 0 && errno != EPERM)
+		return false;
+	if (!starttime)
+		return true;
+	return gw_os_proc_starttime(pid) == starttime;
+}
+
+const char *segment_state(const struct gw_view *v)
+{
+	const struct gwmem_shm_header *h = &v->hdr;
+
+	switch (h->state) {
+	case GWMEM_SHM_STATE_STARTING:
+		return "starting";
+	case GWMEM_SHM_STATE_EXITED:
+		return "exited";
+	default:
+		return proc_alive((pid_t)h->pid, h->proc_starttime) ? "running" : "crashed";
+	}
+}
+
+void stripe_totals(const struct gw_view *v, uint64_t *count, uint64_t *bytes, uint64_t *inserted)
+{
+	const struct gwmem_shm_header *h = &v->hdr;
+	const struct gwmem_shm_stripe *s = (const void *)(v->base + h->stripes_offset);
+
+	*count = *bytes = 0;
+	if (inserted)
+		*inserted = 0;
+	for (uint32_t i = 0; i < h->nstripes; i++) {
+		*count += __atomic_load_n(&s[i].count, __ATOMIC_RELAXED);
+		*bytes += __atomic_load_n(&s[i].bytes, __ATOMIC_RELAXED);
+		if (inserted)
+			*inserted += __atomic_load_n(&s[i].inserted, __ATOMIC_RELAXED);
+	}
+}
+
+int view_fail(const char *cmd, const char *what, int err, const struct gw_view *v)
+{
+	const char *why = v && v->why ? v->why : NULL;
+
+	if (err == GW_VIEW_ERR_VERSION && v)
+		fprintf(stderr, "gwmem %s: %s: %s (segment has version %u, this gwmem reads version %u)\n",
+			cmd, what, gw_view_strerror(err), v->hdr.version, GWMEM_SHM_VERSION);
+	else if (why)
+		fprintf(stderr, "gwmem %s: %s: %s: %s\n", cmd, what, gw_view_strerror(err), why);
+	else
+		fprintf(stderr, "gwmem %s: %s: %s\n", cmd, what, gw_view_strerror(err));
+	switch (err) {
+	case GW_VIEW_ERR_NOENT: return EXIT_NOENT;
+	case GW_VIEW_ERR_ACCESS: return EXIT_ACCESS;
+	case GW_VIEW_ERR_VERSION: return EXIT_VERSION;
+	case GW_VIEW_ERR_CORRUPT: return EXIT_CORRUPT;
+	case GW_VIEW_ERR_BUSY: return EXIT_BUSY;
+	default: return EXIT_ERROR;
+	}
+}
+
+static bool all_digits(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return false;
+	return true;
+}
+
+/* Newest gwmem.<pid>.* in dir, preferring the one of the running process. */
+static int find_segment(const char *cmd, const char *dir, pid_t pid, char *path, size_t cap)
+{
+	uint64_t live_st = proc_alive(pid, 0) ? gw_os_proc_starttime(pid) : 0;
+	uint64_t best = 0;
+	bool found = false, exact = false;
+	char name[256];
+	DIR *d = opendir(dir);
+
+	if (!d) {
+		fprintf(stderr, "gwmem %s: cannot read segment directory %s: %s\n", cmd, dir, strerror(errno));
+		return errno == EACCES ? EXIT_ACCESS : EXIT_NOENT;
+	}
+	for (struct dirent *e; (e = readdir(d));) {
+		pid_t p;
+		uint64_t st;
+		if (!parse_segment_name(e->d_name, &p, &st) || p != pid)
+			continue;
+		if (exact)
+			continue;
+		if (live_st && st == live_st) {
+			exact = true;
+		} else if (found && st < best) {
+			continue;
+		}
+		best = st;
+		found = true;
+		snprintf(name, sizeof(name), "%s", e->d_name);
+	}
+	closedir(d);
+	if (!found) {
+		if (proc_alive(pid, 0))
+			fprintf(stderr, "gwmem %s: process %d has no gwmem segment in %s "
+				"(was it started with LD_PRELOAD=libgwmem-preload.so?)\n", cmd, (int)pid, dir);
+		else
+			fprintf(stderr, "gwmem %s: no such process %d and no segment for it in %s\n",
+				cmd, (int)pid, dir);
+		return EXIT_NOENT;
+	}
+	snprintf(path, cap, "%s/%s", dir, name);
+	return 0;
+}
+
+int target_open(const char *cmd, const char *arg, const char *dir, struct target *t)
+{
+	int err;
+
+	memset(t, 0, sizeof(*t));
+	if (all_digits(arg)) {
+		uint64_t pid;
+		if (!parse_u64(arg, &pid) || pid == 0 || pid > INT32_MAX) {
+			fprintf(stderr, "gwmem %s: invalid pid '%s'\n", cmd, arg);
+			return EXIT_USAGE;
+		}
+		err = find_segment(cmd, dir, (pid_t)pid, t->path, sizeof(t->path));
+		if (err)
+			return err;
+	} else {
+		snprintf(t->path, sizeof(t->path), "%s", arg);
+	}
+	err = gw_view_open(&t->view, t->path);
+	if (err)
+		return view_fail(cmd, t->path, err, &t->view);
+	t->snapshot = (t->view.hdr.flags & GW_VIEW_FLAG_SNAPSHOT) != 0;
+	t->live = !t->snapshot && t->view.hdr.state != GWMEM_SHM_STATE_EXITED &&
+		  proc_alive((pid_t)t->view.hdr.pid, t->view.hdr.proc_starttime);
+	return 0;
+}
+
+void target_close(struct target *t)
+{
+	gw_view_close(&t->view);
+}
+
+int print_help(const struct cmd *c)
+{
+	fputs(c->help, stdout);
+	return 0;
+}
+
+int usage_error(const struct cmd *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "gwmem %s: ", c->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'gwmem %s --help'.\n", c->name);
+	return EXIT_USAGE;
+}
+
+void json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+void command_name(const struct gw_view *v, char *dst, size_t cap)
+{
+	const char *argv0 = v->hdr.cmdline;   /* NUL-terminated: validated */
+	const char *slash = strrchr(argv0, '/');
+	const char *name = slash ? slash + 1 : argv0;
+
+	if (!*name) {
+		slash = strrchr(v->hdr.exe, '/');
+		name = slash ? slash + 1 : v->hdr.exe;
+	}
+	snprintf(dst, cap, "%s", name);
+}
