@@ -122,6 +122,485 @@ GWMEM_EXPORT int gwmem_config_load(struct gwmem_config *cfg, const char *path, u
 
 /* GWMEM_API_BEGIN: pools, objects, rc and the compacting heap follow. */
 
+/* ------------------------------------------------------------------------ */
+/* Fixed-block pool                                                         */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * A pool of equal-sized blocks carved from chunks.  The pool reserves the
+ * address space of max_chunks chunks at creation and commits a chunk when it
+ * is first needed, so a block pointer is mapped to its chunk and index by a
+ * range check and a division: a free of a pointer that is not a live block
+ * (foreign, interior, already free) is detected in O(1), refused and counted.
+ * Block memory comes from mmap, never from malloc.
+ */
+struct gwmem_fixpool;
+
+/** gwmem_fixpool_options.flags */
+#define GWMEM_FIXPOOL_THREADSAFE  (1u << 0) /**< safe to use from several threads (lock-striped free lists) */
+#define GWMEM_FIXPOOL_ZERO        (1u << 1) /**< blocks are zeroed when handed out */
+#define GWMEM_FIXPOOL_QUIET       (1u << 2) /**< do not log the first misuse on stderr */
+#define GWMEM_FIXPOOL_CONFIG      (1u << 3) /**< zero blocks_per_chunk / max_chunks come from gwmem_config_load() */
+
+/** Parameters of gwmem_fixpool_create().  Zero fields take the defaults. */
+struct gwmem_fixpool_options {
+	size_t block_size;        /**< bytes per block (required, > 0) */
+	size_t blocks_per_chunk;  /**< blocks per chunk; 0 = 256 (or [memory_pool] blocks_per_chunk) */
+	size_t max_chunks;        /**< chunks at most; 0 = 100 (or [memory_pool] max_chunks) */
+	size_t alignment;         /**< power of two; 0 = 16, or less for blocks smaller than 16 */
+	unsigned flags;           /**< GWMEM_FIXPOOL_* */
+	const char *name;         /**< shown in leak reports ("fixpool:<name>"); may be NULL */
+};
+
+/** Counters of a fixed-block pool (gwmem_fixpool_stats()). */
+struct gwmem_fixpool_stats {
+	uint64_t total_allocated;  /**< successful allocations since creation */
+	uint64_t total_freed;      /**< successful frees since creation */
+	uint64_t active_blocks;    /**< blocks handed out and not yet freed */
+	uint64_t free_blocks;      /**< blocks of committed chunks that are not handed out */
+	uint64_t total_chunks;     /**< committed chunks */
+	double chunk_utilization;  /**< active_blocks / (total_chunks * blocks_per_chunk); 0 with no chunk */
+	uint64_t failed_allocs;    /**< allocations refused because max_chunks was reached */
+	uint64_t invalid_frees;    /**< foreign + interior + double frees refused */
+	uint64_t foreign_frees;    /**< pointer outside the pool's chunks */
+	uint64_t interior_frees;   /**< pointer inside a chunk but not at a block start */
+	uint64_t double_frees;     /**< block already free */
+	size_t block_size;         /**< requested block size */
+	size_t block_stride;       /**< distance between blocks (block size rounded to the alignment) */
+	size_t blocks_per_chunk;   /**< as created */
+	size_t max_chunks;         /**< as created */
+};
+
+/**
+ * Create a fixed-block pool.
+ * @param opts parameters; opts->block_size must be > 0
+ * @return the pool, or NULL with errno EINVAL (bad parameter) or ENOMEM
+ */
+GWMEM_EXPORT struct gwmem_fixpool *gwmem_fixpool_create(const struct gwmem_fixpool_options *opts);
+
+/**
+ * Destroy a pool and unmap all its chunks, live blocks included.
+ * @param pool the pool, or NULL (no-op)
+ */
+GWMEM_EXPORT void gwmem_fixpool_destroy(struct gwmem_fixpool *pool);
+
+/**
+ * Take one block.
+ * @param pool the pool
+ * @return a block of block_size bytes aligned to the pool's alignment, or
+ *         NULL with errno ENOMEM when max_chunks chunks are all in use
+ */
+GWMEM_EXPORT void *gwmem_fixpool_alloc(struct gwmem_fixpool *pool);
+
+/**
+ * Give a block back.
+ * @param pool the pool the block came from
+ * @param p    the block (NULL is accepted and ignored)
+ * @return 0; -EINVAL if @p p is not a block of this pool (foreign or
+ *         interior pointer); -EALREADY if the block is already free.  A
+ *         refused free is counted in the statistics and leaves the pool intact.
+ */
+GWMEM_EXPORT int gwmem_fixpool_free(struct gwmem_fixpool *pool, void *p);
+
+/**
+ * Tell whether @p p is a block currently handed out by @p pool, in O(1).
+ * @return true for a live block start, false otherwise
+ */
+GWMEM_EXPORT bool gwmem_fixpool_owns(const struct gwmem_fixpool *pool, const void *p);
+
+/**
+ * Read the pool's counters.
+ * @param pool the pool
+ * @param out  filled in
+ * @return 0, or -EINVAL if an argument is NULL
+ */
+GWMEM_EXPORT int gwmem_fixpool_stats(const struct gwmem_fixpool *pool, struct gwmem_fixpool_stats *out);
+
+/* ------------------------------------------------------------------------ */
+/* Object pool                                                              */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * A thread-safe pool of initialised objects.  An object is built once with
+ * init(), handed out by get(), optionally reset() when put back, and kept
+ * idle for the next get() as long as fewer than max_objects are idle;
+ * otherwise (and when the pool shrinks) it is destroy()ed and its memory
+ * released.  Objects live in a fixed-block pool of the pool's own.
+ */
+struct gwmem_objpool;
+
+/** Builds a new object; returns 0, or a negative errno to fail the get. */
+typedef int (*gwmem_obj_init_fn)(void *obj, void *arg);
+/** Resets or destroys an object. */
+typedef void (*gwmem_obj_fn)(void *obj, void *arg);
+
+/** Parameters of gwmem_objpool_create(); fill with gwmem_objpool_options_init(). */
+struct gwmem_objpool_options {
+	size_t object_size;        /**< bytes per object (required, > 0) */
+	size_t alignment;          /**< power of two; 0 = 16 */
+	size_t max_objects;        /**< idle objects kept at most ([object_pool] max_objects) */
+	size_t capacity;           /**< objects alive at once (in use + idle) at most; 0 = 65536 */
+	size_t shrink_window;      /**< get/put operations per auto-shrink window; 0 = 1024 */
+	bool reset_on_return;      /**< call reset() when an object is put back ([object_pool] reset_on_return) */
+	bool auto_shrink;          /**< release idle objects above recent peak use ([object_pool] auto_shrink) */
+	gwmem_obj_init_fn init;    /**< optional constructor; the object is zeroed before it */
+	gwmem_obj_fn reset;        /**< optional, called on put when reset_on_return */
+	gwmem_obj_fn destroy;      /**< optional destructor, called before the memory is released */
+	void *arg;                 /**< passed to the callbacks */
+	const char *name;          /**< shown in leak reports ("objpool:<name>"); may be NULL */
+};
+
+/** Counters of an object pool. */
+struct gwmem_objpool_stats {
+	uint64_t gets;             /**< successful gets */
+	uint64_t puts;             /**< successful puts */
+	uint64_t hits;             /**< gets served from an idle object */
+	uint64_t created;          /**< objects built (init called) */
+	uint64_t destroyed;        /**< objects released (destroy called) */
+	uint64_t invalid_puts;     /**< puts refused (foreign pointer, object not in use) */
+	uint64_t in_use;           /**< objects handed out now */
+	uint64_t idle;             /**< objects kept for reuse now */
+	uint64_t peak_in_use;      /**< highest in_use since creation */
+};
+
+/**
+ * Fill @p opts with defaults for objects of @p object_size bytes, taking
+ * max_objects, reset_on_return and auto_shrink from @p cfg.
+ * @param opts        filled in (callbacks NULL)
+ * @param object_size bytes per object
+ * @param cfg         configuration to read, or NULL to load it with
+ *                    gwmem_config_load(NULL, NULL, GWMEM_CONFIG_QUIET)
+ */
+GWMEM_EXPORT void gwmem_objpool_options_init(struct gwmem_objpool_options *opts, size_t object_size,
+					     const struct gwmem_config *cfg);
+
+/**
+ * Create an object pool.  No object is built until the first get.
+ * @param opts parameters (copied)
+ * @return the pool, or NULL with errno EINVAL or ENOMEM
+ */
+GWMEM_EXPORT struct gwmem_objpool *gwmem_objpool_create(const struct gwmem_objpool_options *opts);
+
+/**
+ * Destroy the pool: idle objects are destroyed; objects still in use are
+ * released without their destroy callback (their memory goes away).
+ * @param pool the pool, or NULL
+ */
+GWMEM_EXPORT void gwmem_objpool_destroy(struct gwmem_objpool *pool);
+
+/**
+ * Get an object: an idle one if there is one, else a new one.
+ * @return the object, or NULL with errno ENOMEM (capacity reached) or the
+ *         error init() returned
+ */
+GWMEM_EXPORT void *gwmem_objpool_get(struct gwmem_objpool *pool);
+
+/**
+ * Put an object back.
+ * @return 0; -EINVAL if @p obj is not an object of this pool; -EALREADY if
+ *         it is not in use (put twice).  Refused puts are counted.
+ */
+GWMEM_EXPORT int gwmem_objpool_put(struct gwmem_objpool *pool, void *obj);
+
+/**
+ * Number of idle objects kept for reuse.
+ */
+GWMEM_EXPORT size_t gwmem_objpool_size(struct gwmem_objpool *pool);
+
+/**
+ * Release idle objects until at most @p keep remain.
+ * @return the number of objects released
+ */
+GWMEM_EXPORT size_t gwmem_objpool_shrink(struct gwmem_objpool *pool, size_t keep);
+
+/**
+ * Read the pool's counters.
+ * @return 0, or -EINVAL if an argument is NULL
+ */
+GWMEM_EXPORT int gwmem_objpool_stats(struct gwmem_objpool *pool, struct gwmem_objpool_stats *out);
+
+/**
+ * An object held from a pool; gwmem_pooled_release() puts it back.  With
+ * GCC or Clang, declare it GWMEM_POOLED to put it back at the end of the
+ * enclosing scope.
+ */
+struct gwmem_pooled {
+	struct gwmem_objpool *pool; /**< pool the object came from */
+	void *obj;                  /**< the object; NULL once released or taken */
+};
+
+/**
+ * Get an object into @p h.
+ * @return 0, or the negative errno of gwmem_objpool_get()
+ */
+GWMEM_EXPORT int gwmem_pooled_get(struct gwmem_objpool *pool, struct gwmem_pooled *h);
+
+/**
+ * Put the held object back, if any; safe to call twice.
+ */
+GWMEM_EXPORT void gwmem_pooled_release(struct gwmem_pooled *h);
+
+/**
+ * Keep the object: it will not be put back by gwmem_pooled_release().
+ * @return the object (the caller now owns the put)
+ */
+GWMEM_EXPORT void *gwmem_pooled_take(struct gwmem_pooled *h);
+
+#if defined(__GNUC__) && !defined(__cplusplus)
+/** Declares a struct gwmem_pooled that puts its object back when it goes out of scope. */
+#define GWMEM_POOLED __attribute__((cleanup(gwmem_pooled_release))) struct gwmem_pooled
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Reference counting, weak references, weak cache, rc pool                 */
+/* ------------------------------------------------------------------------ */
+
+/** Runs once, when the last strong reference of an rc object goes. */
+typedef void (*gwmem_rc_dtor_fn)(void *obj, void *arg);
+
+/** A weak reference: does not keep the object alive, can be upgraded. */
+struct gwmem_rc_weak;
+
+/**
+ * Create a reference-counted object of @p size bytes, zeroed, with one
+ * strong reference.  Memory comes from internal mmap-backed size-class pools.
+ * @param size bytes of payload
+ * @param dtor called exactly once with (obj, arg) when the count reaches zero; may be NULL
+ * @param arg  passed to @p dtor
+ * @return the object, or NULL with errno ENOMEM
+ */
+GWMEM_EXPORT void *gwmem_rc_new(size_t size, gwmem_rc_dtor_fn dtor, void *arg);
+
+/**
+ * Take one more strong reference.
+ * @return @p obj, or NULL with errno EINVAL if it is not a live rc object
+ */
+GWMEM_EXPORT void *gwmem_rc_ref(void *obj);
+
+/**
+ * Drop one strong reference; the last one runs the destructor.  The memory
+ * is released when no weak reference is left either.
+ * @return 1 if this call destroyed the object, 0 if it still lives,
+ *         -EINVAL if @p obj is not a live rc object (e.g. unref after death)
+ */
+GWMEM_EXPORT int gwmem_rc_unref(void *obj);
+
+/**
+ * Current number of strong references (0 if @p obj is not a live rc object).
+ */
+GWMEM_EXPORT uint32_t gwmem_rc_count(const void *obj);
+
+/**
+ * Create a weak reference to a live object.
+ * @return the weak reference, or NULL with errno EINVAL
+ */
+GWMEM_EXPORT struct gwmem_rc_weak *gwmem_rc_weak_new(void *obj);
+
+/**
+ * Get a strong reference from a weak one.
+ * @return the object with one more strong reference (drop it with
+ *         gwmem_rc_unref()), or NULL with errno ENOENT once the object died
+ */
+GWMEM_EXPORT void *gwmem_rc_weak_upgrade(struct gwmem_rc_weak *w);
+
+/**
+ * Tell whether the object behind @p w still lives (racy by nature).
+ */
+GWMEM_EXPORT bool gwmem_rc_weak_alive(const struct gwmem_rc_weak *w);
+
+/**
+ * Drop a weak reference.
+ * @param w the weak reference, or NULL
+ */
+GWMEM_EXPORT void gwmem_rc_weak_release(struct gwmem_rc_weak *w);
+
+/**
+ * A thread-safe map from byte-string keys to weak references: it never keeps
+ * a value alive.  A lookup returns a strong reference or nothing.  Entries
+ * whose object died are removed lazily (when a lookup or insert meets them)
+ * and by gwmem_weakcache_purge().
+ */
+struct gwmem_weakcache;
+
+/**
+ * Create a weak cache.
+ * @param buckets number of hash buckets (rounded up to a power of two; 0 = 256);
+ *        the table does not grow, chains do
+ * @return the cache, or NULL with errno ENOMEM
+ */
+GWMEM_EXPORT struct gwmem_weakcache *gwmem_weakcache_create(size_t buckets);
+
+/**
+ * Destroy a cache, dropping its weak references (the objects are not touched).
+ */
+GWMEM_EXPORT void gwmem_weakcache_destroy(struct gwmem_weakcache *wc);
+
+/**
+ * Map @p key to a weak reference to the rc object @p obj, replacing any entry.
+ * @return 0, -EINVAL (bad key or object) or -ENOMEM
+ */
+GWMEM_EXPORT int gwmem_weakcache_insert(struct gwmem_weakcache *wc, const void *key, size_t keylen,
+					void *obj);
+
+/**
+ * Look @p key up.
+ * @return a strong reference (drop it with gwmem_rc_unref()), or NULL with
+ *         errno ENOENT if there is no entry or its object died (the dead
+ *         entry is then removed)
+ */
+GWMEM_EXPORT void *gwmem_weakcache_get(struct gwmem_weakcache *wc, const void *key, size_t keylen);
+
+/**
+ * Remove @p key.
+ * @return 0, or -ENOENT
+ */
+GWMEM_EXPORT int gwmem_weakcache_remove(struct gwmem_weakcache *wc, const void *key, size_t keylen);
+
+/**
+ * Remove every entry whose object died.
+ * @return the number of entries removed
+ */
+GWMEM_EXPORT size_t gwmem_weakcache_purge(struct gwmem_weakcache *wc);
+
+/**
+ * Number of entries, dead ones not yet purged included.
+ */
+GWMEM_EXPORT size_t gwmem_weakcache_size(struct gwmem_weakcache *wc);
+
+/**
+ * A pool of rc objects: when an object's last reference (strong and weak)
+ * goes, it is put back into an object pool (reset() applied) instead of
+ * being freed, and the next gwmem_rcpool_get() reuses it.
+ */
+struct gwmem_rcpool;
+
+/**
+ * Create an rc pool; @p opts describes the payload (object_size, callbacks,
+ * max_objects...) exactly as for gwmem_objpool_create().
+ * @return the pool, or NULL with errno EINVAL or ENOMEM
+ */
+GWMEM_EXPORT struct gwmem_rcpool *gwmem_rcpool_create(const struct gwmem_objpool_options *opts);
+
+/**
+ * Destroy an rc pool.  Every object must have been released.
+ */
+GWMEM_EXPORT void gwmem_rcpool_destroy(struct gwmem_rcpool *rp);
+
+/**
+ * Get an rc object with one strong reference; use gwmem_rc_ref(),
+ * gwmem_rc_unref() and weak references on it like on any rc object.
+ * @return the object, or NULL with errno set as gwmem_objpool_get()
+ */
+GWMEM_EXPORT void *gwmem_rcpool_get(struct gwmem_rcpool *rp);
+
+/**
+ * Read the counters of the rc pool's object pool.
+ * @return 0, or -EINVAL
+ */
+GWMEM_EXPORT int gwmem_rcpool_stats(struct gwmem_rcpool *rp, struct gwmem_objpool_stats *out);
+
+/* ------------------------------------------------------------------------ */
+/* Compacting heap                                                          */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * A heap over one fixed arena that hands out handles instead of addresses,
+ * so it can move blocks to merge free space.  gwmem_heap_pin() turns a
+ * handle into a pointer that stays valid until gwmem_heap_unpin(); only
+ * unpinned blocks move.  A handle carries a generation: a freed or stale
+ * handle is detected and refused, never dereferenced.  Thread-safe (one
+ * lock per heap).
+ */
+struct gwmem_heap;
+
+/** A heap block handle: table index and generation; 0 is never a valid handle. */
+typedef uint64_t gwmem_handle_t;
+#define GWMEM_HANDLE_NULL ((gwmem_handle_t)0)
+
+/** gwmem_heap_options.flags */
+#define GWMEM_HEAP_CONFIG       (1u << 0) /**< fragmentation_threshold and auto_compact from gwmem_config_load() */
+#define GWMEM_HEAP_NO_AUTO_COMPACT (1u << 1) /**< never compact inside gwmem_heap_alloc() */
+
+/** Parameters of gwmem_heap_create(). */
+struct gwmem_heap_options {
+	void *memory;                   /**< arena provided by the caller, or NULL to map one */
+	size_t size;                    /**< arena bytes (required) */
+	size_t max_handles;             /**< live blocks at most; 0 = size / 64 */
+	double fragmentation_threshold; /**< compact on a failed alloc above this; 0 = 0.3 */
+	unsigned flags;                 /**< GWMEM_HEAP_* */
+	const char *name;               /**< shown in leak reports ("heap:<name>"); may be NULL */
+};
+
+/** State of a heap (gwmem_heap_info()).  Sizes include block headers. */
+struct gwmem_heap_info {
+	size_t total_size;        /**< arena bytes managed */
+	size_t used_memory;       /**< bytes in allocated blocks */
+	size_t free_memory;       /**< bytes in free blocks */
+	double fragmentation;     /**< 1 - largest free block / free_memory (0 when nothing is free) */
+	size_t used_regions;      /**< allocated blocks */
+	size_t free_blocks;       /**< free blocks */
+	size_t largest_free;      /**< bytes of the largest free block */
+	size_t pinned;            /**< blocks pinned now */
+	uint64_t compactions;     /**< compactions run */
+	uint64_t bytes_moved;     /**< bytes moved by compaction */
+	uint64_t stale_handles;   /**< calls refused for a stale, freed or foreign handle */
+};
+
+/**
+ * Create a heap.
+ * @return the heap, or NULL with errno EINVAL or ENOMEM
+ */
+GWMEM_EXPORT struct gwmem_heap *gwmem_heap_create(const struct gwmem_heap_options *opts);
+
+/**
+ * Destroy a heap; a caller-provided arena is left to the caller.
+ */
+GWMEM_EXPORT void gwmem_heap_destroy(struct gwmem_heap *heap);
+
+/**
+ * Allocate @p size bytes.  When no free block fits and fragmentation is
+ * above the threshold, compacts and retries.
+ * @return a handle, or GWMEM_HANDLE_NULL with errno ENOMEM (or EINVAL for size 0)
+ */
+GWMEM_EXPORT gwmem_handle_t gwmem_heap_alloc(struct gwmem_heap *heap, size_t size);
+
+/**
+ * Free a block.
+ * @return 0; -ESTALE for a freed or invalid handle; -EBUSY if the block is pinned
+ */
+GWMEM_EXPORT int gwmem_heap_free(struct gwmem_heap *heap, gwmem_handle_t h);
+
+/**
+ * Pin a block and get its address, valid until the matching unpin.  Pins nest.
+ * @return the block's first byte (aligned to 16), or NULL with errno ESTALE
+ */
+GWMEM_EXPORT void *gwmem_heap_pin(struct gwmem_heap *heap, gwmem_handle_t h);
+
+/**
+ * Undo one gwmem_heap_pin().
+ * @return 0; -ESTALE for a bad handle; -EINVAL if the block is not pinned
+ */
+GWMEM_EXPORT int gwmem_heap_unpin(struct gwmem_heap *heap, gwmem_handle_t h);
+
+/**
+ * Size requested for a block.
+ * @return the size, or 0 with errno ESTALE
+ */
+GWMEM_EXPORT size_t gwmem_heap_size(struct gwmem_heap *heap, gwmem_handle_t h);
+
+/**
+ * Compact now: slide unpinned blocks towards the start of the arena so free
+ * space merges; pinned blocks stay where they are.
+ * @return the number of blocks moved, or -EINVAL
+ */
+GWMEM_EXPORT int gwmem_heap_compact(struct gwmem_heap *heap);
+
+/**
+ * Read the heap's state.
+ * @return 0, or -EINVAL
+ */
+GWMEM_EXPORT int gwmem_heap_info(struct gwmem_heap *heap, struct gwmem_heap_info *out);
+
 #ifdef __cplusplus
 }
 #endif

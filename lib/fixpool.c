@@ -1,0 +1,591 @@
+/*
+ * fixpool.c - fixed-block pools of the public API (gwmem_fixpool_*).
+ *
+ * Definitions:
+ *  - block: block_size bytes, placed every 'stride' bytes (block_size rounded
+ *    up to the alignment, at least one pointer: a free block holds the link
+ *    of its free list in its first word).
+ *  - chunk: blocks_per_chunk blocks, contiguous.  Chunk c starts at
+ *    base + (c << span_shift); the span is a power of two, so the chunk of a
+ *    pointer is one shift and its block one multiply (a reciprocal).
+ *  - reservation: max_chunks spans of address space, reserved PROT_NONE at
+ *    creation; a chunk is committed when first needed and blocks are carved
+ *    from it lazily, in batches.
+ *  - bitmap: one bit per block, set while the block is handed out.  With the
+ *    range check it makes every free O(1) and exact: foreign, interior and
+ *    double frees are refused and counted, the free lists never see them.
+ *  - stripe: a free list with its own lock.  Thread-safe pools have
+ *    GW_FIXPOOL_STRIPES of them, one per thread (threads are spread round
+ *    robin), so the fast path takes an uncontended lock; a thread whose
+ *    stripe runs dry carves new blocks or steals another stripe's list.
+ *    Single-threaded pools use stripe 0 without locking.
+ *
+ * Leaves to others: object lifetimes (objpool.c), leak tracking (the preload
+ * library, reached through lib/hook.h).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+
+#include "gwmem.h"
+#include "fixpool.h"
+#include "fmt.h"
+#include "hook.h"
+#include "internal.h"
+#include "os.h"
+
+#define GW_FIXPOOL_STRIPES 16
+#define GW_FIXPOOL_BATCH   32
+
+struct stripe {
+	struct gw_spin lock;
+	void *head;
+	uint64_t nalloc;
+	uint64_t nfreed;
+} GW_ALIGNED(GW_CACHELINE);
+
+struct gwmem_fixpool {
+	uint8_t *base;            /* first chunk, aligned to 'alignment' */
+	void *map;                /* reservation as mapped */
+	size_t map_size;
+	size_t block_size;
+	size_t stride;
+	size_t alignment;
+	size_t bpc;               /* blocks per chunk */
+	size_t max_chunks;
+	size_t chunk_bytes;       /* stride * bpc */
+	size_t commit_bytes;      /* chunk_bytes rounded up to pages */
+	unsigned span_shift;
+	unsigned stride_shift;    /* when stride is a power of two, else 0 */
+	uint64_t recip;           /* 2^64 / stride, rounded up (fast division) */
+	uint64_t *bitmap;
+	size_t bitmap_bytes;
+	unsigned flags;
+	unsigned tag;
+	char name[32];
+
+	struct gw_spin grow;      /* carving and committing */
+	size_t nchunks;           /* committed; read with acquire */
+	size_t carve_chunk;       /* next block to carve: chunk ... */
+	size_t carve_idx;         /* ... and index in it */
+
+	uint64_t failed;
+	uint64_t foreign;
+	uint64_t interior;
+	uint64_t dbl;
+	int logged;
+
+	struct stripe st[GW_FIXPOOL_STRIPES];
+};
+
+/* --- locking and stripes ------------------------------------------------ */
+
+void gw_spin_lock_slow(struct gw_spin *l)
+{
+	unsigned spins = 0;
+
+	for (;;) {
+		if (!__atomic_load_n(&l->v, __ATOMIC_RELAXED) &&
+		    !__atomic_exchange_n(&l->v, 1, __ATOMIC_ACQUIRE))
+			return;
+		if (++spins < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+			__builtin_ia32_pause();
+#endif
+			continue;
+		}
+		spins = 0;
+		sched_yield();
+	}
+}
+
+static GW_TLS unsigned tls_stripe; /* 1 + stripe index, 0 until assigned */
+static unsigned stripe_next;
+
+static inline unsigned stripe_id(void)
+{
+	unsigned s = tls_stripe;
+
+	if (gw_unlikely(s == 0)) {
+		s = __atomic_fetch_add(&stripe_next, 1, __ATOMIC_RELAXED) % GW_FIXPOOL_STRIPES + 1;
+		tls_stripe = s;
+	}
+	return s - 1;
+}
+
+static inline bool is_ts(const struct gwmem_fixpool *fp)
+{
+	return fp->flags & GWMEM_FIXPOOL_THREADSAFE;
+}
+
+static inline struct stripe *my_stripe(struct gwmem_fixpool *fp)
+{
+	return is_ts(fp) ? &fp->st[stripe_id()] : &fp->st[0];
+}
+
+static inline void slock(const struct gwmem_fixpool *fp, struct gw_spin *l)
+{
+	if (is_ts(fp))
+		gw_spin_lock(l);
+}
+
+static inline void sunlock(const struct gwmem_fixpool *fp, struct gw_spin *l)
+{
+	if (is_ts(fp))
+		gw_spin_unlock(l);
+}
+
+/* --- block <-> index ---------------------------------------------------- */
+
+enum bad_ptr { BAD_NONE, BAD_FOREIGN, BAD_INTERIOR };
+
+static inline long block_index(const struct gwmem_fixpool *fp, const void *p, enum bad_ptr *why)
+{
+	uintptr_t off = (uintptr_t)p - (uintptr_t)fp->base;
+	size_t c = off >> fp->span_shift;
+	uint32_t in, i;
+
+	if (gw_unlikely(c >= __atomic_load_n(&fp->nchunks, __ATOMIC_ACQUIRE))) {
+		*why = BAD_FOREIGN;
+		return -1;
+	}
+	in = (uint32_t)(off & (((uintptr_t)1 << fp->span_shift) - 1));
+	if (gw_unlikely(in >= fp->chunk_bytes)) {
+		*why = BAD_FOREIGN;
+		return -1;
+	}
+	if (fp->stride_shift) {
+		i = in >> fp->stride_shift;
+	} else {
+#ifdef __SIZEOF_INT128__
+		/* Lemire's fastdiv: exact for 32-bit dividends and divisors. */
+		i = (uint32_t)(((unsigned __int128)fp->recip * in) >> 64);
+#else
+		i = in / (uint32_t)fp->stride;
+#endif
+	}
+	if (gw_unlikely((size_t)i * fp->stride != in)) {
+		*why = BAD_INTERIOR;
+		return -1;
+	}
+	*why = BAD_NONE;
+	return (long)(c * fp->bpc + i);
+}
+
+long gw_fixpool_index(const struct gwmem_fixpool *fp, const void *p)
+{
+	enum bad_ptr why;
+
+	return block_index(fp, p, &why);
+}
+
+size_t gw_fixpool_capacity(const struct gwmem_fixpool *fp)
+{
+	return fp->bpc * fp->max_chunks;
+}
+
+static inline void *block_at(const struct gwmem_fixpool *fp, size_t chunk, size_t idx)
+{
+	return fp->base + (chunk << fp->span_shift) + idx * fp->stride;
+}
+
+void *gw_fixpool_block(const struct gwmem_fixpool *fp, size_t i)
+{
+	return block_at(fp, i / fp->bpc, i % fp->bpc);
+}
+
+/* Set the block's bit; returns the old value. */
+static inline bool bit_set(struct gwmem_fixpool *fp, size_t g)
+{
+	uint64_t m = (uint64_t)1 << (g & 63);
+	uint64_t *w = &fp->bitmap[g >> 6];
+
+	if (is_ts(fp))
+		return __atomic_fetch_or(w, m, __ATOMIC_RELAXED) & m;
+	bool old = *w & m;
+	*w |= m;
+	return old;
+}
+
+/* Clear the block's bit; returns the old value. */
+static inline bool bit_clear(struct gwmem_fixpool *fp, size_t g)
+{
+	uint64_t m = (uint64_t)1 << (g & 63);
+	uint64_t *w = &fp->bitmap[g >> 6];
+
+	if (is_ts(fp))
+		return __atomic_fetch_and(w, ~m, __ATOMIC_RELAXED) & m;
+	bool old = *w & m;
+	*w &= ~m;
+	return old;
+}
+
+static inline bool bit_get(const struct gwmem_fixpool *fp, size_t g)
+{
+	return __atomic_load_n(&fp->bitmap[g >> 6], __ATOMIC_RELAXED) & ((uint64_t)1 << (g & 63));
+}
+
+/* --- create / destroy --------------------------------------------------- */
+
+static unsigned log2_ceil(size_t v)
+{
+	unsigned s = 0;
+
+	while (((size_t)1 << s) < v && s < sizeof(size_t) * 8 - 1)
+		s++;
+	return s;
+}
+
+struct gwmem_fixpool *gwmem_fixpool_create(const struct gwmem_fixpool_options *opts)
+{
+	struct gwmem_fixpool *fp;
+	size_t page = gw_os_page_size();
+	size_t bpc, max_chunks, align, stride, span, nbits;
+	unsigned shift;
+
+	if (!opts || opts->block_size == 0 || opts->block_size > ((size_t)1 << 30)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	bpc = opts->blocks_per_chunk;
+	max_chunks = opts->max_chunks;
+	if ((opts->flags & GWMEM_FIXPOOL_CONFIG) && (bpc == 0 || max_chunks == 0)) {
+		struct gwmem_config cfg;
+
+		gwmem_config_load(&cfg, NULL, GWMEM_CONFIG_QUIET);
+		if (bpc == 0)
+			bpc = cfg.memory_pool.blocks_per_chunk;
+		if (max_chunks == 0)
+			max_chunks = cfg.memory_pool.max_chunks;
+	}
+	if (bpc == 0)
+		bpc = 256;
+	if (max_chunks == 0)
+		max_chunks = 100;
+
+	align = opts->alignment;
+	if (align == 0) {
+		align = 16;
+		while (align > sizeof(void *) && align / 2 >= opts->block_size)
+			align /= 2;
+	}
+	if (!GW_IS_POW2(align) || align > ((size_t)1 << 20)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	stride = opts->block_size < sizeof(void *) ? sizeof(void *) : opts->block_size;
+	stride = GW_ALIGN_UP(stride, align);
+	if (bpc > ((size_t)1 << 31) / stride) {
+		errno = EINVAL;
+		return NULL;
+	}
+
+	fp = gw_os_map(GW_ALIGN_UP(sizeof(*fp), page));
+	if (!fp) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	memset(fp, 0, sizeof(*fp));
+	fp->block_size = opts->block_size;
+	fp->stride = stride;
+	fp->alignment = align;
+	fp->bpc = bpc;
+	fp->max_chunks = max_chunks;
+	fp->chunk_bytes = stride * bpc;
+	fp->commit_bytes = GW_ALIGN_UP(fp->chunk_bytes, page);
+	span = fp->commit_bytes > align ? fp->commit_bytes : align;
+	shift = log2_ceil(span);
+	fp->span_shift = shift;
+	fp->stride_shift = GW_IS_POW2(stride) ? log2_ceil(stride) : 0;
+	fp->recip = UINT64_MAX / stride + 1;
+	fp->flags = opts->flags;
+
+	if (max_chunks > (SIZE_MAX >> 2) >> shift)
+		goto fail_inval;
+	fp->map_size = (max_chunks << shift) + (align > page ? align : 0);
+	if (fp->map_size > SIZE_MAX / 4)
+		goto fail_inval;
+	fp->map = gw_os_reserve(fp->map_size);
+	if (!fp->map)
+		goto fail_nomem;
+	fp->base = (uint8_t *)GW_ALIGN_UP((uintptr_t)fp->map, align);
+
+	nbits = bpc * max_chunks;
+	fp->bitmap_bytes = GW_ALIGN_UP((nbits + 63) / 64 * 8, page);
+	fp->bitmap = gw_os_map(fp->bitmap_bytes);
+	if (!fp->bitmap)
+		goto fail_nomem;
+
+	if (opts->name)
+		gw_snprintf(fp->name, sizeof(fp->name), "%s", opts->name);
+	if (!(fp->flags & GW_FIXPOOL_NOHOOK)) {
+		char tag[48];
+
+		gw_snprintf(tag, sizeof(tag), "fixpool:%s", fp->name[0] ? fp->name : "anon");
+		fp->tag = GW_HOOK_TAG(tag);
+	}
+	return fp;
+
+fail_inval:
+	errno = EINVAL;
+	goto fail;
+fail_nomem:
+	errno = ENOMEM;
+fail:
+	if (fp->map)
+		gw_os_unmap(fp->map, fp->map_size);
+	gw_os_unmap(fp, GW_ALIGN_UP(sizeof(*fp), page));
+	return NULL;
+}
+
+void gwmem_fixpool_destroy(struct gwmem_fixpool *fp)
+{
+	if (!fp)
+		return;
+	/* Live blocks die with the pool: tell the leak tracker. */
+	if (gwmem_hook_free && !(fp->flags & GW_FIXPOOL_NOHOOK)) {
+		size_t nwords = (fp->nchunks * fp->bpc + 63) / 64;
+
+		for (size_t w = 0; w < nwords; w++) {
+			uint64_t bits = fp->bitmap[w];
+
+			while (bits) {
+				size_t g = w * 64 + (size_t)__builtin_ctzll(bits);
+
+				bits &= bits - 1;
+				GW_HOOK_FREE(block_at(fp, g / fp->bpc, g % fp->bpc));
+			}
+		}
+	}
+	gw_os_unmap(fp->bitmap, fp->bitmap_bytes);
+	gw_os_unmap(fp->map, fp->map_size);
+	gw_os_unmap(fp, GW_ALIGN_UP(sizeof(*fp), gw_os_page_size()));
+}
+
+/* --- alloc / free ------------------------------------------------------- */
+
+/*
+ * Carve up to 'want' never-used blocks into a list; commits a chunk when
+ * the current one is used up.  Returns the number carved.  Under fp->grow.
+ */
+static size_t carve(struct gwmem_fixpool *fp, size_t want, void **head, void **tail)
+{
+	size_t n = 0;
+
+	*head = *tail = NULL;
+	while (n < want) {
+		if (fp->carve_chunk >= fp->nchunks || fp->carve_idx >= fp->bpc) {
+			size_t c = fp->nchunks;
+
+			if (fp->carve_chunk < fp->nchunks)
+				fp->carve_chunk++; /* current chunk used up */
+			if (fp->carve_chunk < c)
+				continue;
+			if (c >= fp->max_chunks)
+				break;
+			if (gw_os_commit(fp->base + (c << fp->span_shift), fp->commit_bytes) != 0)
+				break;
+			fp->carve_chunk = c;
+			fp->carve_idx = 0;
+			__atomic_store_n(&fp->nchunks, c + 1, __ATOMIC_RELEASE);
+		}
+		void *b = block_at(fp, fp->carve_chunk, fp->carve_idx++);
+
+		*(void **)b = NULL;
+		if (*tail)
+			*(void **)*tail = b;
+		else
+			*head = b;
+		*tail = b;
+		n++;
+	}
+	return n;
+}
+
+static GW_NOINLINE void *alloc_slow(struct gwmem_fixpool *fp, struct stripe *s)
+{
+	void *head, *tail, *b;
+	size_t n;
+
+	slock(fp, &fp->grow);
+	n = carve(fp, is_ts(fp) ? GW_FIXPOOL_BATCH : 1, &head, &tail);
+	sunlock(fp, &fp->grow);
+
+	if (n == 0 && is_ts(fp)) {
+		/* No room for new blocks: take another stripe's free list. */
+		for (unsigned j = 0; j < GW_FIXPOOL_STRIPES && !head; j++) {
+			struct stripe *o = &fp->st[j];
+
+			if (o == s || !__atomic_load_n(&o->head, __ATOMIC_RELAXED))
+				continue;
+			gw_spin_lock(&o->lock);
+			head = o->head;
+			o->head = NULL;
+			gw_spin_unlock(&o->lock);
+		}
+		if (head) {
+			size_t cap = gw_fixpool_capacity(fp);
+
+			tail = head;
+			for (size_t k = 0; k < cap && *(void **)tail; k++)
+				tail = *(void **)tail;
+			n = 2;
+		}
+	}
+	slock(fp, &s->lock);
+	if (n == 0) {
+		/* A free may have refilled our stripe meanwhile. */
+		b = s->head;
+		if (b) {
+			s->head = *(void **)b;
+			s->nalloc++;
+		}
+		sunlock(fp, &s->lock);
+		if (!b) {
+			__atomic_fetch_add(&fp->failed, 1, __ATOMIC_RELAXED);
+			errno = ENOMEM;
+		}
+		return b;
+	}
+	b = head;
+	if (head != tail) {
+		*(void **)tail = s->head;
+		s->head = *(void **)head;
+	}
+	s->nalloc++;
+	sunlock(fp, &s->lock);
+	return b;
+}
+
+void *gwmem_fixpool_alloc(struct gwmem_fixpool *fp)
+{
+	struct stripe *s;
+	enum bad_ptr why;
+	void *b;
+
+	if (gw_unlikely(!fp)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	s = my_stripe(fp);
+	slock(fp, &s->lock);
+	b = s->head;
+	if (gw_likely(b)) {
+		s->head = *(void **)b;
+		s->nalloc++;
+		sunlock(fp, &s->lock);
+	} else {
+		sunlock(fp, &s->lock);
+		b = alloc_slow(fp, s);
+		if (!b)
+			return NULL;
+	}
+	bit_set(fp, (size_t)block_index(fp, b, &why));
+	if (fp->flags & GWMEM_FIXPOOL_ZERO)
+		memset(b, 0, fp->block_size);
+	else
+		*(void **)b = NULL; /* do not leak the free-list link */
+	if (!(fp->flags & GW_FIXPOOL_NOHOOK))
+		GW_HOOK_ALLOC(b, fp->block_size, fp->tag);
+	return b;
+}
+
+static GW_COLD GW_NOINLINE int bad_free(struct gwmem_fixpool *fp, const void *p, enum bad_ptr why)
+{
+	const char *what;
+	uint64_t *ctr;
+	int ret;
+
+	switch (why) {
+	case BAD_FOREIGN:
+		what = "foreign pointer";
+		ctr = &fp->foreign;
+		ret = -EINVAL;
+		break;
+	case BAD_INTERIOR:
+		what = "interior pointer";
+		ctr = &fp->interior;
+		ret = -EINVAL;
+		break;
+	default:
+		what = "double free";
+		ctr = &fp->dbl;
+		ret = -EALREADY;
+		break;
+	}
+	__atomic_fetch_add(ctr, 1, __ATOMIC_RELAXED);
+	if (!(fp->flags & GWMEM_FIXPOOL_QUIET) && !__atomic_exchange_n(&fp->logged, 1, __ATOMIC_RELAXED))
+		gw_log("fixpool '%s': %s %p refused (reported once per pool)",
+		       fp->name[0] ? fp->name : "anon", what, p);
+	return ret;
+}
+
+int gwmem_fixpool_free(struct gwmem_fixpool *fp, void *p)
+{
+	struct stripe *s;
+	enum bad_ptr why;
+	long g;
+
+	if (gw_unlikely(!p))
+		return 0;
+	if (gw_unlikely(!fp))
+		return -EINVAL;
+	g = block_index(fp, p, &why);
+	if (gw_unlikely(g < 0))
+		return bad_free(fp, p, why);
+	if (gw_unlikely(!bit_clear(fp, (size_t)g)))
+		return bad_free(fp, p, BAD_NONE);
+	if (!(fp->flags & GW_FIXPOOL_NOHOOK))
+		GW_HOOK_FREE(p);
+	s = my_stripe(fp);
+	slock(fp, &s->lock);
+	*(void **)p = s->head;
+	s->head = p;
+	s->nfreed++;
+	sunlock(fp, &s->lock);
+	return 0;
+}
+
+bool gwmem_fixpool_owns(const struct gwmem_fixpool *fp, const void *p)
+{
+	enum bad_ptr why;
+	long g;
+
+	if (!fp || !p)
+		return false;
+	g = block_index(fp, p, &why);
+	return g >= 0 && bit_get(fp, (size_t)g);
+}
+
+int gwmem_fixpool_stats(const struct gwmem_fixpool *fp, struct gwmem_fixpool_stats *out)
+{
+	uint64_t na = 0, nf = 0;
+	size_t nchunks;
+
+	if (!fp || !out)
+		return -EINVAL;
+	for (unsigned i = 0; i < GW_FIXPOOL_STRIPES; i++) {
+		na += __atomic_load_n(&fp->st[i].nalloc, __ATOMIC_RELAXED);
+		nf += __atomic_load_n(&fp->st[i].nfreed, __ATOMIC_RELAXED);
+	}
+	nchunks = __atomic_load_n(&fp->nchunks, __ATOMIC_ACQUIRE);
+	memset(out, 0, sizeof(*out));
+	out->total_allocated = na;
+	out->total_freed = nf;
+	out->active_blocks = na - nf;
+	out->total_chunks = nchunks;
+	out->free_blocks = (uint64_t)nchunks * fp->bpc - out->active_blocks;
+	out->chunk_utilization = nchunks ? (double)out->active_blocks / ((double)nchunks * (double)fp->bpc) : 0.0;
+	out->failed_allocs = __atomic_load_n(&fp->failed, __ATOMIC_RELAXED);
+	out->foreign_frees = __atomic_load_n(&fp->foreign, __ATOMIC_RELAXED);
+	out->interior_frees = __atomic_load_n(&fp->interior, __ATOMIC_RELAXED);
+	out->double_frees = __atomic_load_n(&fp->dbl, __ATOMIC_RELAXED);
+	out->invalid_frees = out->foreign_frees + out->interior_frees + out->double_frees;
+	out->block_size = fp->block_size;
+	out->block_stride = fp->stride;
+	out->blocks_per_chunk = fp->bpc;
+	out->max_chunks = fp->max_chunks;
+	return 0;
+}

@@ -1,0 +1,40 @@
+/*
+ * fixpool.h - what the other API modules (objpool, rc) use of the
+ * fixed-block pool: hook-less allocation and O(1) block indexing.
+ */
+#ifndef GW_FIXPOOL_H
+#define GW_FIXPOOL_H
+
+#include <stddef.h>
+
+#include "gwmem.h"
+#include "internal.h"
+
+/* Creation flag (internal): do not report blocks to the leak-tracking hooks;
+ * the caller reports its own objects. */
+#define GW_FIXPOOL_NOHOOK (1u << 31)
+
+/* Index of live-or-free block p in [0, capacity), or -1 if p is not a block start. */
+long gw_fixpool_index(const struct gwmem_fixpool *pool, const void *p) GW_HIDDEN;
+/* Address of block index i (any state). */
+void *gw_fixpool_block(const struct gwmem_fixpool *pool, size_t i) GW_HIDDEN;
+/* Blocks the pool can hold at most (max_chunks * blocks_per_chunk). */
+size_t gw_fixpool_capacity(const struct gwmem_fixpool *pool) GW_HIDDEN;
+
+/* Spinlock used by the API modules: test-and-test-and-set, yields when contended. */
+struct gw_spin {
+	int v;
+};
+void gw_spin_lock_slow(struct gw_spin *l) GW_HIDDEN;
+static inline void gw_spin_lock(struct gw_spin *l)
+{
+	if (gw_likely(!__atomic_exchange_n(&l->v, 1, __ATOMIC_ACQUIRE)))
+		return;
+	gw_spin_lock_slow(l);
+}
+static inline void gw_spin_unlock(struct gw_spin *l)
+{
+	__atomic_store_n(&l->v, 0, __ATOMIC_RELEASE);
+}
+
+#endif /* GW_FIXPOOL_H */
