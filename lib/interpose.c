@@ -240,16 +240,20 @@ static size_t usable_size(void *p)
 /* Tracking paths out of line, so the untracked fast paths need no frame. */
 static GW_NOINLINE void *tracked(void *p, size_t n)
 {
+	int saved = errno;
 	if (p)
 		gw_track_alloc(p, n);
+	errno = saved;
 	return p;
 }
 
 static GW_NOINLINE void free_tracked(void *p)
 {
+	int saved = errno;
 	if (p)
 		gw_track_free(p);
 	free_impl(p);
+	errno = saved;
 }
 
 EXPORT void *malloc(size_t n)
@@ -269,6 +273,7 @@ EXPORT void free(void *p)
 	free_impl(p);
 }
 
+void cfree(void *p);
 EXPORT void cfree(void *p)
 {
 	free(p);
@@ -304,8 +309,8 @@ EXPORT void *calloc(size_t nmemb, size_t size)
 		p = boot_alloc(n, MIN_ALIGN);   /* static arena: zero already */
 	}
 out:
-	if (gw_unlikely(gw_track_on) && p)
-		gw_track_alloc(p, n);
+	if (gw_unlikely(gw_track_on))
+		return tracked(p, n);
 	return p;
 }
 
@@ -360,8 +365,11 @@ EXPORT void *realloc(void *old, size_t n)
 	if (!p)
 		return NULL;
 tracked:
-	if (gw_unlikely(gw_track_on))
+	if (gw_unlikely(gw_track_on)) {
+		int saved = errno;
 		gw_track_realloc(old, p, n);
+		errno = saved;
+	}
 	return p;
 }
 
@@ -379,8 +387,8 @@ EXPORT void *reallocarray(void *old, size_t nmemb, size_t size)
 static void *aligned_tracked(size_t align, size_t n)
 {
 	void *p = aligned_impl(align, n);
-	if (gw_unlikely(gw_track_on) && p)
-		gw_track_alloc(p, n);
+	if (gw_unlikely(gw_track_on))
+		return tracked(p, n);
 	return p;
 }
 
