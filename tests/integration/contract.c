@@ -160,12 +160,19 @@ static void test_errno(void)
 	errno = 0;
 	expect_enomem(pvalloc(vsize_max - 100), "pvalloc(SIZE_MAX-100)");
 
-	/* errno is left alone on success */
-	errno = 1234;
-	void *p = malloc(32);
-	CHECK(p != NULL && errno == 1234, "malloc(32) changed errno to %d", errno);
-	free(p);
-	CHECK(errno == 1234, "free changed errno to %d", errno);
+	/* errno is left alone on success (glibc does; a daemon that allocates
+	 * while reporting a failed syscall relies on it), and free never touches
+	 * it (POSIX.1-2024) */
+	static const size_t ok_sizes[] = { 32, 32, 1000, 20000, 300000 };
+	for (size_t i = 0; i < sizeof(ok_sizes) / sizeof(ok_sizes[0]); i++) {
+		errno = 1234;
+		void *p = malloc(ok_sizes[i]);
+		CHECK(p != NULL && errno == 1234, "successful malloc(%zu) changed errno to %d",
+		      ok_sizes[i], errno);
+		errno = 1234;
+		free(p);
+		CHECK(errno == 1234, "free(malloc(%zu)) changed errno to %d", ok_sizes[i], errno);
+	}
 	printf("errno: malloc/calloc/realloc/aligned_alloc/memalign/valloc/pvalloc of SIZE_MAX "
 	       "and PTRDIFF_MAX+1 give NULL + ENOMEM; success leaves errno alone\n");
 }

@@ -81,8 +81,37 @@ inspect() {
   echo "ok   $name: gwmem stats $pid ($(wc -l <"$tmp/stats.txt") lines)"
   sed 's/^/       /' "$tmp/stats.txt" | head -12
   if timeout 20 "$gwmem" stats "$pid" --json >"$tmp/stats.json" 2>/dev/null; then
-    if ! "$py" -c 'import json, sys; json.load(open(sys.argv[1]))' "$tmp/stats.json"; then
-      echo "FAIL $name: gwmem stats --json is not JSON"; head -c 300 "$tmp/stats.json"; fail=1
+    # the pools served this daemon: some class shows allocations and chunks,
+    # and the pid matches
+    if ! "$py" - "$tmp/stats.json" "$pid" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+problems = []
+if d.get("pid") != int(sys.argv[2]):
+    problems.append("pid %r" % d.get("pid"))
+classes = d.get("classes", [])
+alloc = sum(c.get("total_allocated", 0) for c in classes)
+chunks = sum(c.get("total_chunks", 0) for c in classes)
+if alloc <= 0 or chunks <= 0:
+    problems.append("pool classes show %d allocations in %d chunks" % (alloc, chunks))
+# allocations up to the largest class come from the pools: the pools' active
+# blocks account for most of what the allocation table holds
+active = sum(c.get("active_blocks", 0) for c in classes)
+live = d.get("live_count", 0)
+if live > 1000 and active < live // 2:
+    problems.append("%d active pool blocks for %d live tracked allocations" % (active, live))
+for c in classes:
+    if c.get("total_freed", 0) > c.get("total_allocated", 0):
+        problems.append("class %s freed more than allocated" % c.get("block_size"))
+        break
+print("       stats --json: %d classes, %d pool allocations, %d chunks, %d live tracked allocations"
+      % (len(classes), alloc, chunks, d.get("live_count", -1)))
+if problems:
+    print("implausible stats: " + "; ".join(problems))
+    sys.exit(1)
+PY
+    then
+      echo "FAIL $name: gwmem stats --json:"; head -c 400 "$tmp/stats.json"; echo; fail=1
     fi
   fi
   if ! timeout 30 "$gwmem" leaks "$pid" --older-than 0 --json >"$tmp/leaks.json" 2>"$tmp/leaks.err"; then
