@@ -1,0 +1,396 @@
+/* tests/unit/test-track.c: guard, recording, sampling, reports, hooks, fork, exit */
+#include "config.h"
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-omit-frame-pointer")
+#endif
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gwmem.h"
+#include "gwmem/shm_layout.h"
+#include "stacks.h"
+#include "table.h"
+#include "track.h"
+
+GWMEM_EXPORT unsigned gwmem_hook_tag(const char *name);
+GWMEM_EXPORT void gwmem_hook_alloc(void *p, size_t size, unsigned tag);
+GWMEM_EXPORT void gwmem_hook_free(void *p);
+
+static char dir[64];
+static struct gwmem_config cfg;
+
+static void config(void)
+{
+	gwmem_config_defaults(&cfg);
+	strcpy(dir, "/tmp/gwmem-test-track.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	strcpy(cfg.leak_detection.shm_dir, dir);
+	strcpy(cfg.leak_detection.report_dir, dir);
+	cfg.leak_detection.max_tracked_allocations = 10000;
+	cfg.leak_detection.max_stacks = 256;
+	cfg.leak_detection.report_signal = 0;
+}
+
+static void cleanup(void)
+{
+	char cmd[128];
+
+	gw_track_exit();
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static struct gwmem_shm_header *seg(void)
+{
+	struct gwmem_shm_header *h = gw_track_segment(NULL);
+	ck_assert_ptr_nonnull(h);
+	return h;
+}
+
+/* the record of p, copied, or ptr == 0 */
+static struct gwmem_shm_record find(uint64_t p)
+{
+	struct gwmem_shm_header *h = seg();
+	struct gwmem_shm_record *r = (void *)((char *)h + h->records_offset), none = { 0 };
+
+	for (uint64_t i = 0; i < (uint64_t)h->nstripes * h->slots_per_stripe; i++)
+		if (r[i].ptr == p)
+			return r[i];
+	return none;
+}
+
+static uint64_t live_count(void)
+{
+	struct gwmem_shm_header *h = seg();
+	struct gwmem_shm_stripe *s = (void *)((char *)h + h->stripes_offset);
+	uint64_t n = 0;
+
+	for (uint32_t i = 0; i < h->nstripes; i++)
+		n += s[i].count;
+	return n;
+}
+
+static bool stack_has(uint32_t id, uintptr_t addr)
+{
+	struct gwmem_shm_header *h = seg();
+	const struct gwmem_shm_stack *e;
+
+	if (id == 0 || id > h->stack_capacity)
+		return false;
+	e = (const void *)((char *)h + h->stacks_offset + (uint64_t)(id - 1) * h->stack_stride);
+	for (uint32_t i = 0; i < e->depth; i++)
+		if (e->frames[i] == addr)
+			return true;
+	return false;
+}
+
+START_TEST(test_track_guard)
+{
+	ck_assert(!gw_track_guarded());
+	gw_track_guard_enter();
+	ck_assert(gw_track_guarded());
+	gw_track_guard_enter();
+	gw_track_guard_leave();
+	ck_assert(gw_track_guarded());
+	gw_track_guard_leave();
+	ck_assert(!gw_track_guarded());
+}
+END_TEST
+
+static uintptr_t site_ret;
+
+static GW_NOINLINE void alloc_site(void *p, size_t n)
+{
+	site_ret = (uintptr_t)__builtin_return_address(0);
+	gw_track_alloc(p, n);
+	__asm__ __volatile__("" ::: "memory");
+}
+
+START_TEST(test_track_records)
+{
+	static char blocks[4][64];
+
+	config();
+	ck_assert_int_eq(gw_track_init(&cfg), 0);
+	ck_assert(gw_track_on);
+	struct gwmem_shm_header *h = seg();
+	ck_assert_uint_eq(h->state, GWMEM_SHM_STATE_RUNNING);
+	ck_assert_uint_gt(h->modules_count, 1);
+
+	static volatile int two = 2;   /* one call site: no unrolling */
+	for (int i = 0; i < two; i++)
+		alloc_site(blocks[i], i ? 50 : 100);
+	struct gwmem_shm_record r = find((uintptr_t)blocks[0]);
+	ck_assert_uint_eq(r.size, 100);
+	ck_assert_uint_ne(r.stack_id, 0);
+	ck_assert_uint_eq(r.tid, (uint32_t)getpid());
+	ck_assert_uint_eq(r.tag, 0);
+	ck_assert(stack_has(r.stack_id, site_ret));
+	/* same site, same stack */
+	ck_assert_uint_eq(find((uintptr_t)blocks[1]).stack_id, r.stack_id);
+	ck_assert_uint_eq(live_count(), 2);
+
+	/* inside gwmem: not recorded, counted */
+	gw_track_guard_enter();
+	gw_track_alloc(blocks[2], 10);
+	gw_track_guard_leave();
+	ck_assert_uint_eq(find((uintptr_t)blocks[2]).ptr, 0);
+	ck_assert_uint_eq(h->counters.untracked_internal, 1);
+
+	/* realloc moves the record */
+	gw_track_realloc(blocks[1], blocks[3], 70);
+	ck_assert_uint_eq(find((uintptr_t)blocks[1]).ptr, 0);
+	ck_assert_uint_eq(find((uintptr_t)blocks[3]).size, 70);
+	/* failed realloc keeps the old block; realloc(p, 0) frees it */
+	gw_track_realloc(blocks[3], NULL, 80);
+	ck_assert_uint_eq(find((uintptr_t)blocks[3]).size, 70);
+	gw_track_realloc(blocks[3], NULL, 0);
+	ck_assert_uint_eq(find((uintptr_t)blocks[3]).ptr, 0);
+
+	gw_track_free(blocks[0]);
+	gw_track_free(blocks[0]);
+	gw_track_free(NULL);
+	ck_assert_uint_eq(live_count(), 0);
+
+	char path[512];
+	strcpy(path, dir);
+	cleanup();
+	/* the segment is removed at normal exit */
+	DIR *d = opendir(path);
+	ck_assert_ptr_null(d);
+}
+END_TEST
+
+START_TEST(test_track_sampling)
+{
+	static char blocks[400][16];
+
+	config();
+	cfg.leak_detection.sample_rate = 4;
+	ck_assert_int_eq(gw_track_init(&cfg), 0);
+	for (int i = 0; i < 400; i++)
+		gw_track_alloc(blocks[i], 16);
+	ck_assert_uint_eq(live_count(), 100);
+	ck_assert_uint_eq(seg()->counters.sampled_out, 64 * (300 / 64));
+	for (int i = 0; i < 400; i++)
+		gw_track_free(blocks[i]);
+	ck_assert_uint_eq(live_count(), 0);
+	cleanup();
+}
+END_TEST
+
+START_TEST(test_track_disabled_still_has_segment)
+{
+	static char block[16];
+
+	config();
+	cfg.leak_detection.tracking_enabled = false;
+	ck_assert_int_eq(gw_track_init(&cfg), 0);
+	ck_assert(!gw_track_on);
+	ck_assert_uint_eq(seg()->nstripes, 0);
+	ck_assert(!(seg()->flags & GWMEM_SHM_FLAG_TRACKING));
+	gw_track_alloc(block, 16);
+	gw_track_free(block);
+	cleanup();
+}
+END_TEST
+
+START_TEST(test_track_no_segment_dir)
+{
+	static char block[16];
+
+	config();
+	strcpy(cfg.leak_detection.shm_dir, "/nonexistent/gwmem");
+	ck_assert_int_lt(gw_track_init(&cfg), 0);
+	ck_assert(!gw_track_on);
+	ck_assert_ptr_null(gw_track_segment(NULL));
+	gw_track_alloc(block, 16);
+	gw_track_free(block);
+	rmdir(dir);
+}
+END_TEST
+
+static int count_reports(char *first, size_t cap)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d)))
+		if (strncmp(e->d_name, "gwmem-report.", 13) == 0) {
+			if (n++ == 0 && first)
+				snprintf(first, cap, "%s/%s", dir, e->d_name);
+		}
+	closedir(d);
+	return n;
+}
+
+START_TEST(test_track_report_signal)
+{
+	static char block[16];
+	char path[512], now_path[512];
+	struct stat st;
+
+	signal(SIGUSR2, SIG_DFL);
+	config();
+	cfg.leak_detection.report_signal = SIGUSR2;
+	ck_assert_int_eq(gw_track_init(&cfg), 0);
+	gw_track_alloc(block, 16);
+	ck_assert_int_eq(raise(SIGUSR2), 0);
+	for (int i = 0; i < 500 && count_reports(path, sizeof(path)) == 0; i++)
+		usleep(10000);
+	ck_assert_int_eq(count_reports(path, sizeof(path)), 1);
+	ck_assert_int_eq(lstat(path, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0600);
+	for (int i = 0; i < 500 && st.st_size == 0; i++) {
+		usleep(10000);
+		stat(path, &st);
+	}
+	ck_assert_int_gt(st.st_size, 0);
+	/* same second: a second report gets its own name, never overwrites */
+	ck_assert_int_eq(gw_track_report_now(now_path, sizeof(now_path)), 0);
+	ck_assert_str_ne(now_path, path);
+	ck_assert_int_eq(count_reports(NULL, 0), 2);
+	for (int i = 0; i < 500 && seg()->counters.reports_written < 2; i++)
+		usleep(10000);
+	ck_assert_uint_eq(seg()->counters.reports_written, 2);
+	cleanup();
+}
+END_TEST
+
+static void user_handler(int sig)
+{
+	(void)sig;
+}
+
+START_TEST(test_track_program_handler_wins)
+{
+	struct sigaction sa;
+
+	signal(SIGUSR2, user_handler);
+	config();
+	cfg.leak_detection.report_signal = SIGUSR2;
+	ck_assert_int_eq(gw_track_init(&cfg), 0);
+	sigaction(SIGUSR2, NULL, &sa);
+	ck_assert_ptr_eq(sa.sa_handler, user_handler);
+	cleanup();
+}
+END_TEST
+
+START_TEST(test_track_hooks)
+{
+	static char block[32];
+
+	config();
+	ck_assert_int_eq(gw_track_init(&cfg), 0);
+	unsigned a = gwmem_hook_tag("sessions");
+	ck_assert_uint_eq(a, 1);
+	ck_assert_uint_eq(gwmem_hook_tag("sessions"), 1);
+	ck_assert_uint_eq(gwmem_hook_tag("frames"), 2);
+	ck_assert_str_eq(seg()->tag_names[1], "sessions");
+	ck_assert_str_eq(seg()->tag_names[0], "malloc");
+	for (int i = 0; i < 13; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "pool%d", i);
+		ck_assert_uint_eq(gwmem_hook_tag(name), 3 + (unsigned)i);
+	}
+	ck_assert_uint_eq(gwmem_hook_tag("one-too-many"), 15);
+	gwmem_hook_alloc(block, 32, a);
+	struct gwmem_shm_record r = find((uintptr_t)block);
+	ck_assert_uint_eq(r.size, 32);
+	ck_assert_uint_eq(r.tag, 1);
+	gwmem_hook_free(block);
+	ck_assert_uint_eq(find((uintptr_t)block).ptr, 0);
+	cleanup();
+}
+END_TEST
+
+START_TEST(test_track_fork)
+{
+	static char parent_block[16], child_block[16];
+	int pfd[2];
+
+	config();
+	ck_assert_int_eq(gw_track_init(&cfg), 0);
+	gw_track_alloc(parent_block, 16);
+	ck_assert_int_eq(pipe(pfd), 0);
+	gw_track_atfork_prepare();
+	pid_t pid = fork();
+	if (pid == 0) {
+		gw_track_atfork_child();
+		close(pfd[0]);
+		struct gwmem_shm_header *h = seg();
+		int ok = h->pid == (uint32_t)getpid() && (h->flags & GWMEM_SHM_FLAG_FORKED) &&
+			 find((uintptr_t)parent_block).size == 16;
+		gw_track_alloc(child_block, 24);
+		ok = ok && find((uintptr_t)child_block).size == 24 &&
+		     find((uintptr_t)child_block).tid == (uint32_t)getpid();
+		char c = ok ? 'y' : 'n';
+		ck_assert_int_eq(write(pfd[1], &c, 1), 1);
+		gw_track_exit();
+		_exit(ok ? 0 : 1);
+	}
+	gw_track_atfork_parent();
+	ck_assert_int_gt(pid, 0);
+	close(pfd[1]);
+	char c = 0;
+	ck_assert_int_eq(read(pfd[0], &c, 1), 1);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_int_eq(c, 'y');
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* the parent's table did not see the child's allocation */
+	ck_assert_uint_eq(find((uintptr_t)child_block).ptr, 0);
+	ck_assert_uint_eq(find((uintptr_t)parent_block).size, 16);
+	ck_assert_uint_eq(seg()->pid, (uint32_t)getpid());
+	/* the child removed its own segment at exit: only ours is left */
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+	while ((e = readdir(d)))
+		if (strncmp(e->d_name, "gwmem.", 6) == 0)
+			n++;
+	closedir(d);
+	ck_assert_int_eq(n, 1);
+	cleanup();
+}
+END_TEST
+
+Suite *suite_track(void)
+{
+	Suite *s = suite_create("track");
+	TCase *tc = tcase_create("track");
+	tcase_add_test(tc, test_track_guard);
+	tcase_add_test(tc, test_track_records);
+	tcase_add_test(tc, test_track_sampling);
+	tcase_add_test(tc, test_track_disabled_still_has_segment);
+	tcase_add_test(tc, test_track_no_segment_dir);
+	tcase_add_test(tc, test_track_report_signal);
+	tcase_add_test(tc, test_track_program_handler_wins);
+	tcase_add_test(tc, test_track_hooks);
+	tcase_add_test(tc, test_track_fork);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite_track());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,224 @@
+/* tests/unit/test-unwind.c: libunwind and frame-pointer capture, walk safety */
+#include "config.h"
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-omit-frame-pointer")
+#endif
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gwmem/shm_layout.h"
+#include "unwind.h"
+
+static uint64_t got[GWMEM_SHM_MAX_FRAMES];
+static unsigned ngot;
+static uintptr_t ret_c, ret_b;
+
+static GW_NOINLINE void chain_c(void)
+{
+	ret_c = (uintptr_t)__builtin_return_address(0);
+	ngot = gw_unwind_capture(got, 16, 0, NULL);
+	__asm__ __volatile__("" ::: "memory");
+}
+
+static GW_NOINLINE void chain_b(void)
+{
+	ret_b = (uintptr_t)__builtin_return_address(0);
+	chain_c();
+	__asm__ __volatile__("" ::: "memory");
+}
+
+static GW_NOINLINE void chain_a(void)
+{
+	chain_b();
+	__asm__ __volatile__("" ::: "memory");
+}
+
+static int index_of(uintptr_t a)
+{
+	for (unsigned i = 0; i < ngot; i++)
+		if (got[i] == a)
+			return (int)i;
+	return -1;
+}
+
+static void check_chain(enum gwmem_unwinder kind)
+{
+	gw_unwind_init(kind);
+	/* linked into the test program: nothing is skipped by range */
+	ck_assert_uint_eq(gw_unwind_self().lo, gw_unwind_self().hi);
+	chain_a();
+	ck_assert_uint_ge(ngot, 3);
+	int ic = index_of(ret_c), ib = index_of(ret_b);
+	ck_assert_int_ge(ic, 0);
+	ck_assert_int_eq(ib, ic + 1);
+	/* the object holding chain_c is found with its text range */
+	struct gw_range r = { 0, 0 };
+	bool is_main = false;
+	ck_assert(gw_unwind_object_text((void *)ret_c, &r, &is_main));
+	ck_assert(gw_range_has(&r, ret_c));
+	ck_assert(is_main);
+	/* 'skip' drops innermost frames */
+	uint64_t first = got[0];
+	ngot = gw_unwind_capture(got, 16, 1, NULL);
+	ck_assert_uint_ge(ngot, 1);
+	ck_assert_uint_ne(got[0], first);
+}
+
+START_TEST(test_unwind_libunwind_chain)
+{
+	check_chain(GWMEM_UNWIND_LIBUNWIND);
+}
+END_TEST
+
+START_TEST(test_unwind_fp_chain)
+{
+	check_chain(GWMEM_UNWIND_FRAME_POINTER);
+}
+END_TEST
+
+START_TEST(test_unwind_skips_self_range)
+{
+	gw_unwind_init(GWMEM_UNWIND_LIBUNWIND);
+	chain_a();
+	int ic = index_of(ret_c);
+	ck_assert_int_ge(ic, 0);
+	/* pretend everything up to chain_c's return address is gwmem's own */
+	struct gw_range self;
+	ck_assert(gw_unwind_object_text((void *)ret_c, &self, NULL));
+	gw_unwind_set_self(self);
+	chain_a();
+	/* every frame in the test program is now "ours": the first one kept is outside it */
+	ck_assert(ngot == 0 || !gw_range_has(&self, (uintptr_t)got[0]));
+	gw_unwind_set_self((struct gw_range){ 0, 0 });
+	/* an extra range (hook caller object) works the same way */
+	struct gw_range extra = self;
+	uint64_t f[16];
+	unsigned n = gw_unwind_capture(f, 16, 0, &extra);
+	ck_assert(n == 0 || !gw_range_has(&extra, (uintptr_t)f[0]));
+}
+END_TEST
+
+START_TEST(test_unwind_fp_walk_checks)
+{
+	uintptr_t stack[64] __attribute__((aligned(16)));
+	uintptr_t lo = (uintptr_t)stack, hi = (uintptr_t)(stack + 64);
+	uint64_t f[16];
+
+	memset(stack, 0, sizeof(stack));
+	/* a good chain of three frames: 0 -> 8 -> 16, then a frame pointing down */
+	stack[0] = (uintptr_t)&stack[8];
+	stack[1] = 0x401000;
+	stack[8] = (uintptr_t)&stack[16];
+	stack[9] = 0x402000;
+	stack[16] = (uintptr_t)&stack[4];
+	stack[17] = 0x403000;
+	stack[4] = (uintptr_t)&stack[0];
+	stack[5] = 0x404000;
+	ck_assert_uint_eq(gw_unwind_fp_walk((uintptr_t)&stack[0], lo, hi, f, 16), 3);
+	ck_assert_uint_eq(f[0], 0x401000);
+	ck_assert_uint_eq(f[2], 0x403000);
+	/* a frame pointing to itself stops */
+	stack[20] = (uintptr_t)&stack[20];
+	stack[21] = 0x405000;
+	ck_assert_uint_eq(gw_unwind_fp_walk((uintptr_t)&stack[20], lo, hi, f, 16), 1);
+	/* out of bounds, misaligned, null return address */
+	stack[24] = (uintptr_t)0x10;
+	stack[25] = 0x406000;
+	ck_assert_uint_eq(gw_unwind_fp_walk((uintptr_t)&stack[24], lo, hi, f, 16), 1);
+	ck_assert_uint_eq(gw_unwind_fp_walk((uintptr_t)&stack[24] + 1, lo, hi, f, 16), 0);
+	ck_assert_uint_eq(gw_unwind_fp_walk(0xdead0000, lo, hi, f, 16), 0);
+	ck_assert_uint_eq(gw_unwind_fp_walk((uintptr_t)&stack[63], lo, hi, f, 16), 0);
+	stack[30] = (uintptr_t)&stack[40];
+	stack[31] = 0;
+	ck_assert_uint_eq(gw_unwind_fp_walk((uintptr_t)&stack[30], lo, hi, f, 16), 0);
+	/* max bounds the walk */
+	ck_assert_uint_eq(gw_unwind_fp_walk((uintptr_t)&stack[0], lo, hi, f, 2), 2);
+	/* empty bounds */
+	ck_assert_uint_eq(gw_unwind_fp_walk((uintptr_t)&stack[0], hi, lo, f, 16), 0);
+}
+END_TEST
+
+START_TEST(test_unwind_thread_stack)
+{
+	uintptr_t lo, hi;
+	int local;
+
+	ck_assert(gw_unwind_thread_stack(&lo, &hi));
+	ck_assert_uint_le(lo, (uintptr_t)&local);
+	ck_assert_uint_gt(hi, (uintptr_t)&local);
+}
+END_TEST
+
+#if defined(__x86_64__)
+unsigned fp_thunk(void);
+__attribute__((noinline, optimize("omit-frame-pointer"))) unsigned fp_thunk(void)
+{
+	uint64_t f[16];
+	return gw_unwind_capture(f, 16, 0, NULL);
+}
+
+/* call the capture with rbp holding a value that is no frame at all */
+static unsigned capture_with_rbp(uintptr_t bogus)
+{
+	unsigned n;
+
+	__asm__ __volatile__(
+		"mov %%rsp, %%r12\n\t"
+		"sub $512, %%rsp\n\t"
+		"and $-16, %%rsp\n\t"
+		"mov %%rbp, %%r13\n\t"
+		"mov %1, %%rbp\n\t"
+		"call fp_thunk\n\t"
+		"mov %%r13, %%rbp\n\t"
+		"mov %%r12, %%rsp\n\t"
+		: "=a"(n)
+		: "r"(bogus)
+		: "r12", "r13", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "memory", "cc",
+		  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
+		  "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+	return n;
+}
+#endif
+
+START_TEST(test_unwind_fp_frameless_caller)
+{
+#if defined(__x86_64__)
+	uintptr_t lo, hi;
+	int local;
+
+	gw_unwind_init(GWMEM_UNWIND_FRAME_POINTER);
+	ck_assert(gw_unwind_thread_stack(&lo, &hi));
+	/* garbage, unmapped, misaligned, inside the stack but below us */
+	const uintptr_t bogus[] = { 0, 1, 0xdeadbeefcafe, 0x7fffffffe001, (uintptr_t)&local - 4096,
+				    (uintptr_t)&local + 3, hi - 8, lo };
+	for (unsigned i = 0; i < sizeof(bogus) / sizeof(bogus[0]); i++)
+		ck_assert_uint_le(capture_with_rbp(bogus[i]), 16);
+#endif
+}
+END_TEST
+
+Suite *suite_unwind(void)
+{
+	Suite *s = suite_create("unwind");
+	TCase *tc = tcase_create("unwind");
+	tcase_add_test(tc, test_unwind_libunwind_chain);
+	tcase_add_test(tc, test_unwind_fp_chain);
+	tcase_add_test(tc, test_unwind_skips_self_range);
+	tcase_add_test(tc, test_unwind_fp_walk_checks);
+	tcase_add_test(tc, test_unwind_thread_stack);
+	tcase_add_test(tc, test_unwind_fp_frameless_caller);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite_unwind());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
