@@ -350,17 +350,19 @@ static void write_stats(struct out *o, const struct gw_view *v, const struct gw_
 		(unsigned long long)c->forwarded_allocs, (unsigned long long)c->invalid_frees,
 		(unsigned long long)c->double_frees, (unsigned long long)c->mmap_failures,
 		(unsigned long long)c->reports_written);
-	if (h->nclasses) {
-		out_puts(o, "  pool classes:   size active free chunks released overflow\n");
-		for (uint32_t i = 0; i < h->nclasses && i < GWMEM_SHM_MAX_CLASSES; i++) {
-			const struct gwmem_shm_class *k = &h->classes[i];
-			if (!k->total_allocated && !k->total_chunks)
-				continue;
-			out_fmt(o, "    %llu %llu %llu %llu %llu %llu\n",
-				(unsigned long long)k->block_size, (unsigned long long)k->active_blocks,
-				(unsigned long long)k->free_blocks, (unsigned long long)k->total_chunks,
-				(unsigned long long)k->released_chunks, (unsigned long long)k->overflow);
+	bool header = false;
+	for (uint32_t i = 0; i < h->nclasses && i < GWMEM_SHM_MAX_CLASSES; i++) {
+		const struct gwmem_shm_class *k = &h->classes[i];
+		if (!k->total_allocated && !k->total_chunks)
+			continue;
+		if (!header) {
+			out_puts(o, "  pool classes:   size active free chunks released overflow\n");
+			header = true;
 		}
+		out_fmt(o, "    %llu %llu %llu %llu %llu %llu\n",
+			(unsigned long long)k->block_size, (unsigned long long)k->active_blocks,
+			(unsigned long long)k->free_blocks, (unsigned long long)k->total_chunks,
+			(unsigned long long)k->released_chunks, (unsigned long long)k->overflow);
 	}
 }
 
@@ -473,14 +475,14 @@ int gw_report_write(int fd, const struct gw_view *v, const struct gw_sites *s,
 			}
 			out_puts(&o, "]}");
 		} else if (opt->format == GW_REPORT_FOLDED) {
-			out_puts(&o, "gwmem");
 			for (int f = depth - 1; f >= 0; f--) {
 				symbolize(v, opt, frames[f], &fi);
-				out_puts(&o, ";");
 				write_frame_folded(&o, &fi);
+				if (f)
+					out_puts(&o, ";");
 			}
 			if (!depth)
-				out_puts(&o, ";[no stack]");
+				out_puts(&o, "[no_stack]");
 			out_fmt(&o, " %llu\n", (unsigned long long)site->bytes);
 		} else {
 			out_fmt(&o, "\n#%u  %llu bytes in %llu allocations, oldest ", i + 1,

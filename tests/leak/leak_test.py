@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""Leak-suite driver: runs tests/leak/leaky under the preload library and
+checks what `gwmem` reports about it.
+
+    leak_test.py GWMEM PRELOAD LEAKY TEST
+
+TEST is one of: sites, churn, sigusr1, corrupt, diff, million, commands.
+Every test works in its own temporary directory (segments and reports),
+starts its own target and stops it by pid.  Exit 0 = pass, 1 = fail,
+77 = skipped.
+"""
+import json
+import os
+import random
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+GWMEM, PRELOAD, LEAKY, TEST = sys.argv[1:5]
+TMP = tempfile.mkdtemp(prefix="gwmem-leak-")
+FAILS = []
+
+
+def check(cond, msg):
+    if not cond:
+        FAILS.append(msg)
+        print("FAIL:", msg)
+    return cond
+
+
+def target_env(extra=None):
+    env = dict(os.environ)
+    env.update({
+        "LD_PRELOAD": PRELOAD,
+        "GWMEM_CONFIG": "/nonexistent/gwmem.toml",
+        "GWMEM_LEAK_DETECTION_SHM_DIR": TMP,
+        "GWMEM_LEAK_DETECTION_REPORT_DIR": TMP,
+    })
+    env.update(extra or {})
+    return env
+
+
+def cli_env():
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    env["GWMEM_SHM_DIR"] = TMP
+    return env
+
+
+def gwmem(*args, timeout=60):
+    p = subprocess.run([GWMEM] + [str(a) for a in args], env=cli_env(),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=timeout)
+    return p
+
+
+def gwmem_json(*args):
+    p = gwmem(*args)
+    if not check(p.returncode == 0, "gwmem %s: exit %d: %s" % (" ".join(map(str, args)), p.returncode, p.stderr)):
+        return None
+    try:
+        return json.loads(p.stdout)
+    except ValueError as e:
+        check(False, "gwmem %s: bad JSON (%s): %s" % (args, e, p.stdout[:500]))
+        return None
+
+
+class Target:
+    def __init__(self, mode, *args, env=None):
+        self.p = subprocess.Popen([LEAKY, mode] + [str(a) for a in args],
+                                  env=target_env(env), stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        line = self.p.stdout.readline()
+        if not line.startswith("READY"):
+            self.stop()
+            raise SystemExit("target did not start: %r" % line)
+        self.pid = self.p.pid
+
+    def send(self, line, expect=None):
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+        if expect:
+            got = self.p.stdout.readline()
+            check(got.strip() == expect, "target answered %r, wanted %r" % (got, expect))
+
+    def stop(self):
+        try:
+            self.p.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.kill(self.p.pid, signal.SIGKILL)
+            self.p.wait()
+        return self.p.returncode
+
+
+KNOWN = ["leak_small", "leak_big", "leak_threaded", "churn_all", "cache_fill", "leak_grow",
+         "hold_a", "hold_b"]
+
+
+def by_function(doc):
+    """Sum counts and bytes per known function: the innermost known frame of each site."""
+    out = {}
+    for site in doc["sites"]:
+        for fr in site["frames"]:
+            if fr["function"] in KNOWN:
+                c, b = out.get(fr["function"], (0, 0))
+                out[fr["function"]] = (c + site["count"], b + site["bytes"])
+                break
+    return out
+
+
+def test_sites():
+    t = Target("sites")
+    try:
+        doc = gwmem_json("leaks", t.pid, "--older-than", "0", "--top", "0", "--json")
+        if doc is None:
+            return
+        check(doc["pid"] == t.pid, "pid %r != %d" % (doc["pid"], t.pid))
+        for site in doc["sites"]:
+            for k in ("count", "bytes", "oldest_age_s", "frames"):
+                check(k in site, "site lacks %s" % k)
+            for fr in site["frames"]:
+                for k in ("address", "module", "function", "file", "line"):
+                    check(k in fr, "frame lacks %s" % k)
+                check(fr["address"].startswith("0x"), "address %r" % fr["address"])
+        got = by_function(doc)
+        want = {
+            "leak_small": (10, 240),
+            "leak_big": (3, 15000),
+            "leak_threaded": (14, 1400),
+            "cache_fill": (5, 1000),
+        }
+        for fn, w in want.items():
+            check(got.get(fn) == w, "%s: got %r, want %r" % (fn, got.get(fn), w))
+        check("churn_all" not in got, "churn_all reported: %r" % (got.get("churn_all"),))
+        # the leak sites carry file:line from DWARF
+        for site in doc["sites"]:
+            f0 = site["frames"][0] if site["frames"] else None
+            if f0 and f0["function"] == "leak_small":
+                check(f0["file"].endswith("leaky.c") and f0["line"] > 0,
+                      "leak_small frame lacks file:line: %r" % f0)
+        # text and folded formats name the functions too
+        p = gwmem("leaks", t.pid, "--older-than", "0", "--top", "0")
+        check(p.returncode == 0 and "leak_threaded" in p.stdout, "text leaks: %s" % p.stderr)
+        p = gwmem("leaks", t.pid, "--older-than", "0", "--top", "0", "--format", "folded")
+        check(p.returncode == 0 and any(l.endswith(" 15000") and "leak_big" in l
+                                        for l in p.stdout.splitlines()),
+              "folded output lacks leak_big 15000")
+        # default --older-than is the threshold (300 s): nothing that young
+        doc = gwmem_json("leaks", t.pid, "--json")
+        check(doc is not None and doc["sites"] == [], "default threshold should hide fresh allocations")
+        # segment permissions
+        segs = [f for f in os.listdir(TMP) if f.startswith("gwmem.%d." % t.pid)]
+        check(len(segs) == 1, "segments: %r" % segs)
+        if segs:
+            mode = stat.S_IMODE(os.stat(os.path.join(TMP, segs[0])).st_mode)
+            check(mode == 0o600, "segment mode %o" % mode)
+    finally:
+        check(t.stop() == 0, "target exit status")
+
+
+def test_churn():
+    t = Target("churn")
+    try:
+        for i in range(20):
+            snap = os.path.join(TMP, "c%d.snap" % i)
+            p = gwmem("snapshot", t.pid, "-o", snap, "--json")
+            if not check(p.returncode == 0, "snapshot %d: exit %d %s" % (i, p.returncode, p.stderr)):
+                continue
+            meta = json.loads(p.stdout)
+            doc = gwmem_json("leaks", snap, "--older-than", "0", "--top", "0", "--json", "--no-symbols")
+            if doc is None:
+                continue
+            n = sum(s["count"] for s in doc["sites"])
+            b = sum(s["bytes"] for s in doc["sites"])
+            check(n == doc["live_count"] == meta["live_count"],
+                  "snapshot %d: sites count %d, live %d, snapshot %d" % (i, n, doc["live_count"], meta["live_count"]))
+            check(b == doc["live_bytes"] == meta["live_bytes"], "snapshot %d: bytes differ" % i)
+            # a live read must be consistent too
+            p = gwmem("stats", t.pid, "--json")
+            check(p.returncode == 0, "stats while churning: exit %d %s" % (p.returncode, p.stderr))
+    finally:
+        check(t.stop() == 0, "target exit status")
+
+
+def test_sigusr1():
+    t = Target("sites")
+    try:
+        os.kill(t.pid, signal.SIGUSR1)
+        report = None
+        for _ in range(100):
+            files = [f for f in os.listdir(TMP) if f.startswith("gwmem-report.%d." % t.pid)]
+            if files:
+                report = os.path.join(TMP, files[0])
+                text = open(report).read()
+                if "leak_threaded" in text or len(text) > 4000:
+                    break
+            time.sleep(0.05)
+        if not check(report is not None, "no report file in %s" % TMP):
+            return
+        time.sleep(0.2)
+        mode = stat.S_IMODE(os.stat(report).st_mode)
+        check(mode == 0o600, "report mode %o" % mode)
+        text = open(report).read()
+        for fn in ("leak_small", "leak_big", "leak_threaded", "cache_fill"):
+            check(fn in text, "report lacks %s" % fn)
+        check("pid %d" % t.pid in text, "report lacks the pid")
+        # the CLI's report names them too
+        p = gwmem("report", t.pid)
+        check(p.returncode == 0 and "leak_big" in p.stdout, "gwmem report: %s" % p.stderr)
+    finally:
+        check(t.stop() == 0, "target exit status")
+
+
+def run_on(path, *args):
+    p = subprocess.run([GWMEM] + list(args[:1]) + [path] + list(args[1:]), env=cli_env(),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    return p.returncode
+
+
+def test_corrupt():
+    t = Target("sites")
+    try:
+        snap = os.path.join(TMP, "good.snap")
+        p = gwmem("snapshot", t.pid, "-o", snap)
+        if not check(p.returncode == 0, "snapshot: %s" % p.stderr):
+            return
+    finally:
+        t.stop()
+    good = open(snap, "rb").read()
+    bad = os.path.join(TMP, "bad.seg")
+    cmds = [("leaks", "--older-than", "0", "--no-symbols"), ("stats",), ("report", "--no-symbols")]
+
+    def feed(data, want, what):
+        with open(bad, "wb") as f:
+            f.write(data)
+        for c in cmds:
+            rc = run_on(bad, *c)
+            check(rc >= 0, "%s: gwmem %s died of signal %d" % (what, c[0], -rc))
+            if want is not None:
+                check(rc in want, "%s: gwmem %s exit %d, want %r" % (what, c[0], rc, want))
+
+    feed(good, {0}, "intact copy")
+    def patch(off, b):
+        d = bytearray(good)
+        d[off:off + len(b)] = b
+        return bytes(d)
+    feed(patch(0, b"XXXXXXXX"), {5}, "bad magic")
+    feed(patch(8, (99).to_bytes(4, "little")), {4}, "bad version")
+    feed(good[:len(good) // 2], {5}, "truncated")
+    feed(good[:100], {5}, "truncated header")
+    feed(b"", {5}, "empty file")
+    rng = random.Random(1234)
+    for i in range(60):
+        d = bytearray(good)
+        for _ in range(rng.randint(1, 16)):
+            off = rng.randrange(0, 8192 if rng.random() < 0.8 else len(d))
+            d[off] = rng.randrange(256)
+        feed(bytes(d), None, "random mutation %d" % i)
+    rc = run_on(os.path.join(TMP, "missing.seg"), "leaks")
+    check(rc == 2, "missing file: exit %d" % rc)
+    os.symlink(snap, os.path.join(TMP, "link.seg"))
+    rc = run_on(os.path.join(TMP, "link.seg"), "leaks")
+    check(rc == 5, "symlink: exit %d" % rc)
+
+
+def test_diff():
+    t = Target("grow")
+    try:
+        a = os.path.join(TMP, "a.snap")
+        b = os.path.join(TMP, "b.snap")
+        check(gwmem("snapshot", t.pid, "-o", a).returncode == 0, "snapshot a")
+        for _ in range(3):
+            t.send("grow", "GREW")
+        check(gwmem("snapshot", t.pid, "-o", b).returncode == 0, "snapshot b")
+        doc = gwmem_json("diff", a, b, "--json")
+        if doc and check(doc["sites"], "diff shows no site"):
+            top = doc["sites"][0]
+            fns = [f["function"] for f in top["frames"]]
+            check("leak_grow" in fns, "top growing site is not leak_grow: %r" % fns)
+            check(top["bytes_delta"] == 3840 and top["count_delta"] == 30,
+                  "leak_grow delta %r/%r" % (top["bytes_delta"], top["count_delta"]))
+        p = gwmem("diff", a, b)
+        check(p.returncode == 0 and "leak_grow" in p.stdout, "text diff lacks leak_grow")
+        p = gwmem("top", t.pid, "--iterations", "2", "--interval", "0.2")
+        check(p.returncode == 0 and "gwmem top" in p.stdout, "top: %s" % p.stderr)
+    finally:
+        check(t.stop() == 0, "target exit status")
+
+
+def test_million():
+    n = 1000000
+    t = Target("million", n, env={"GWMEM_LEAK_DETECTION_MAX_TRACKED_ALLOCATIONS": "2097152"})
+    try:
+        t0 = time.monotonic()
+        doc = gwmem_json("leaks", t.pid, "--older-than", "0", "--json", "--top", "10")
+        dt = time.monotonic() - t0
+        print("gwmem leaks on %d live allocations: %.2f s" % (n, dt))
+        if doc:
+            got = by_function(doc)
+            check(got.get("hold_a", (0,))[0] == n // 2 and got.get("hold_b", (0,))[0] == n - n // 2,
+                  "million: %r" % got)
+        limit = float(os.environ.get("GWMEM_LEAKS_TIME_LIMIT", "4"))
+        check(dt < limit, "gwmem leaks took %.2f s (limit %.1f s)" % (dt, limit))
+    finally:
+        t.stop()
+
+
+def test_commands():
+    t = Target("sites")
+    try:
+        p = gwmem("ps", "--json")
+        doc = json.loads(p.stdout) if p.returncode == 0 else []
+        check(any(e["pid"] == t.pid and e["state"] == "running" for e in doc), "ps lacks the target")
+        p = gwmem("stats", t.pid, "--format", "prometheus")
+        check(p.returncode == 0 and 'gwmem_live_bytes{pid="%d"' % t.pid in p.stdout, "prometheus")
+        for c in ("ps", "stats", "leaks", "snapshot", "diff", "top", "report", "clean"):
+            p = gwmem(c, "--help")
+            check(p.returncode == 0 and "EXIT STATUS" in p.stdout and "EXAMPLES" in p.stdout,
+                  "%s --help" % c)
+        check(gwmem("leaks").returncode == 1, "missing PID is a usage error")
+        check(gwmem("leaks", "1", "--bogus").returncode == 1, "unknown option is a usage error")
+        check(gwmem("leaks", "999999999").returncode in (1, 2), "bad pid")
+        check(gwmem("--version").returncode == 0, "--version")
+    finally:
+        t.stop()
+    # after a normal exit: exited or removed; clean removes what is left of dead processes
+    fake = os.path.join(TMP, "gwmem.999999.1")
+    open(fake, "wb").close()
+    other = os.path.join(TMP, "gwmem-not-a-segment")
+    open(other, "wb").close()
+    p = gwmem("clean")
+    check(p.returncode == 0 and not os.path.exists(fake), "clean kept a dead segment")
+    check(os.path.exists(other), "clean removed a file that is not a segment")
+
+
+def main():
+    if not (os.path.exists(GWMEM) and os.path.exists(PRELOAD) and os.path.exists(LEAKY)):
+        print("missing binaries")
+        return 77
+    try:
+        globals()["test_" + TEST]()
+    finally:
+        shutil.rmtree(TMP, ignore_errors=True)
+    if FAILS:
+        print("%d failure(s)" % len(FAILS))
+        return 1
+    print("ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
