@@ -21,7 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define NOINLINE __attribute__((noinline, noclone))
+#define NOINLINE __attribute__((noinline, noclone, visibility("default")))
 
 static void *volatile sink[64];
 static void *cache[5];
