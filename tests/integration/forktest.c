@@ -10,6 +10,7 @@
  *
  *   forktest [forks]
  */
+#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -71,11 +72,46 @@ static void child(int k)
 	_exit(ok ? 0 : 5);
 }
 
+/*
+ * A child that leaves with _exit() skips the preload's exit handler, so its
+ * shared-memory segment (gwmem.<pid>.<start>) stays behind like a crashed
+ * process's.  Count and remove the ones of our children so test runs do not
+ * fill /dev/shm.
+ */
+static int remove_child_segments(const pid_t *kids, int n)
+{
+	const char *dir = getenv("GWMEM_LEAK_DETECTION_SHM_DIR");
+	char path[4096];
+	int removed = 0;
+	DIR *d;
+
+	if (!dir || !*dir)
+		dir = "/dev/shm";
+	d = opendir(dir);
+	if (!d)
+		return 0;
+	for (struct dirent *e; (e = readdir(d));) {
+		int pid;
+		if (sscanf(e->d_name, "gwmem.%d.", &pid) != 1)
+			continue;
+		for (int i = 0; i < n; i++) {
+			if (kids[i] == pid) {
+				snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+				removed += unlink(path) == 0;
+				break;
+			}
+		}
+	}
+	closedir(d);
+	return removed;
+}
+
 int main(int argc, char **argv)
 {
 	int forks = argc > 1 ? atoi(argv[1]) : 200;
 	pthread_t t[4];
 	int failed = 0, done = 0;
+	pid_t *kids = calloc((size_t)(forks > 0 ? forks : 1), sizeof(pid_t));
 
 	alarm(60);
 	for (int i = 0; i < 4; i++)
@@ -90,6 +126,7 @@ int main(int argc, char **argv)
 		}
 		if (pid == 0)
 			child(k);
+		kids[k] = pid;
 		int st = 0;
 		if (waitpid(pid, &st, 0) != pid) {
 			perror("waitpid");
@@ -113,7 +150,10 @@ int main(int argc, char **argv)
 		pthread_join(t[i], &r);
 		ops += (long)r;
 	}
+	int left = remove_child_segments(kids, done);
+	free(kids);
 	printf("fork: %d forks while 4 threads ran %ld malloc/free: %d children failed "
-	       "(deadlock or error)\n", done, ops, failed);
+	       "(deadlock or error); %d segments of _exit()ed children removed\n", done, ops, failed,
+	       left);
 	return failed ? 1 : 0;
 }
