@@ -1,0 +1,339 @@
+/* tests/unit/test-fixpool.c: fixed-block pools: statistics, alignment, misuse, limits, threads. */
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gwmem.h"
+
+static struct gwmem_fixpool *mkpool(size_t bs, size_t bpc, size_t maxc, size_t align, unsigned flags)
+{
+	struct gwmem_fixpool_options o = {0};
+
+	o.block_size = bs;
+	o.blocks_per_chunk = bpc;
+	o.max_chunks = maxc;
+	o.alignment = align;
+	o.flags = flags | GWMEM_FIXPOOL_QUIET;
+	o.name = "test";
+	return gwmem_fixpool_create(&o);
+}
+
+START_TEST(test_fixpool_stats_by_hand)
+{
+	struct gwmem_fixpool *p = mkpool(24, 10, 3, 16, 0);
+	struct gwmem_fixpool_stats st;
+	void *b[15];
+
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(gwmem_fixpool_stats(p, &st), 0);
+	ck_assert_uint_eq(st.total_chunks, 0);
+	ck_assert_uint_eq(st.free_blocks, 0);
+	ck_assert(st.chunk_utilization == 0.0);
+	ck_assert_uint_eq(st.block_stride, 32);
+
+	for (int i = 0; i < 15; i++) {
+		b[i] = gwmem_fixpool_alloc(p);
+		ck_assert_ptr_nonnull(b[i]);
+		memset(b[i], i, 24);
+	}
+	gwmem_fixpool_stats(p, &st);
+	ck_assert_uint_eq(st.total_allocated, 15);
+	ck_assert_uint_eq(st.total_freed, 0);
+	ck_assert_uint_eq(st.active_blocks, 15);
+	ck_assert_uint_eq(st.total_chunks, 2);
+	ck_assert_uint_eq(st.free_blocks, 5);
+	ck_assert_double_eq_tol(st.chunk_utilization, 0.75, 1e-12);
+
+	for (int i = 0; i < 5; i++)
+		ck_assert_int_eq(gwmem_fixpool_free(p, b[i]), 0);
+	gwmem_fixpool_stats(p, &st);
+	ck_assert_uint_eq(st.total_allocated, 15);
+	ck_assert_uint_eq(st.total_freed, 5);
+	ck_assert_uint_eq(st.active_blocks, 10);
+	ck_assert_uint_eq(st.free_blocks, 10);
+	ck_assert_double_eq_tol(st.chunk_utilization, 0.5, 1e-12);
+	ck_assert_uint_eq(st.invalid_frees, 0);
+	for (int i = 5; i < 15; i++)
+		for (int k = 0; k < 24; k++)
+			ck_assert_int_eq(((unsigned char *)b[i])[k], i);
+	gwmem_fixpool_destroy(p);
+}
+END_TEST
+
+START_TEST(test_fixpool_alignment)
+{
+	static const size_t aligns[] = {8, 16, 64, 256, 4096, 16384};
+
+	for (size_t a = 0; a < sizeof(aligns) / sizeof(aligns[0]); a++) {
+		struct gwmem_fixpool *p = mkpool(40, 7, 4, aligns[a], 0);
+
+		ck_assert_ptr_nonnull(p);
+		for (int i = 0; i < 28; i++) {
+			void *b = gwmem_fixpool_alloc(p);
+
+			ck_assert_ptr_nonnull(b);
+			ck_assert_uint_eq((uintptr_t)b % aligns[a], 0);
+		}
+		gwmem_fixpool_destroy(p);
+	}
+	/* Default alignment: 16 for >= 16 bytes. */
+	struct gwmem_fixpool *p = mkpool(100, 0, 0, 0, 0);
+	for (int i = 0; i < 50; i++)
+		ck_assert_uint_eq((uintptr_t)gwmem_fixpool_alloc(p) % 16, 0);
+	gwmem_fixpool_destroy(p);
+	ck_assert_ptr_null(mkpool(16, 4, 4, 24, 0));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_ptr_null(mkpool(0, 4, 4, 0, 0));
+}
+END_TEST
+
+START_TEST(test_fixpool_misuse)
+{
+	struct gwmem_fixpool *p = mkpool(48, 8, 2, 16, 0);
+	struct gwmem_fixpool *q = mkpool(48, 8, 2, 16, 0);
+	struct gwmem_fixpool_stats st;
+	void *a = gwmem_fixpool_alloc(p), *b = gwmem_fixpool_alloc(p);
+	void *other = gwmem_fixpool_alloc(q);
+	int local;
+	void *seen[16];
+
+	ck_assert(gwmem_fixpool_owns(p, a));
+	ck_assert(!gwmem_fixpool_owns(p, other));
+	ck_assert_int_eq(gwmem_fixpool_free(p, a), 0);
+	ck_assert(!gwmem_fixpool_owns(p, a));
+	ck_assert_int_eq(gwmem_fixpool_free(p, a), -EALREADY);          /* double */
+	ck_assert_int_eq(gwmem_fixpool_free(p, (char *)b + 1), -EINVAL); /* interior */
+	ck_assert_int_eq(gwmem_fixpool_free(p, (char *)b + 47), -EINVAL);
+	ck_assert_int_eq(gwmem_fixpool_free(p, &local), -EINVAL);       /* foreign */
+	ck_assert_int_eq(gwmem_fixpool_free(p, other), -EINVAL);        /* other pool */
+	ck_assert_int_eq(gwmem_fixpool_free(p, NULL), 0);
+	gwmem_fixpool_stats(p, &st);
+	ck_assert_uint_eq(st.double_frees, 1);
+	ck_assert_uint_eq(st.interior_frees, 2);
+	ck_assert_uint_eq(st.foreign_frees, 2);
+	ck_assert_uint_eq(st.invalid_frees, 5);
+	ck_assert_uint_eq(st.total_freed, 1);
+	ck_assert_uint_eq(st.active_blocks, 1);
+
+	/* The pool is intact: the 15 blocks left are all distinct, then ENOMEM. */
+	seen[0] = b;
+	for (int i = 1; i < 16; i++) {
+		seen[i] = gwmem_fixpool_alloc(p);
+		ck_assert_ptr_nonnull(seen[i]);
+		for (int j = 0; j < i; j++)
+			ck_assert_ptr_ne(seen[i], seen[j]);
+	}
+	ck_assert_ptr_null(gwmem_fixpool_alloc(p));
+	ck_assert_int_eq(errno, ENOMEM);
+	gwmem_fixpool_stats(p, &st);
+	ck_assert_uint_eq(st.failed_allocs, 1);
+	ck_assert_uint_eq(st.total_chunks, 2);
+	ck_assert_uint_eq(st.free_blocks, 0);
+	ck_assert_double_eq_tol(st.chunk_utilization, 1.0, 1e-12);
+	for (int i = 0; i < 16; i++)
+		ck_assert_int_eq(gwmem_fixpool_free(p, seen[i]), 0);
+	gwmem_fixpool_stats(p, &st);
+	ck_assert_uint_eq(st.active_blocks, 0);
+	ck_assert_uint_eq(st.free_blocks, 16);
+	gwmem_fixpool_destroy(p);
+	gwmem_fixpool_destroy(q);
+}
+END_TEST
+
+START_TEST(test_fixpool_zero_and_reuse)
+{
+	struct gwmem_fixpool *p = mkpool(64, 4, 1, 0, GWMEM_FIXPOOL_ZERO);
+	unsigned char *a = gwmem_fixpool_alloc(p);
+
+	memset(a, 0xab, 64);
+	gwmem_fixpool_free(p, a);
+	unsigned char *b = gwmem_fixpool_alloc(p);
+	ck_assert_ptr_eq(a, b); /* LIFO reuse */
+	for (int i = 0; i < 64; i++)
+		ck_assert_int_eq(b[i], 0);
+	gwmem_fixpool_destroy(p);
+}
+END_TEST
+
+START_TEST(test_fixpool_config_defaults)
+{
+	struct gwmem_fixpool_stats st;
+	struct gwmem_fixpool *p;
+
+	setenv("GWMEM_CONFIG", "/nonexistent/gwmem.toml", 1);
+	p = mkpool(32, 0, 0, 0, GWMEM_FIXPOOL_CONFIG);
+	gwmem_fixpool_stats(p, &st);
+	ck_assert_uint_eq(st.blocks_per_chunk, 256);
+	ck_assert_uint_eq(st.max_chunks, 100);
+	gwmem_fixpool_destroy(p);
+
+	setenv("GWMEM_MEMORY_POOL_BLOCKS_PER_CHUNK", "32", 1);
+	setenv("GWMEM_MEMORY_POOL_MAX_CHUNKS", "3", 1);
+	p = mkpool(32, 0, 0, 0, GWMEM_FIXPOOL_CONFIG);
+	gwmem_fixpool_stats(p, &st);
+	ck_assert_uint_eq(st.blocks_per_chunk, 32);
+	ck_assert_uint_eq(st.max_chunks, 3);
+	for (int i = 0; i < 96; i++)
+		ck_assert_ptr_nonnull(gwmem_fixpool_alloc(p));
+	ck_assert_ptr_null(gwmem_fixpool_alloc(p));
+	gwmem_fixpool_destroy(p);
+	unsetenv("GWMEM_MEMORY_POOL_BLOCKS_PER_CHUNK");
+	unsetenv("GWMEM_MEMORY_POOL_MAX_CHUNKS");
+}
+END_TEST
+
+/* --- threads ------------------------------------------------------------ */
+
+#define NTHREADS 8
+#define NOPS 100000
+#define HELD 64
+
+struct targ {
+	struct gwmem_fixpool *p;
+	unsigned id;
+	uint64_t allocs, frees, errors;
+	void **shared;         /* one-slot mailbox per thread pair for cross-thread frees */
+};
+
+static void *stress(void *arg)
+{
+	struct targ *t = arg;
+	uint32_t *held[HELD] = {0};
+	unsigned seed = t->id * 7919 + 1;
+
+	for (unsigned op = 0; op < NOPS; op++) {
+		unsigned k = (unsigned)rand_r(&seed) % HELD;
+
+		if (held[k]) {
+			for (int w = 0; w < 8; w++)
+				if (held[k][w] != (t->id << 24 | k << 8 | (unsigned)w))
+					t->errors++;
+			/* Every 16th block goes through the mailbox to another thread. */
+			if (op % 16 == 0) {
+				void *mine = __atomic_exchange_n(&t->shared[(t->id + 1) % NTHREADS], held[k],
+								 __ATOMIC_ACQ_REL);
+				if (mine && gwmem_fixpool_free(t->p, mine) == 0)
+					t->frees++;
+				else if (mine)
+					t->errors++;
+			} else if (gwmem_fixpool_free(t->p, held[k]) == 0) {
+				t->frees++;
+			} else {
+				t->errors++;
+			}
+			held[k] = NULL;
+		} else {
+			held[k] = gwmem_fixpool_alloc(t->p);
+			if (!held[k]) {
+				t->errors++;
+				continue;
+			}
+			t->allocs++;
+			for (int w = 0; w < 8; w++)
+				held[k][w] = t->id << 24 | k << 8 | (unsigned)w;
+		}
+	}
+	for (int k = 0; k < HELD; k++)
+		if (held[k] && gwmem_fixpool_free(t->p, held[k]) == 0)
+			t->frees++;
+	return NULL;
+}
+
+START_TEST(test_fixpool_threads)
+{
+	struct gwmem_fixpool *p = mkpool(32, 128, 64, 0, GWMEM_FIXPOOL_THREADSAFE);
+	struct gwmem_fixpool_stats st;
+	pthread_t th[NTHREADS];
+	struct targ ta[NTHREADS];
+	void *mail[NTHREADS] = {0};
+	uint64_t allocs = 0, frees = 0;
+
+	for (unsigned i = 0; i < NTHREADS; i++) {
+		ta[i] = (struct targ){.p = p, .id = i, .shared = mail};
+		ck_assert_int_eq(pthread_create(&th[i], NULL, stress, &ta[i]), 0);
+	}
+	for (unsigned i = 0; i < NTHREADS; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_uint_eq(ta[i].errors, 0);
+		allocs += ta[i].allocs;
+		frees += ta[i].frees;
+	}
+	for (unsigned i = 0; i < NTHREADS; i++)
+		if (mail[i]) {
+			ck_assert_int_eq(gwmem_fixpool_free(p, mail[i]), 0);
+			frees++;
+		}
+	ck_assert_uint_eq(allocs, frees);
+	gwmem_fixpool_stats(p, &st);
+	ck_assert_uint_eq(st.total_allocated, allocs);
+	ck_assert_uint_eq(st.total_freed, frees);
+	ck_assert_uint_eq(st.active_blocks, 0);
+	ck_assert_uint_eq(st.invalid_frees, 0);
+	ck_assert_uint_eq(st.free_blocks, st.total_chunks * 128);
+	gwmem_fixpool_destroy(p);
+}
+END_TEST
+
+/* Concurrent double frees of one block: exactly one wins. */
+static void *race_free(void *arg)
+{
+	void **a = arg;
+
+	return (void *)(intptr_t)gwmem_fixpool_free(a[0], a[1]);
+}
+
+START_TEST(test_fixpool_double_free_race)
+{
+	struct gwmem_fixpool *p = mkpool(32, 16, 4, 0, GWMEM_FIXPOOL_THREADSAFE);
+
+	for (int round = 0; round < 200; round++) {
+		void *arg[2] = {p, gwmem_fixpool_alloc(p)};
+		pthread_t t1, t2;
+		void *r1, *r2;
+
+		pthread_create(&t1, NULL, race_free, arg);
+		pthread_create(&t2, NULL, race_free, arg);
+		pthread_join(t1, &r1);
+		pthread_join(t2, &r2);
+		ck_assert_int_eq((int)(intptr_t)r1 + (int)(intptr_t)r2, -EALREADY);
+	}
+	struct gwmem_fixpool_stats st;
+	gwmem_fixpool_stats(p, &st);
+	ck_assert_uint_eq(st.double_frees, 200);
+	ck_assert_uint_eq(st.active_blocks, 0);
+	gwmem_fixpool_destroy(p);
+}
+END_TEST
+
+static Suite *suite_fixpool(void)
+{
+	Suite *s = suite_create("fixpool");
+	TCase *tc = tcase_create("single");
+
+	tcase_add_test(tc, test_fixpool_stats_by_hand);
+	tcase_add_test(tc, test_fixpool_alignment);
+	tcase_add_test(tc, test_fixpool_misuse);
+	tcase_add_test(tc, test_fixpool_zero_and_reuse);
+	tcase_add_test(tc, test_fixpool_config_defaults);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("threads");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_fixpool_threads);
+	tcase_add_test(tc, test_fixpool_double_free_race);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite_fixpool());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
