@@ -391,9 +391,12 @@ static size_t carve(struct gwmem_fixpool *fp, size_t want, void **head, void **t
 			fp->carve_idx = 0;
 			__atomic_store_n(&fp->nchunks, c + 1, __ATOMIC_RELEASE);
 		}
-		void *b = block_at(fp, fp->carve_chunk, fp->carve_idx++);
+		void *b = block_at(fp, fp->carve_chunk, fp->carve_idx);
 
 		*(void **)b = NULL;
+		if (fp->stride >= 2 * sizeof(void *))
+			((uintptr_t *)b)[1] = fp->carve_chunk * fp->bpc + fp->carve_idx;
+		fp->carve_idx++;
 		if (*tail)
 			*(void **)*tail = b;
 		else
@@ -463,6 +466,7 @@ void *gwmem_fixpool_alloc(struct gwmem_fixpool *fp)
 {
 	struct stripe *s;
 	enum bad_ptr why;
+	size_t g;
 	void *b;
 
 	if (gw_unlikely(!fp)) {
@@ -482,11 +486,22 @@ void *gwmem_fixpool_alloc(struct gwmem_fixpool *fp)
 		if (!b)
 			return NULL;
 	}
-	bit_set(fp, (size_t)block_index(fp, b, &why));
-	if (fp->flags & GWMEM_FIXPOOL_ZERO)
-		memset(b, 0, fp->block_size);
+	/*
+	 * A free block keeps its index in its second word (written by carve()
+	 * and free, both of which validated it), which spares a division here.
+	 */
+	if (gw_likely(fp->stride >= 2 * sizeof(void *)))
+		g = ((uintptr_t *)b)[1];
 	else
-		*(void **)b = NULL; /* do not leak the free-list link */
+		g = (size_t)block_index(fp, b, &why);
+	bit_set(fp, g);
+	if (fp->flags & GWMEM_FIXPOOL_ZERO) {
+		memset(b, 0, fp->block_size);
+	} else {
+		((void **)b)[0] = NULL; /* do not hand out free-list state */
+		if (fp->stride >= 2 * sizeof(void *))
+			((uintptr_t *)b)[1] = 0;
+	}
 	if (!(fp->flags & GW_FIXPOOL_NOHOOK))
 		GW_HOOK_ALLOC(b, fp->block_size, fp->tag);
 	return b;
@@ -539,6 +554,8 @@ int gwmem_fixpool_free(struct gwmem_fixpool *fp, void *p)
 		return bad_free(fp, p, BAD_NONE);
 	if (!(fp->flags & GW_FIXPOOL_NOHOOK))
 		GW_HOOK_FREE(p);
+	if (fp->stride >= 2 * sizeof(void *))
+		((uintptr_t *)p)[1] = (uintptr_t)g;
 	s = my_stripe(fp);
 	slock(fp, &s->lock);
 	*(void **)p = s->head;
