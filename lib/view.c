@@ -24,7 +24,8 @@
 
 #include "view.h"
 
-#define SNAPSHOT_RETRIES        2000u
+#define SNAPSHOT_RETRIES        500u    /* ~50 ms of a stuck writer, then busy */
+#define MISMATCH_RETRIES        3u      /* equal even seqs yet wrong totals: corrupt */
 #define SNAPSHOT_SPINS          64u
 
 const char *gw_view_strerror(int err)
@@ -296,6 +297,7 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 		const struct gwmem_shm_stripe *sh = &stripes[s];
 		const struct gwmem_shm_record *src = records + (uint64_t)s * h->slots_per_stripe;
 		bool done = false, mismatch = false;
+		unsigned mismatches = 0;
 		uint32_t count = 0;
 		uint64_t bytes = 0;
 
@@ -327,6 +329,8 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 			}
 			if (n != count || sum != bytes) {
 				mismatch = true;
+				if (++mismatches >= MISMATCH_RETRIES)
+					break;
 				continue;
 			}
 			if (bad_stack) {
