@@ -418,9 +418,9 @@ static void *reporter_main(void *arg)
 	(void)arg;
 	/* everything this thread does is gwmem's own business: never recorded */
 	tls_guard = 1;
-	while (!__atomic_load_n(&T.stop, __ATOMIC_ACQUIRE)) {
+	for (unsigned tick = 0; !__atomic_load_n(&T.stop, __ATOMIC_ACQUIRE); tick++) {
 		struct pollfd pfd = { .fd = T.pipe_rd, .events = POLLIN };
-		int r = pfd.fd >= 0 ? poll(&pfd, 1, 1000) : poll(NULL, 0, 1000);
+		int r = pfd.fd >= 0 ? poll(&pfd, 1, 250) : poll(NULL, 0, 250);
 
 		if (__atomic_load_n(&T.stop, __ATOMIC_ACQUIRE))
 			break;
@@ -439,12 +439,16 @@ static void *reporter_main(void *arg)
 					gw_track_report_now(NULL, 0);
 			}
 		}
+		/* pool statistics reach the segment when the pools publish them:
+		 * four times a second; heartbeat and module map once a second */
+		if (gw_pool_release)
+			gw_pool_release(false);
+		if (tick % 4)
+			continue;
 		if (T.shm.hdr)
 			__atomic_store_n(&T.shm.hdr->heartbeat_monotonic_ns, gw_os_monotonic_ns(),
 					 __ATOMIC_RELAXED);
 		modules_refresh();
-		if (gw_pool_release)
-			gw_pool_release(false);
 	}
 	return NULL;
 }

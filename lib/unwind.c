@@ -38,7 +38,7 @@
 #define HAVE_FP_LAYOUT 0
 #endif
 
-#define SKIP_SLACK 16u
+#define SKIP_SLACK 6u   /* gwmem's own leading frames: malloc, gw_track_alloc, record, capture */
 
 static struct gw_range self_range;
 static enum gwmem_unwinder unwinder = GWMEM_UNWIND_LIBUNWIND;
