@@ -41,11 +41,28 @@ static inline double bench_scale(int argc, char **argv)
 	return s > 0 ? s : 1.0;
 }
 
+/*
+ * Peak RSS of this program: VmHWM from /proc/self/status.  Not getrusage's
+ * ru_maxrss: Linux carries that across execve, so a program started by a
+ * big parent (the Python driver) would report the parent's peak.
+ */
 static inline long bench_maxrss_kb(void)
 {
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	return ru.ru_maxrss;
+	char line[256];
+	long kb = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+			break;
+	}
+	if (f)
+		fclose(f);
+	if (kb < 0) {
+		struct rusage ru;
+		getrusage(RUSAGE_SELF, &ru);
+		kb = ru.ru_maxrss;
+	}
+	return kb;
 }
 
 /* Resident set size now (not the peak), from /proc/self/statm. */
