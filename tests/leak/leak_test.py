@@ -331,13 +331,25 @@ def test_commands():
         check(gwmem("--version").returncode == 0, "--version")
     finally:
         t.stop()
-    # after a normal exit: exited or removed; clean removes what is left of dead processes
+    # a crashed process: its segment stays readable and is symbolized offline
+    t = Target("sites")
+    os.kill(t.pid, signal.SIGKILL)
+    t.p.wait()
+    p = gwmem("ps", "--json")
+    doc = json.loads(p.stdout) if p.returncode == 0 else []
+    check(any(e["pid"] == t.pid and e["state"] == "crashed" for e in doc), "ps: not crashed")
+    doc = gwmem_json("leaks", t.pid, "--older-than", "0", "--top", "0", "--json")
+    if doc:
+        got = by_function(doc)
+        check(got.get("leak_big") == (3, 15000), "crashed: leak_big %r" % (got.get("leak_big"),))
+    # clean removes what is left of dead processes, nothing else
     fake = os.path.join(TMP, "gwmem.999999.1")
     open(fake, "wb").close()
     other = os.path.join(TMP, "gwmem-not-a-segment")
     open(other, "wb").close()
     p = gwmem("clean")
     check(p.returncode == 0 and not os.path.exists(fake), "clean kept a dead segment")
+    check(not [f for f in os.listdir(TMP) if f.startswith("gwmem.%d." % t.pid)], "clean kept the crashed segment")
     check(os.path.exists(other), "clean removed a file that is not a segment")
 
 
