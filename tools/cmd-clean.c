@@ -58,7 +58,7 @@ static int run(int argc, char **argv)
 
 	optind = 1;
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "+hn", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "hn", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'n': dry = true; break;
 		case 'j': json = true; break;

@@ -118,7 +118,7 @@ static int run(const struct cmd *c, bool is_report, int argc, char **argv)
 
 	optind = 1;
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'o':
 			if (is_report || !parse_seconds_ds(optarg, &opt.older_than_ds))

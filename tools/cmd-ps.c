@@ -69,7 +69,7 @@ static int run(int argc, char **argv)
 
 	optind = 1;
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'j': json = true; break;
 		case 'd': dir = optarg; break;
@@ -116,6 +116,8 @@ static int run(int argc, char **argv)
 		struct gw_view v;
 		snprintf(path, sizeof(path), "%s/%s", dir, list[i].name);
 		int err = gw_view_open(&v, path);
+		if (err == GW_VIEW_ERR_NOENT)
+			continue;    /* removed since readdir */
 		if (err) {
 			if (json) {
 				printf("%s\n  {\"pid\": %d, \"state\": \"unreadable\", \"error\": ", i ? "," : "", (int)list[i].pid);
