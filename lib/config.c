@@ -81,8 +81,8 @@ void gwmem_config_defaults(struct gwmem_config *cfg)
 	cfg->object_pool.auto_shrink = true;
 	cfg->leak_detection.tracking_enabled = true;
 	cfg->leak_detection.threshold_seconds = 300;
-	cfg->leak_detection.max_tracked_allocations = 262144;
-	cfg->leak_detection.max_stacks = 16384;
+	cfg->leak_detection.max_tracked_allocations = 196608;   /* 3/4 of 2^18 slots */
+	cfg->leak_detection.max_stacks = 14336;        /* 16384 entries at 7/8 */
 	cfg->leak_detection.max_frames = 16;
 	cfg->leak_detection.sample_rate = 1;
 	cfg->leak_detection.unwinder = GWMEM_UNWIND_LIBUNWIND;

@@ -314,10 +314,67 @@ out:
 	return p;
 }
 
-EXPORT void *realloc(void *old, size_t n)
+static void *realloc_impl(void *old, size_t n)
 {
 	void *p;
 
+	if (gw_pool_owns_inline(old)) {
+		size_t have = gw_pool_usable_size(old);
+		if (have == 0) {
+			gw_pool_bad_free(old, 0);
+			errno = EINVAL;
+			return NULL;
+		}
+		/* stay in place while the block fits and is not too large for n */
+		if (n <= have && (n > have / 2 || have <= 32))
+			return old;
+		p = alloc_impl(n);
+		if (!p)
+			return NULL;
+		memcpy(p, old, n < have ? n : have);
+		gw_pool_free_inline(old);
+		return p;
+	}
+	if (boot_owns(old)) {
+		size_t have = boot_size(old);
+		p = alloc_impl(n);
+		if (!p)
+			return NULL;
+		memcpy(p, old, n < have ? n : have);
+		return p;
+	}
+	ensure_init();
+	if (!gw_next_ready()) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return gw_next.realloc(old, n);
+}
+
+/*
+ * The old block's record goes before the old block can be freed: once it
+ * is, another thread may get the same address and record it, and removing
+ * "old" afterwards would remove that thread's record.
+ */
+static GW_NOINLINE void *realloc_tracked(void *old, size_t n)
+{
+	int saved = errno;
+	size_t have = usable_size(old);
+
+	gw_track_free(old);
+	errno = saved;
+	void *p = realloc_impl(old, n);
+	saved = errno;
+	if (p)
+		gw_track_alloc(p, n);
+	else
+		gw_track_alloc(old, have);   /* a failed realloc keeps the old block */
+	errno = saved;
+	return p;
+}
+
+EXPORT void *realloc(void *old, size_t n)
+{
 	if (!old)
 		return malloc(n);
 	if (n == 0) {
@@ -329,48 +386,9 @@ EXPORT void *realloc(void *old, size_t n)
 		errno = ENOMEM;
 		return NULL;
 	}
-	if (gw_pool_owns_inline(old)) {
-		size_t have = gw_pool_usable_size(old);
-		if (have == 0) {
-			gw_pool_bad_free(old, 0);
-			errno = EINVAL;
-			return NULL;
-		}
-		/* stay in place while the block fits and is not too large for n */
-		if (n <= have && (n > have / 2 || have <= 32)) {
-			p = old;
-			goto tracked;
-		}
-		p = alloc_impl(n);
-		if (!p)
-			return NULL;
-		memcpy(p, old, n < have ? n : have);
-		gw_pool_free_inline(old);
-		goto tracked;
-	}
-	if (boot_owns(old)) {
-		size_t have = boot_size(old);
-		p = alloc_impl(n);
-		if (!p)
-			return NULL;
-		memcpy(p, old, n < have ? n : have);
-		goto tracked;
-	}
-	ensure_init();
-	if (!gw_next_ready()) {
-		errno = ENOMEM;
-		return NULL;
-	}
-	p = gw_next.realloc(old, n);
-	if (!p)
-		return NULL;
-tracked:
-	if (gw_unlikely(gw_track_on)) {
-		int saved = errno;
-		gw_track_realloc(old, p, n);
-		errno = saved;
-	}
-	return p;
+	if (gw_unlikely(gw_track_on))
+		return realloc_tracked(old, n);
+	return realloc_impl(old, n);
 }
 
 EXPORT void *reallocarray(void *old, size_t nmemb, size_t size)
