@@ -30,7 +30,7 @@ static void usage(FILE *f)
 		"\n"
 		"PID arguments take a process id (its newest segment in the segment directory)\n"
 		"or the path of a segment or snapshot file.  The segment directory is\n"
-		"--shm-dir DIR, else $GWMEM_SHM_DIR, else " GWMEM_DEFAULT_SHM_DIR ".\n"
+		"--shm-dir DIR, else $GWMEM_SHM_DIR, else $GWMEM_LEAK_DETECTION_SHM_DIR, else " GWMEM_DEFAULT_SHM_DIR ".\n"
 		"\n"
 		"Exit status: 0 ok, 1 usage error, 2 no such process or segment,\n"
 		"3 permission denied, 4 segment version mismatch, 5 corrupt segment,\n"

@@ -25,6 +25,10 @@ const char *shm_dir(const char *opt)
 	e = getenv("GWMEM_SHM_DIR");
 	if (e && *e)
 		return e;
+	/* the preload's own override, so one environment serves both */
+	e = getenv("GWMEM_LEAK_DETECTION_SHM_DIR");
+	if (e && *e)
+		return e;
 	return GWMEM_DEFAULT_SHM_DIR;
 }
 
