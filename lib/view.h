@@ -27,7 +27,7 @@
  * heartbeat_monotonic_ns then holds the time the snapshot was taken, and
  * ages are computed relative to it.  The preload never sets it.
  */
-#define GW_VIEW_FLAG_SNAPSHOT   (1u << 31)
+#define GW_VIEW_FLAG_SNAPSHOT   GWMEM_SHM_FLAG_SNAPSHOT
 
 /* Errors, all negative; gw_view_strerror() names them. */
 enum gw_view_error {

@@ -63,6 +63,8 @@ enum gwmem_shm_state {
 #define GWMEM_SHM_FLAG_POOLS        (1u << 1)  /* size-class pools in use */
 #define GWMEM_SHM_FLAG_FORKED       (1u << 2)  /* segment copied from a parent at fork */
 #define GWMEM_SHM_FLAG_FRAME_POINTER (1u << 3) /* frame-pointer unwinder */
+#define GWMEM_SHM_FLAG_SNAPSHOT     (1u << 31) /* a `gwmem snapshot` file, never a live segment:
+						  heartbeat_monotonic_ns is the snapshot time */
 
 /* record.tag: 0 = malloc family; 1..15 = libgwmem API pools (see pool_tags) */
 #define GWMEM_SHM_TAG_MALLOC    0u
