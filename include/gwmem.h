@@ -44,7 +44,7 @@ extern "C" {
 /** Backtrace method used by the preload library's leak tracking. */
 enum gwmem_unwinder {
 	GWMEM_UNWIND_LIBUNWIND = 0,      /**< libunwind, works on any code */
-	GWMEM_UNWIND_FRAME_POINTER = 1,  /**< bounds-checked frame-pointer walk */
+	GWMEM_UNWIND_FRAME_POINTER = 1   /**< bounds-checked frame-pointer walk */
 };
 
 #define GWMEM_CONFIG_PATH_MAX 256

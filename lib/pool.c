@@ -453,6 +453,35 @@ static void central_put(struct gw_size_class *c, void *list, uint32_t n)
 		class_release(c, false, gw_os_monotonic_ns());
 }
 
+/* --- statistics of one class (class lock held) -------------------------- */
+
+static struct gwmem_shm_class class_snapshot(const struct gw_size_class *c, uint64_t allocs,
+					     uint64_t frees)
+{
+	struct gwmem_shm_class s = {
+		.block_size = c->size,
+		.total_allocated = c->total_allocated + allocs,
+		.total_freed = c->total_freed + frees,
+		.total_chunks = c->backed_chunks,
+		.released_chunks = c->released_chunks,
+		.overflow = c->overflow,
+	};
+	s.active_blocks = s.total_allocated >= s.total_freed ? s.total_allocated - s.total_freed : 0;
+	s.free_blocks = c->carved_blocks >= s.active_blocks ? c->carved_blocks - s.active_blocks : 0;
+	return s;
+}
+
+/*
+ * Write the class totals to the segment whenever blocks move between a
+ * thread cache and the central lists, so readers never wait for the
+ * periodic publish (which also adds the deltas still held by threads).
+ */
+static inline void class_publish(const struct gw_size_class *c)
+{
+	if (stats_area)
+		stats_area[c->index] = class_snapshot(c, 0, 0);
+}
+
 /* --- thread caches ------------------------------------------------------ */
 
 static inline uint64_t bin_frees(const struct gw_pool_bin *bin)
@@ -506,6 +535,7 @@ static void cache_drain(struct gw_pool_cache *tc)
 		pthread_mutex_lock(&c->lock);
 		fold_bin(c, bin);
 		central_put(c, bin->head, bin->count);
+		class_publish(c);
 		pthread_mutex_unlock(&c->lock);
 		bin->head = NULL;
 		bin->count = 0;
@@ -551,6 +581,7 @@ void *gw_pool_alloc_slow(unsigned cls)
 	pthread_mutex_lock(&c->lock);
 	fold_bin(c, bin);
 	uint32_t got = central_take(c, want, &list);
+	class_publish(c);
 	pthread_mutex_unlock(&c->lock);
 	if (got == 0)
 		return NULL;
@@ -604,6 +635,7 @@ void gw_pool_free_slow(void *p, unsigned cls)
 	pthread_mutex_lock(&c->lock);
 	fold_bin(c, bin);
 	central_put(c, b, n + 1);
+	class_publish(c);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -688,19 +720,8 @@ unsigned gw_pool_stats(struct gwmem_shm_class *out, unsigned max)
 			frees += bin_frees(&bin);
 		}
 		pthread_mutex_lock(&c->lock);
-		struct gwmem_shm_class s = {
-			.block_size = c->size,
-			.total_allocated = c->total_allocated + allocs,
-			.total_freed = c->total_freed + frees,
-			.total_chunks = c->backed_chunks,
-			.released_chunks = c->released_chunks,
-			.overflow = c->overflow,
-		};
-		uint64_t carved = c->carved_blocks;
+		out[i] = class_snapshot(c, allocs, frees);
 		pthread_mutex_unlock(&c->lock);
-		s.active_blocks = s.total_allocated >= s.total_freed ? s.total_allocated - s.total_freed : 0;
-		s.free_blocks = carved >= s.active_blocks ? carved - s.active_blocks : 0;
-		out[i] = s;
 	}
 	pthread_mutex_unlock(&registry_lock);
 	return n;
@@ -736,6 +757,7 @@ unsigned gw_pool_release(bool force)
 		for (unsigned i = 0; i < gw_pool_g.nclasses; i++) {
 			pthread_mutex_lock(&classes[i].lock);
 			released += class_release(&classes[i], force, now);
+			class_publish(&classes[i]);
 			pthread_mutex_unlock(&classes[i].lock);
 		}
 	}
