@@ -82,6 +82,18 @@ struct gw_size_class {
 	uint64_t last_release_ns;
 } __attribute__((aligned(GW_CACHELINE)));
 
+/* gw_pool_small_class[(n + 15) >> 4] == gw_pool_size_class_calc(n) for n <= 1024 */
+const uint8_t gw_pool_small_class[65] = {
+	0, 0, 1, 2, 3, 4, 5, 6, 7,                 /* 0..128 by 16 */
+	8, 8, 9, 9, 10, 10, 11, 11,                /* 160, 192, 224, 256 */
+	12, 12, 12, 12, 13, 13, 13, 13,            /* 320, 384 */
+	14, 14, 14, 14, 15, 15, 15, 15,            /* 448, 512 */
+	16, 16, 16, 16, 16, 16, 16, 16,            /* 640 */
+	17, 17, 17, 17, 17, 17, 17, 17,            /* 768 */
+	18, 18, 18, 18, 18, 18, 18, 18,            /* 896 */
+	19, 19, 19, 19, 19, 19, 19, 19,            /* 1024 */
+};
+
 struct gw_pool_global gw_pool_g;
 struct gw_pool_class_ro gw_pool_ro[GW_POOL_MAX_CLASSES];
 GW_TLS struct gw_pool_cache gw_pool_tc;

@@ -46,6 +46,8 @@ START_TEST(test_size_classes)
 			ck_assert_uint_lt(gw_pool_class_size(c - 1), n);
 		ck_assert_uint_eq(sz % 16, 0);
 	}
+	for (size_t n = 0; n <= 4096; n++)
+		ck_assert_uint_eq(gw_pool_size_class(n), gw_pool_size_class_calc(n));
 	ck_assert_uint_eq(gw_pool_size_class(0), 0);
 	ck_assert_uint_eq(gw_pool_class_size(gw_pool_size_class(129)), 160);
 	ck_assert_uint_eq(gw_pool_class_size(gw_pool_size_class(1025)), 1280);
