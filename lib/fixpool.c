@@ -4,13 +4,15 @@
  * Definitions:
  *  - block: block_size bytes, placed every 'stride' bytes (block_size rounded
  *    up to the alignment, at least one pointer: a free block holds the link
- *    of its free list in its first word).
+ *    of its free list in its first word and, when the stride allows, its
+ *    index in the second).
  *  - chunk: blocks_per_chunk blocks, contiguous.  Chunk c starts at
  *    base + (c << span_shift); the span is a power of two, so the chunk of a
- *    pointer is one shift and its block one multiply (a reciprocal).
+ *    pointer is one shift and its block one 32x32->64 multiply by a
+ *    reciprocal (exact for every block start, see block_index()).
  *  - reservation: max_chunks spans of address space, reserved PROT_NONE at
  *    creation; a chunk is committed when first needed and blocks are carved
- *    from it lazily, in batches.
+ *    from it lazily, in batches that never cross into an uncommitted chunk.
  *  - bitmap: one bit per block, set while the block is handed out.  With the
  *    range check it makes every free O(1) and exact: foreign, interior and
  *    double frees are refused and counted, the free lists never see them.
@@ -18,7 +20,11 @@
  *    GW_FIXPOOL_STRIPES of them, one per thread (threads are spread round
  *    robin), so the fast path takes an uncontended lock; a thread whose
  *    stripe runs dry carves new blocks or steals another stripe's list.
- *    Single-threaded pools use stripe 0 without locking.
+ *  - local list: the free list and counters of a single-threaded pool, in
+ *    the pool's first cache line.  Its fast path (fast_alloc(), fast_free())
+ *    has no lock, no atomic and no call; everything else (thread-safe pools,
+ *    GWMEM_FIXPOOL_ZERO, strides too small to hold an index, an empty list,
+ *    misuse, the leak-tracking hooks) takes the general path.
  *
  * Leaves to others: object lifetimes (objpool.c), leak tracking (the preload
  * library, reached through lib/hook.h).
@@ -39,6 +45,9 @@
 #define GW_FIXPOOL_STRIPES 16
 #define GW_FIXPOOL_BATCH   32
 
+/* A free block's second word holds its index when the stride leaves room. */
+#define GW_FIXPOOL_IDX_STRIDE (2 * sizeof(void *))
+
 struct stripe {
 	struct gw_spin lock;
 	void *head;
@@ -46,28 +55,42 @@ struct stripe {
 	uint64_t nfreed;
 } GW_ALIGNED(GW_CACHELINE);
 
+/*
+ * Invariants:
+ *  - 'head' is non-NULL only in a pool without 'general': the fast path
+ *    tests nothing else before popping, and every other pool lands in
+ *    alloc_general() on the same test.
+ *  - a block is on exactly one list (local or a stripe) or its bit is set.
+ *  - active blocks = sum(nalloc) - sum(nfreed) over the local list and the
+ *    stripes; each counter is written by one list's owner only.
+ */
 struct gwmem_fixpool {
+	/* First cache line: all that fast_alloc() and fast_free() touch. */
+	void *head;               /* local free list */
+	uint64_t nalloc;          /* local counters */
+	uint64_t nfreed;
 	uint8_t *base;            /* first chunk, aligned to 'alignment' */
+	uint64_t *bitmap;
+	size_t nchunks;           /* committed; read with acquire */
+	uint32_t chunk_bytes;     /* stride * bpc, < 2^31 */
+	uint32_t stride;
+	uint32_t bpc;             /* blocks per chunk */
+	uint32_t recip;           /* ceil(2^32 / stride) */
+	uint8_t span_shift;
+	uint8_t general;          /* every call takes the general path */
+
 	void *map;                /* reservation as mapped */
 	size_t map_size;
 	size_t block_size;
-	size_t stride;
 	size_t alignment;
-	size_t bpc;               /* blocks per chunk */
 	size_t max_chunks;
-	size_t chunk_bytes;       /* stride * bpc */
 	size_t commit_bytes;      /* chunk_bytes rounded up to pages */
-	unsigned span_shift;
-	unsigned stride_shift;    /* when stride is a power of two, else 0 */
-	uint64_t recip;           /* 2^64 / stride, rounded up (fast division) */
-	uint64_t *bitmap;
 	size_t bitmap_bytes;
 	unsigned flags;
 	unsigned tag;
 	char name[32];
 
 	struct gw_spin grow;      /* carving and committing */
-	size_t nchunks;           /* committed; read with acquire */
 	size_t carve_chunk;       /* next block to carve: chunk ... */
 	size_t carve_idx;         /* ... and index in it */
 
@@ -120,6 +143,7 @@ static inline bool is_ts(const struct gwmem_fixpool *fp)
 	return fp->flags & GWMEM_FIXPOOL_THREADSAFE;
 }
 
+/* The general path's list: a stripe, or stripe 0 unlocked in a single-threaded pool. */
 static inline struct stripe *my_stripe(struct gwmem_fixpool *fp)
 {
 	return is_ts(fp) ? &fp->st[stripe_id()] : &fp->st[0];
@@ -141,32 +165,36 @@ static inline void sunlock(const struct gwmem_fixpool *fp, struct gw_spin *l)
 
 enum bad_ptr { BAD_NONE, BAD_FOREIGN, BAD_INTERIOR };
 
+/*
+ * Block index from the offset 'in' inside a chunk.  With r = ceil(2^32 / d)
+ * = (2^32 + e) / d, 0 <= e < d, a block start in = k * d gives
+ * in * r = k * 2^32 + k * e, and k * e < bpc * d = chunk_bytes < 2^32, so
+ * the shift yields k exactly.  Any other offset is not a multiple of d and
+ * fails the caller's i * d == in check, whatever i is.  in < 2^31 and
+ * r <= 2^30 keep the product in 64 bits.
+ */
+static inline uint32_t chunk_block(const struct gwmem_fixpool *fp, uint32_t in)
+{
+	return (uint32_t)(((uint64_t)in * fp->recip) >> 32);
+}
+
 static inline long block_index(const struct gwmem_fixpool *fp, const void *p, enum bad_ptr *why)
 {
 	uintptr_t off = (uintptr_t)p - (uintptr_t)fp->base;
-	size_t c = off >> fp->span_shift;
+	uintptr_t c = off >> fp->span_shift;
 	uint32_t in, i;
 
 	if (gw_unlikely(c >= __atomic_load_n(&fp->nchunks, __ATOMIC_ACQUIRE))) {
 		*why = BAD_FOREIGN;
 		return -1;
 	}
-	in = (uint32_t)(off & (((uintptr_t)1 << fp->span_shift) - 1));
+	in = (uint32_t)(off - (c << fp->span_shift));
 	if (gw_unlikely(in >= fp->chunk_bytes)) {
 		*why = BAD_FOREIGN;
 		return -1;
 	}
-	if (fp->stride_shift) {
-		i = in >> fp->stride_shift;
-	} else {
-#ifdef __SIZEOF_INT128__
-		/* Lemire's fastdiv: exact for 32-bit dividends and divisors. */
-		i = (uint32_t)(((unsigned __int128)fp->recip * in) >> 64);
-#else
-		i = in / (uint32_t)fp->stride;
-#endif
-	}
-	if (gw_unlikely((size_t)i * fp->stride != in)) {
+	i = chunk_block(fp, in);
+	if (gw_unlikely(i * fp->stride != in)) {
 		*why = BAD_INTERIOR;
 		return -1;
 	}
@@ -183,7 +211,7 @@ long gw_fixpool_index(const struct gwmem_fixpool *fp, const void *p)
 
 size_t gw_fixpool_capacity(const struct gwmem_fixpool *fp)
 {
-	return fp->bpc * fp->max_chunks;
+	return (size_t)fp->bpc * fp->max_chunks;
 }
 
 static inline void *block_at(const struct gwmem_fixpool *fp, size_t chunk, size_t idx)
@@ -277,6 +305,7 @@ struct gwmem_fixpool *gwmem_fixpool_create(const struct gwmem_fixpool_options *o
 	}
 	stride = opts->block_size < sizeof(void *) ? sizeof(void *) : opts->block_size;
 	stride = GW_ALIGN_UP(stride, align);
+	/* chunk_bytes <= 2^31: chunk_block() relies on it. */
 	if (bpc > ((size_t)1 << 31) / stride) {
 		errno = EINVAL;
 		return NULL;
@@ -289,18 +318,18 @@ struct gwmem_fixpool *gwmem_fixpool_create(const struct gwmem_fixpool_options *o
 	}
 	memset(fp, 0, sizeof(*fp));
 	fp->block_size = opts->block_size;
-	fp->stride = stride;
+	fp->stride = (uint32_t)stride;
 	fp->alignment = align;
-	fp->bpc = bpc;
+	fp->bpc = (uint32_t)bpc;
 	fp->max_chunks = max_chunks;
-	fp->chunk_bytes = stride * bpc;
-	fp->commit_bytes = GW_ALIGN_UP(fp->chunk_bytes, page);
+	fp->chunk_bytes = (uint32_t)(stride * bpc);
+	fp->commit_bytes = GW_ALIGN_UP((size_t)fp->chunk_bytes, page);
 	span = fp->commit_bytes > align ? fp->commit_bytes : align;
 	shift = log2_ceil(span);
-	fp->span_shift = shift;
-	fp->stride_shift = GW_IS_POW2(stride) ? log2_ceil(stride) : 0;
-	fp->recip = UINT64_MAX / stride + 1;
+	fp->span_shift = (uint8_t)shift;
+	fp->recip = (uint32_t)((((uint64_t)1 << 32) + stride - 1) / stride);
 	fp->flags = opts->flags;
+	fp->carve_idx = bpc; /* no chunk yet: the first carve commits one */
 
 	if (max_chunks > (SIZE_MAX >> 2) >> shift)
 		goto fail_inval;
@@ -326,6 +355,13 @@ struct gwmem_fixpool *gwmem_fixpool_create(const struct gwmem_fixpool_options *o
 		gw_snprintf(tag, sizeof(tag), "fixpool:%s", fp->name[0] ? fp->name : "anon");
 		fp->tag = GW_HOOK_TAG(tag);
 	}
+	/*
+	 * The hooks are weak references bound when libgwmem.so is loaded, so
+	 * whether they are there is known now: a pool that must report its
+	 * blocks takes the general path, the others do not test them per call.
+	 */
+	fp->general = is_ts(fp) || (fp->flags & GWMEM_FIXPOOL_ZERO) || stride < GW_FIXPOOL_IDX_STRIDE ||
+		      (!(fp->flags & GW_FIXPOOL_NOHOOK) && (gwmem_hook_alloc || gwmem_hook_free));
 	return fp;
 
 fail_inval:
@@ -364,11 +400,13 @@ void gwmem_fixpool_destroy(struct gwmem_fixpool *fp)
 	gw_os_unmap(fp, GW_ALIGN_UP(sizeof(*fp), gw_os_page_size()));
 }
 
-/* --- alloc / free ------------------------------------------------------- */
+/* --- carving ------------------------------------------------------------ */
 
 /*
- * Carve up to 'want' never-used blocks into a list; commits a chunk when
- * the current one is used up.  Returns the number carved.  Under fp->grow.
+ * Carve up to 'want' never-used blocks into a list.  A chunk is committed
+ * only when nothing could be carved from the current one, so total_chunks
+ * counts chunks that were needed, not batches.  Returns the number carved.
+ * Under fp->grow in a thread-safe pool.
  */
 static size_t carve(struct gwmem_fixpool *fp, size_t want, void **head, void **tail)
 {
@@ -376,14 +414,10 @@ static size_t carve(struct gwmem_fixpool *fp, size_t want, void **head, void **t
 
 	*head = *tail = NULL;
 	while (n < want) {
-		if (fp->carve_chunk >= fp->nchunks || fp->carve_idx >= fp->bpc) {
+		if (fp->carve_idx >= fp->bpc) {
 			size_t c = fp->nchunks;
 
-			if (fp->carve_chunk < fp->nchunks)
-				fp->carve_chunk++; /* current chunk used up */
-			if (fp->carve_chunk < c)
-				continue;
-			if (c >= fp->max_chunks)
+			if (n > 0 || c >= fp->max_chunks)
 				break;
 			if (gw_os_commit(fp->base + (c << fp->span_shift), fp->commit_bytes) != 0)
 				break;
@@ -394,7 +428,7 @@ static size_t carve(struct gwmem_fixpool *fp, size_t want, void **head, void **t
 		void *b = block_at(fp, fp->carve_chunk, fp->carve_idx);
 
 		*(void **)b = NULL;
-		if (fp->stride >= 2 * sizeof(void *))
+		if (fp->stride >= GW_FIXPOOL_IDX_STRIDE)
 			((uintptr_t *)b)[1] = fp->carve_chunk * fp->bpc + fp->carve_idx;
 		fp->carve_idx++;
 		if (*tail)
@@ -407,7 +441,41 @@ static size_t carve(struct gwmem_fixpool *fp, size_t want, void **head, void **t
 	return n;
 }
 
-static GW_NOINLINE void *alloc_slow(struct gwmem_fixpool *fp, struct stripe *s)
+/* --- misuse ------------------------------------------------------------- */
+
+static GW_COLD GW_NOINLINE int bad_free(struct gwmem_fixpool *fp, const void *p, enum bad_ptr why)
+{
+	const char *what;
+	uint64_t *ctr;
+	int ret;
+
+	switch (why) {
+	case BAD_FOREIGN:
+		what = "foreign pointer";
+		ctr = &fp->foreign;
+		ret = -EINVAL;
+		break;
+	case BAD_INTERIOR:
+		what = "interior pointer";
+		ctr = &fp->interior;
+		ret = -EINVAL;
+		break;
+	default:
+		what = "double free";
+		ctr = &fp->dbl;
+		ret = -EALREADY;
+		break;
+	}
+	__atomic_fetch_add(ctr, 1, __ATOMIC_RELAXED);
+	if (!(fp->flags & GWMEM_FIXPOOL_QUIET) && !__atomic_exchange_n(&fp->logged, 1, __ATOMIC_RELAXED))
+		gw_log("fixpool '%s': %s %p refused (reported once per pool)",
+		       fp->name[0] ? fp->name : "anon", what, p);
+	return ret;
+}
+
+/* --- general path: stripes, zeroing, hooks, small strides --------------- */
+
+static GW_NOINLINE void *stripe_refill(struct gwmem_fixpool *fp, struct stripe *s)
 {
 	void *head, *tail, *b;
 	size_t n;
@@ -462,18 +530,13 @@ static GW_NOINLINE void *alloc_slow(struct gwmem_fixpool *fp, struct stripe *s)
 	return b;
 }
 
-void *gwmem_fixpool_alloc(struct gwmem_fixpool *fp)
+static void *stripe_alloc(struct gwmem_fixpool *fp)
 {
-	struct stripe *s;
+	struct stripe *s = my_stripe(fp);
 	enum bad_ptr why;
 	size_t g;
 	void *b;
 
-	if (gw_unlikely(!fp)) {
-		errno = EINVAL;
-		return NULL;
-	}
-	s = my_stripe(fp);
 	slock(fp, &s->lock);
 	b = s->head;
 	if (gw_likely(b)) {
@@ -482,7 +545,7 @@ void *gwmem_fixpool_alloc(struct gwmem_fixpool *fp)
 		sunlock(fp, &s->lock);
 	} else {
 		sunlock(fp, &s->lock);
-		b = alloc_slow(fp, s);
+		b = stripe_refill(fp, s);
 		if (!b)
 			return NULL;
 	}
@@ -490,7 +553,7 @@ void *gwmem_fixpool_alloc(struct gwmem_fixpool *fp)
 	 * A free block keeps its index in its second word (written by carve()
 	 * and free, both of which validated it), which spares a division here.
 	 */
-	if (gw_likely(fp->stride >= 2 * sizeof(void *)))
+	if (gw_likely(fp->stride >= GW_FIXPOOL_IDX_STRIDE))
 		g = ((uintptr_t *)b)[1];
 	else
 		g = (size_t)block_index(fp, b, &why);
@@ -499,7 +562,7 @@ void *gwmem_fixpool_alloc(struct gwmem_fixpool *fp)
 		memset(b, 0, fp->block_size);
 	} else {
 		((void **)b)[0] = NULL; /* do not hand out free-list state */
-		if (fp->stride >= 2 * sizeof(void *))
+		if (fp->stride >= GW_FIXPOOL_IDX_STRIDE)
 			((uintptr_t *)b)[1] = 0;
 	}
 	if (!(fp->flags & GW_FIXPOOL_NOHOOK))
@@ -507,54 +570,21 @@ void *gwmem_fixpool_alloc(struct gwmem_fixpool *fp)
 	return b;
 }
 
-static GW_COLD GW_NOINLINE int bad_free(struct gwmem_fixpool *fp, const void *p, enum bad_ptr why)
-{
-	const char *what;
-	uint64_t *ctr;
-	int ret;
-
-	switch (why) {
-	case BAD_FOREIGN:
-		what = "foreign pointer";
-		ctr = &fp->foreign;
-		ret = -EINVAL;
-		break;
-	case BAD_INTERIOR:
-		what = "interior pointer";
-		ctr = &fp->interior;
-		ret = -EINVAL;
-		break;
-	default:
-		what = "double free";
-		ctr = &fp->dbl;
-		ret = -EALREADY;
-		break;
-	}
-	__atomic_fetch_add(ctr, 1, __ATOMIC_RELAXED);
-	if (!(fp->flags & GWMEM_FIXPOOL_QUIET) && !__atomic_exchange_n(&fp->logged, 1, __ATOMIC_RELAXED))
-		gw_log("fixpool '%s': %s %p refused (reported once per pool)",
-		       fp->name[0] ? fp->name : "anon", what, p);
-	return ret;
-}
-
-int gwmem_fixpool_free(struct gwmem_fixpool *fp, void *p)
+static int stripe_free(struct gwmem_fixpool *fp, void *p)
 {
 	struct stripe *s;
 	enum bad_ptr why;
 	long g;
 
-	if (gw_unlikely(!p))
-		return 0;
-	if (gw_unlikely(!fp))
-		return -EINVAL;
 	g = block_index(fp, p, &why);
 	if (gw_unlikely(g < 0))
 		return bad_free(fp, p, why);
 	if (gw_unlikely(!bit_clear(fp, (size_t)g)))
 		return bad_free(fp, p, BAD_NONE);
+	/* Before the push: once listed, another thread may hand the block out. */
 	if (!(fp->flags & GW_FIXPOOL_NOHOOK))
 		GW_HOOK_FREE(p);
-	if (fp->stride >= 2 * sizeof(void *))
+	if (fp->stride >= GW_FIXPOOL_IDX_STRIDE)
 		((uintptr_t *)p)[1] = (uintptr_t)g;
 	s = my_stripe(fp);
 	slock(fp, &s->lock);
@@ -562,6 +592,83 @@ int gwmem_fixpool_free(struct gwmem_fixpool *fp, void *p)
 	s->head = p;
 	s->nfreed++;
 	sunlock(fp, &s->lock);
+	return 0;
+}
+
+/* --- fast path: single-threaded pools ----------------------------------- */
+
+static GW_ALWAYS_INLINE void *local_pop(struct gwmem_fixpool *fp, void **b)
+{
+	uintptr_t g = (uintptr_t)b[1];
+
+	fp->head = b[0];
+	fp->bitmap[g >> 6] |= (uint64_t)1 << (g & 63);
+	fp->nalloc++;
+	b[0] = NULL; /* do not hand out free-list state */
+	b[1] = NULL;
+	return b;
+}
+
+/* Everything but a pop from a non-empty local list. */
+static GW_NOINLINE void *alloc_general(struct gwmem_fixpool *fp)
+{
+	void *head, *tail;
+
+	if (fp->general)
+		return stripe_alloc(fp);
+	if (carve(fp, GW_FIXPOOL_BATCH, &head, &tail) == 0) {
+		__atomic_fetch_add(&fp->failed, 1, __ATOMIC_RELAXED);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return local_pop(fp, head);
+}
+
+void *gwmem_fixpool_alloc(struct gwmem_fixpool *fp)
+{
+	void **b;
+
+	if (gw_unlikely(!fp)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	b = fp->head;
+	if (gw_unlikely(!b))
+		return alloc_general(fp);
+	return local_pop(fp, b);
+}
+
+int gwmem_fixpool_free(struct gwmem_fixpool *fp, void *p)
+{
+	uintptr_t off, c, g;
+	uint32_t in, i;
+	uint64_t *w, m;
+
+	if (gw_unlikely(!p))
+		return 0;
+	if (gw_unlikely(!fp))
+		return -EINVAL;
+	if (gw_unlikely(fp->general))
+		return stripe_free(fp, p);
+	/* block_index() without the atomic load, misuse sorted out by stripe_free() */
+	off = (uintptr_t)p - (uintptr_t)fp->base;
+	c = off >> fp->span_shift;
+	if (gw_unlikely(c >= fp->nchunks))
+		return stripe_free(fp, p);
+	in = (uint32_t)(off - (c << fp->span_shift));
+	i = chunk_block(fp, in);
+	if (gw_unlikely(in >= fp->chunk_bytes || i * fp->stride != in))
+		return stripe_free(fp, p);
+	g = c * fp->bpc + i;
+	w = &fp->bitmap[g >> 6];
+	m = (uint64_t)1 << (g & 63);
+	if (gw_unlikely(!(*w & m)))
+		return bad_free(fp, p, BAD_NONE);
+	*w &= ~m;
+	((void **)p)[0] = fp->head;
+	((uintptr_t *)p)[1] = g;
+	fp->head = p;
+	fp->nfreed++;
 	return 0;
 }
 
@@ -578,11 +685,13 @@ bool gwmem_fixpool_owns(const struct gwmem_fixpool *fp, const void *p)
 
 int gwmem_fixpool_stats(const struct gwmem_fixpool *fp, struct gwmem_fixpool_stats *out)
 {
-	uint64_t na = 0, nf = 0;
+	uint64_t na, nf;
 	size_t nchunks;
 
 	if (!fp || !out)
 		return -EINVAL;
+	na = __atomic_load_n(&fp->nalloc, __ATOMIC_RELAXED);
+	nf = __atomic_load_n(&fp->nfreed, __ATOMIC_RELAXED);
 	for (unsigned i = 0; i < GW_FIXPOOL_STRIPES; i++) {
 		na += __atomic_load_n(&fp->st[i].nalloc, __ATOMIC_RELAXED);
 		nf += __atomic_load_n(&fp->st[i].nfreed, __ATOMIC_RELAXED);

@@ -143,6 +143,92 @@ START_TEST(test_fixpool_misuse)
 }
 END_TEST
 
+/*
+ * Every byte of every block, for strides that are and are not powers of
+ * two: the block index comes from a multiply by a reciprocal, and only
+ * block starts may pass.  Stride 8 leaves no room for the index in a free
+ * block and takes the general path.
+ */
+START_TEST(test_fixpool_every_offset)
+{
+	static const struct { size_t bs, align; unsigned flags; } cases[] = {
+		{8, 8, 0}, {24, 8, 0}, {40, 8, 0}, {48, 16, 0}, {100, 4, 0}, {96, 32, 0},
+		{32, 0, 0}, {4100, 8, 0}, {40, 8, GWMEM_FIXPOOL_THREADSAFE}, {24, 8, GWMEM_FIXPOOL_ZERO},
+	};
+	enum { BPC = 37, MAXC = 3, N = BPC * MAXC };
+
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		struct gwmem_fixpool *p = mkpool(cases[k].bs, BPC, MAXC, cases[k].align, cases[k].flags);
+		struct gwmem_fixpool_stats st;
+		static unsigned char *b[N];
+		uint64_t interior = 0, foreign = 0;
+		size_t stride;
+
+		ck_assert_ptr_nonnull(p);
+		gwmem_fixpool_stats(p, &st);
+		stride = st.block_stride;
+		for (int i = 0; i < N; i++) {
+			b[i] = gwmem_fixpool_alloc(p);
+			ck_assert_ptr_nonnull(b[i]);
+		}
+		ck_assert_ptr_null(gwmem_fixpool_alloc(p));
+		for (int i = 0; i < N; i++) {
+			for (size_t off = 1; off < stride; off++) {
+				ck_assert_int_eq(gwmem_fixpool_free(p, b[i] + off), -EINVAL);
+				interior++;
+			}
+			/* Just past the last block of a chunk: padding, not a block. */
+			if (i % BPC == BPC - 1) {
+				ck_assert_int_eq(gwmem_fixpool_free(p, b[i] + stride), -EINVAL);
+				foreign++;
+			}
+		}
+		for (int i = 0; i < N; i++) {
+			ck_assert(gwmem_fixpool_owns(p, b[i]));
+			ck_assert_int_eq(gwmem_fixpool_free(p, b[i]), 0);
+			ck_assert_int_eq(gwmem_fixpool_free(p, b[i]), -EALREADY);
+		}
+		gwmem_fixpool_stats(p, &st);
+		ck_assert_uint_eq(st.interior_frees + st.foreign_frees, interior + foreign);
+		ck_assert_uint_eq(st.double_frees, N);
+		ck_assert_uint_eq(st.total_allocated, N);
+		ck_assert_uint_eq(st.total_freed, N);
+		ck_assert_uint_eq(st.active_blocks, 0);
+		ck_assert_uint_eq(st.free_blocks, N);
+		ck_assert_uint_eq(st.total_chunks, MAXC);
+		/* Intact: every block comes back once more, distinct. */
+		for (int i = 0; i < N; i++) {
+			b[i] = gwmem_fixpool_alloc(p);
+			ck_assert_ptr_nonnull(b[i]);
+			ck_assert(gwmem_fixpool_owns(p, b[i]));
+		}
+		for (int i = 0; i < N; i++)
+			for (int j = 0; j < i; j++)
+				ck_assert_ptr_ne(b[i], b[j]);
+		ck_assert_ptr_null(gwmem_fixpool_alloc(p));
+		gwmem_fixpool_destroy(p);
+	}
+}
+END_TEST
+
+/* Free blocks hold list state; a block handed out must not show it. */
+START_TEST(test_fixpool_no_stale_link)
+{
+	struct gwmem_fixpool *p = mkpool(32, 16, 2, 0, 0);
+	void **a = gwmem_fixpool_alloc(p), **b = gwmem_fixpool_alloc(p);
+
+	gwmem_fixpool_free(p, a);
+	gwmem_fixpool_free(p, b);
+	b = gwmem_fixpool_alloc(p);
+	a = gwmem_fixpool_alloc(p);
+	ck_assert_ptr_null(a[0]);
+	ck_assert_ptr_null(a[1]);
+	ck_assert_ptr_null(b[0]);
+	ck_assert_ptr_null(b[1]);
+	gwmem_fixpool_destroy(p);
+}
+END_TEST
+
 START_TEST(test_fixpool_zero_and_reuse)
 {
 	struct gwmem_fixpool *p = mkpool(64, 4, 1, 0, GWMEM_FIXPOOL_ZERO);
@@ -316,6 +402,8 @@ static Suite *suite_fixpool(void)
 	tcase_add_test(tc, test_fixpool_stats_by_hand);
 	tcase_add_test(tc, test_fixpool_alignment);
 	tcase_add_test(tc, test_fixpool_misuse);
+	tcase_add_test(tc, test_fixpool_every_offset);
+	tcase_add_test(tc, test_fixpool_no_stale_link);
 	tcase_add_test(tc, test_fixpool_zero_and_reuse);
 	tcase_add_test(tc, test_fixpool_config_defaults);
 	suite_add_tcase(s, tc);
