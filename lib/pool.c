@@ -164,6 +164,27 @@ static inline bool chunk_empty(const struct gw_size_class *c, const struct chunk
 
 /* --- init --------------------------------------------------------------- */
 
+/*
+ * Power-of-two classes hand out blocks aligned to their size (memalign and
+ * friends rely on it), so every region must start on a multiple of the
+ * largest class: mmap only promises a page.  Reserve the slack and trim it.
+ */
+#define REGION_ALIGN ((size_t)1 << 16)   /* >= the largest class, 64 KiB */
+
+static void *reserve_aligned(size_t len)
+{
+	char *raw = gw_os_reserve(len + REGION_ALIGN);
+	if (!raw)
+		return NULL;
+	char *base = (char *)GW_ALIGN_UP((uintptr_t)raw, REGION_ALIGN);
+	if (base > raw)
+		gw_os_unmap(raw, (size_t)(base - raw));
+	size_t tail = (size_t)(raw + len + REGION_ALIGN - (base + len));
+	if (tail)
+		gw_os_unmap(base + len, tail);
+	return base;
+}
+
 static void cache_destructor(void *arg);
 
 static unsigned cache_limit(size_t size)
@@ -186,6 +207,7 @@ int gw_pool_init(const struct gwmem_config *cfg)
 	/* armhf and other 32-bit targets: keep the reservation well inside 3 GiB */
 	const uint64_t budget = sizeof(void *) == 8 ? (UINT64_C(64) << 30) : (UINT64_C(768) << 20);
 	const size_t page = gw_os_page_size();
+	unsigned shift;
 
 	if (pools_ready)
 		return 0;
@@ -201,38 +223,51 @@ int gw_pool_init(const struct gwmem_config *cfg)
 	uint64_t region_max = UINT64_C(1) << 31;
 	while (region_max * ncls > budget && region_max > (UINT64_C(1) << 20))
 		region_max >>= 1;
-	uint64_t biggest = 0;
-	for (unsigned i = 0; i < ncls; i++) {
-		uint64_t chunk = (uint64_t)gw_pool_class_size(i) * bpc;
-		uint64_t slots = max_chunks;
-		if (chunk * slots > region_max)
-			slots = region_max / chunk;
-		if (slots == 0) {
-			/* chunks of this class do not fit: serve it from the next allocator */
-			ncls = i;
-			break;
-		}
-		classes[i].max_chunks = (uint32_t)slots;
-		if (slots * chunk > biggest)
-			biggest = slots * chunk;
-	}
-	if (ncls == 0)
-		return -EINVAL;
-	unsigned shift = 16;
-	while ((UINT64_C(1) << shift) < biggest)
-		shift++;
-	uint64_t total = (uint64_t)ncls << shift;
-	if (total > SIZE_MAX / 2)
-		return -ENOMEM;
+	const unsigned ncls_wanted = ncls;
+	uint64_t total;
+	void *base;
 
-	void *base = gw_os_reserve((size_t)total);
-	if (!base) {
-		gw_count(mmap_failures);
-		gw_report_event(GW_EVENT_MMAP_FAILED, false,
-				"cannot reserve %llu MiB of address space for the pools; serving everything "
-				"from the next allocator", (unsigned long long)(total >> 20));
-		return -ENOMEM;
+	/* a refused reservation (RLIMIT_AS, strict overcommit) is retried with
+	 * regions half the size, down to 1 MiB: fewer chunks, still pools */
+	for (;;) {
+		uint64_t biggest = 0;
+		ncls = ncls_wanted;
+		for (unsigned i = 0; i < ncls; i++) {
+			uint64_t chunk = (uint64_t)gw_pool_class_size(i) * bpc;
+			uint64_t slots = max_chunks;
+			if (chunk * slots > region_max)
+				slots = region_max / chunk;
+			if (slots == 0) {
+				/* chunks of this class do not fit: serve it from the next allocator */
+				ncls = i;
+				break;
+			}
+			classes[i].max_chunks = (uint32_t)slots;
+			if (slots * chunk > biggest)
+				biggest = slots * chunk;
+		}
+		if (ncls == 0)
+			return -EINVAL;
+		shift = 16;
+		while ((UINT64_C(1) << shift) < biggest)
+			shift++;
+		total = (uint64_t)ncls << shift;
+		base = total <= SIZE_MAX / 2 ? reserve_aligned((size_t)total) : NULL;
+		if (base)
+			break;
+		if (region_max <= (UINT64_C(1) << 20)) {
+			gw_count(mmap_failures);
+			gw_report_event(GW_EVENT_MMAP_FAILED, false,
+					"cannot reserve %llu MiB of address space for the pools; serving "
+					"everything from the next allocator", (unsigned long long)(total >> 20));
+			return -ENOMEM;
+		}
+		region_max >>= 1;
 	}
+	if (ncls < ncls_wanted || classes[ncls - 1].max_chunks < max_chunks)
+		gw_log("address space is limited: the pools reserve %llu MiB (%u classes; %u chunks "
+		       "for the largest)", (unsigned long long)(total >> 20), ncls,
+		       classes[ncls - 1].max_chunks);
 
 	/* chunk metadata for every class, from one mapping */
 	size_t meta = 0;
@@ -262,6 +297,7 @@ int gw_pool_init(const struct gwmem_config *cfg)
 		c->blocks_per_chunk = bpc;
 		c->chunk_bytes = (size_t)size * bpc;
 		c->partial_head = NO_CHUNK;
+		c->last_release_ns = gw_os_monotonic_ns();   /* the interval starts now */
 		c->chunks = chunks;
 		chunks += c->max_chunks;
 		c->batch = cache_limit(size) / 2;

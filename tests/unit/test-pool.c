@@ -19,6 +19,7 @@ static void setup_pool(uint32_t block, uint32_t bpc, uint32_t max_chunks)
 	cfg.memory_pool.default_block_size = block;
 	cfg.memory_pool.blocks_per_chunk = bpc;
 	cfg.memory_pool.max_chunks = max_chunks;
+	cfg.compaction.auto_compact = false;   /* releases only when a test forces them */
 	cfg.compaction.compact_interval_seconds = 3600;
 	cfg.compaction.fragmentation_threshold = 1.0;
 	ck_assert_int_eq(gw_pool_init(&cfg), 0);
@@ -226,6 +227,26 @@ START_TEST(test_release_empty_chunks)
 }
 END_TEST
 
+START_TEST(test_auto_release)
+{
+	/* auto_compact with no interval: empty chunks go back as they empty, one is kept */
+	gwmem_config_defaults(&cfg);
+	cfg.memory_pool.blocks_per_chunk = 16;
+	cfg.compaction.compact_interval_seconds = 0;
+	ck_assert_int_eq(gw_pool_init(&cfg), 0);
+	void *p[16 * 8];
+	for (int i = 0; i < 16 * 8; i++)
+		ck_assert_ptr_nonnull(p[i] = gw_pool_alloc(4096));
+	ck_assert_uint_eq(class_stats(4096).total_chunks, 8);
+	for (int i = 0; i < 16 * 8; i++)
+		gw_pool_free(p[i]);
+	struct gwmem_shm_class s = class_stats(4096);
+	/* the cache holds at most 8 blocks of 4 KiB: at least 6 chunks emptied */
+	ck_assert_uint_ge(s.released_chunks, 5);
+	ck_assert_uint_le(s.total_chunks, 3);
+}
+END_TEST
+
 Suite *suite_pool(void);
 Suite *suite_pool(void)
 {
@@ -237,6 +258,7 @@ Suite *suite_pool(void)
 	tc = tcase_create("chunks");
 	tcase_add_test(tc, test_chunk_carving_and_overflow);
 	tcase_add_test(tc, test_release_empty_chunks);
+	tcase_add_test(tc, test_auto_release);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("cache");
 	tcase_add_test(tc, test_pool_refill_after_thread_exit);
