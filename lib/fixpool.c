@@ -6,13 +6,17 @@
  *    up to the alignment, at least one pointer: a free block holds the link
  *    of its free list in its first word and, when the stride allows, its
  *    index in the second).
- *  - chunk: blocks_per_chunk blocks, contiguous.  Chunk c starts at
- *    base + (c << span_shift); the span is a power of two, so the chunk of a
- *    pointer is one shift and its block one 32x32->64 multiply by a
- *    reciprocal (exact for every block start, see block_index()).
- *  - reservation: max_chunks spans of address space, reserved PROT_NONE at
+ *  - index: block g starts at base + g * stride, whatever its chunk, so the
+ *    index of a pointer is its offset divided by the stride: one multiply
+ *    by a reciprocal, exact for every block start (see block_index()).
+ *  - chunk: blocks_per_chunk blocks, back to back: chunk c holds indexes
+ *    [c * bpc, (c + 1) * bpc).  Chunks are the unit of commitment; two
+ *    neighbours may share a page.
+ *  - reservation: max_chunks chunks of address space, reserved PROT_NONE at
  *    creation; a chunk is committed when first needed and blocks are carved
  *    from it lazily, in batches that never cross into an uncommitted chunk.
+ *    'limit' is the committed length: a pointer p is a block start iff
+ *    p - base < limit and (p - base) % stride == 0.
  *  - bitmap: one bit per block, set while the block is handed out.  With the
  *    range check it makes every free O(1) and exact: foreign, interior and
  *    double frees are refused and counted, the free lists never see them.
@@ -48,6 +52,13 @@
 /* A free block's second word holds its index when the stride leaves room. */
 #define GW_FIXPOOL_IDX_STRIDE (2 * sizeof(void *))
 
+/* ceil(2^N / stride), N = 64 or 32: see off_index(). */
+#ifdef __SIZEOF_INT128__
+typedef uint64_t gw_recip_t;
+#else
+typedef uint32_t gw_recip_t;
+#endif
+
 struct stripe {
 	struct gw_spin lock;
 	void *head;
@@ -69,30 +80,29 @@ struct gwmem_fixpool {
 	void *head;               /* local free list */
 	uint64_t nalloc;          /* local counters */
 	uint64_t nfreed;
-	uint8_t *base;            /* first chunk, aligned to 'alignment' */
+	uint8_t *base;            /* block 0, aligned to 'alignment' */
 	uint64_t *bitmap;
-	size_t nchunks;           /* committed; read with acquire */
-	uint32_t chunk_bytes;     /* stride * bpc, < 2^31 */
-	uint32_t stride;
-	uint32_t bpc;             /* blocks per chunk */
-	uint32_t recip;           /* ceil(2^32 / stride) */
-	uint8_t span_shift;
-	uint8_t general;          /* every call takes the general path */
+	size_t fast_limit;        /* 'limit', or 0 when 'general': fails every fast free */
+	size_t stride;
+	gw_recip_t recip;         /* see off_index() */
+	size_t limit;             /* committed bytes, nchunks * chunk_bytes; read with acquire */
+	bool general;             /* every call takes the general path */
 
 	void *map;                /* reservation as mapped */
 	size_t map_size;
+	size_t nchunks;           /* committed */
+	size_t chunk_bytes;       /* stride * bpc, <= 2^31 */
+	size_t bpc;               /* blocks per chunk */
 	size_t block_size;
 	size_t alignment;
 	size_t max_chunks;
-	size_t commit_bytes;      /* chunk_bytes rounded up to pages */
 	size_t bitmap_bytes;
 	unsigned flags;
 	unsigned tag;
 	char name[32];
 
 	struct gw_spin grow;      /* carving and committing */
-	size_t carve_chunk;       /* next block to carve: chunk ... */
-	size_t carve_idx;         /* ... and index in it */
+	size_t carve_next;        /* index of the next block to carve */
 
 	uint64_t failed;
 	uint64_t foreign;
@@ -143,21 +153,26 @@ static inline bool is_ts(const struct gwmem_fixpool *fp)
 	return fp->flags & GWMEM_FIXPOOL_THREADSAFE;
 }
 
+/*
+ * The general path is compiled twice, for 'ts' = is_ts(fp) true and false,
+ * so that the thread-safe path does not test the flag at every step.
+ */
+
 /* The general path's list: a stripe, or stripe 0 unlocked in a single-threaded pool. */
-static inline struct stripe *my_stripe(struct gwmem_fixpool *fp)
+static GW_ALWAYS_INLINE struct stripe *my_stripe(struct gwmem_fixpool *fp, bool ts)
 {
-	return is_ts(fp) ? &fp->st[stripe_id()] : &fp->st[0];
+	return ts ? &fp->st[stripe_id()] : &fp->st[0];
 }
 
-static inline void slock(const struct gwmem_fixpool *fp, struct gw_spin *l)
+static GW_ALWAYS_INLINE void slock(bool ts, struct gw_spin *l)
 {
-	if (is_ts(fp))
+	if (ts)
 		gw_spin_lock(l);
 }
 
-static inline void sunlock(const struct gwmem_fixpool *fp, struct gw_spin *l)
+static GW_ALWAYS_INLINE void sunlock(bool ts, struct gw_spin *l)
 {
-	if (is_ts(fp))
+	if (ts)
 		gw_spin_unlock(l);
 }
 
@@ -166,40 +181,38 @@ static inline void sunlock(const struct gwmem_fixpool *fp, struct gw_spin *l)
 enum bad_ptr { BAD_NONE, BAD_FOREIGN, BAD_INTERIOR };
 
 /*
- * Block index from the offset 'in' inside a chunk.  With r = ceil(2^32 / d)
- * = (2^32 + e) / d, 0 <= e < d, a block start in = k * d gives
- * in * r = k * 2^32 + k * e, and k * e < bpc * d = chunk_bytes < 2^32, so
- * the shift yields k exactly.  Any other offset is not a multiple of d and
- * fails the caller's i * d == in check, whatever i is.  in < 2^31 and
- * r <= 2^30 keep the product in 64 bits.
+ * Index of the block at offset 'off' from base: off / stride by a multiply.
+ * With r = ceil(2^N / d) = (2^N + e) / d, 0 <= e < d, a block start
+ * off = k * d gives off * r = k * 2^N + k * e with k * e < off < 2^N, so
+ * the high half is k exactly.  Any other offset is not a multiple of d and
+ * fails the caller's q * d == off check, whatever q is.  N is 64 where the
+ * compiler has a 128-bit product, else 32 (32-bit targets: off < 2^32).
  */
-static inline uint32_t chunk_block(const struct gwmem_fixpool *fp, uint32_t in)
+static inline size_t off_index(const struct gwmem_fixpool *fp, size_t off)
 {
-	return (uint32_t)(((uint64_t)in * fp->recip) >> 32);
+#ifdef __SIZEOF_INT128__
+	return (size_t)(((unsigned __int128)off * fp->recip) >> 64);
+#else
+	return (size_t)(((uint64_t)off * fp->recip) >> 32);
+#endif
 }
 
 static inline long block_index(const struct gwmem_fixpool *fp, const void *p, enum bad_ptr *why)
 {
-	uintptr_t off = (uintptr_t)p - (uintptr_t)fp->base;
-	uintptr_t c = off >> fp->span_shift;
-	uint32_t in, i;
+	size_t off = (uintptr_t)p - (uintptr_t)fp->base;
+	size_t g;
 
-	if (gw_unlikely(c >= __atomic_load_n(&fp->nchunks, __ATOMIC_ACQUIRE))) {
+	if (gw_unlikely(off >= __atomic_load_n(&fp->limit, __ATOMIC_ACQUIRE))) {
 		*why = BAD_FOREIGN;
 		return -1;
 	}
-	in = (uint32_t)(off - (c << fp->span_shift));
-	if (gw_unlikely(in >= fp->chunk_bytes)) {
-		*why = BAD_FOREIGN;
-		return -1;
-	}
-	i = chunk_block(fp, in);
-	if (gw_unlikely(i * fp->stride != in)) {
+	g = off_index(fp, off);
+	if (gw_unlikely(g * fp->stride != off)) {
 		*why = BAD_INTERIOR;
 		return -1;
 	}
 	*why = BAD_NONE;
-	return (long)(c * fp->bpc + i);
+	return (long)g;
 }
 
 long gw_fixpool_index(const struct gwmem_fixpool *fp, const void *p)
@@ -214,23 +227,23 @@ size_t gw_fixpool_capacity(const struct gwmem_fixpool *fp)
 	return (size_t)fp->bpc * fp->max_chunks;
 }
 
-static inline void *block_at(const struct gwmem_fixpool *fp, size_t chunk, size_t idx)
+static inline void *block_at(const struct gwmem_fixpool *fp, size_t g)
 {
-	return fp->base + (chunk << fp->span_shift) + idx * fp->stride;
+	return fp->base + g * fp->stride;
 }
 
 void *gw_fixpool_block(const struct gwmem_fixpool *fp, size_t i)
 {
-	return block_at(fp, i / fp->bpc, i % fp->bpc);
+	return block_at(fp, i);
 }
 
 /* Set the block's bit; returns the old value. */
-static inline bool bit_set(struct gwmem_fixpool *fp, size_t g)
+static GW_ALWAYS_INLINE bool bit_set(struct gwmem_fixpool *fp, bool ts, size_t g)
 {
 	uint64_t m = (uint64_t)1 << (g & 63);
 	uint64_t *w = &fp->bitmap[g >> 6];
 
-	if (is_ts(fp))
+	if (ts)
 		return __atomic_fetch_or(w, m, __ATOMIC_RELAXED) & m;
 	bool old = *w & m;
 	*w |= m;
@@ -238,12 +251,12 @@ static inline bool bit_set(struct gwmem_fixpool *fp, size_t g)
 }
 
 /* Clear the block's bit; returns the old value. */
-static inline bool bit_clear(struct gwmem_fixpool *fp, size_t g)
+static GW_ALWAYS_INLINE bool bit_clear(struct gwmem_fixpool *fp, bool ts, size_t g)
 {
 	uint64_t m = (uint64_t)1 << (g & 63);
 	uint64_t *w = &fp->bitmap[g >> 6];
 
-	if (is_ts(fp))
+	if (ts)
 		return __atomic_fetch_and(w, ~m, __ATOMIC_RELAXED) & m;
 	bool old = *w & m;
 	*w &= ~m;
@@ -257,21 +270,11 @@ static inline bool bit_get(const struct gwmem_fixpool *fp, size_t g)
 
 /* --- create / destroy --------------------------------------------------- */
 
-static unsigned log2_ceil(size_t v)
-{
-	unsigned s = 0;
-
-	while (((size_t)1 << s) < v && s < sizeof(size_t) * 8 - 1)
-		s++;
-	return s;
-}
-
 struct gwmem_fixpool *gwmem_fixpool_create(const struct gwmem_fixpool_options *opts)
 {
 	struct gwmem_fixpool *fp;
 	size_t page = gw_os_page_size();
-	size_t bpc, max_chunks, align, stride, span, nbits;
-	unsigned shift;
+	size_t bpc, max_chunks, align, stride, nbits;
 
 	if (!opts || opts->block_size == 0 || opts->block_size > ((size_t)1 << 30)) {
 		errno = EINVAL;
@@ -305,8 +308,7 @@ struct gwmem_fixpool *gwmem_fixpool_create(const struct gwmem_fixpool_options *o
 	}
 	stride = opts->block_size < sizeof(void *) ? sizeof(void *) : opts->block_size;
 	stride = GW_ALIGN_UP(stride, align);
-	/* chunk_bytes <= 2^31: chunk_block() relies on it. */
-	if (bpc > ((size_t)1 << 31) / stride) {
+	if (bpc > ((size_t)1 << 31) / stride || max_chunks > ((SIZE_MAX >> 2) - (1u << 20)) / (stride * bpc)) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -318,24 +320,19 @@ struct gwmem_fixpool *gwmem_fixpool_create(const struct gwmem_fixpool_options *o
 	}
 	memset(fp, 0, sizeof(*fp));
 	fp->block_size = opts->block_size;
-	fp->stride = (uint32_t)stride;
+	fp->stride = stride;
 	fp->alignment = align;
-	fp->bpc = (uint32_t)bpc;
+	fp->bpc = bpc;
 	fp->max_chunks = max_chunks;
-	fp->chunk_bytes = (uint32_t)(stride * bpc);
-	fp->commit_bytes = GW_ALIGN_UP((size_t)fp->chunk_bytes, page);
-	span = fp->commit_bytes > align ? fp->commit_bytes : align;
-	shift = log2_ceil(span);
-	fp->span_shift = (uint8_t)shift;
-	fp->recip = (uint32_t)((((uint64_t)1 << 32) + stride - 1) / stride);
+	fp->chunk_bytes = stride * bpc;
+#ifdef __SIZEOF_INT128__
+	fp->recip = UINT64_MAX / stride + 1;
+#else
+	fp->recip = UINT32_MAX / stride + 1;
+#endif
 	fp->flags = opts->flags;
-	fp->carve_idx = bpc; /* no chunk yet: the first carve commits one */
 
-	if (max_chunks > (SIZE_MAX >> 2) >> shift)
-		goto fail_inval;
-	fp->map_size = (max_chunks << shift) + (align > page ? align : 0);
-	if (fp->map_size > SIZE_MAX / 4)
-		goto fail_inval;
+	fp->map_size = GW_ALIGN_UP(max_chunks * fp->chunk_bytes, page) + (align > page ? align : 0);
 	fp->map = gw_os_reserve(fp->map_size);
 	if (!fp->map)
 		goto fail_nomem;
@@ -364,12 +361,8 @@ struct gwmem_fixpool *gwmem_fixpool_create(const struct gwmem_fixpool_options *o
 		      (!(fp->flags & GW_FIXPOOL_NOHOOK) && (gwmem_hook_alloc || gwmem_hook_free));
 	return fp;
 
-fail_inval:
-	errno = EINVAL;
-	goto fail;
 fail_nomem:
 	errno = ENOMEM;
-fail:
 	if (fp->map)
 		gw_os_unmap(fp->map, fp->map_size);
 	gw_os_unmap(fp, GW_ALIGN_UP(sizeof(*fp), page));
@@ -391,7 +384,7 @@ void gwmem_fixpool_destroy(struct gwmem_fixpool *fp)
 				size_t g = w * 64 + (size_t)__builtin_ctzll(bits);
 
 				bits &= bits - 1;
-				GW_HOOK_FREE(block_at(fp, g / fp->bpc, g % fp->bpc));
+				GW_HOOK_FREE(block_at(fp, g));
 			}
 		}
 	}
@@ -414,23 +407,31 @@ static size_t carve(struct gwmem_fixpool *fp, size_t want, void **head, void **t
 
 	*head = *tail = NULL;
 	while (n < want) {
-		if (fp->carve_idx >= fp->bpc) {
+		size_t g = fp->carve_next;
+
+		if (g >= fp->nchunks * fp->bpc) {
 			size_t c = fp->nchunks;
+			uintptr_t lo, hi;
 
 			if (n > 0 || c >= fp->max_chunks)
 				break;
-			if (gw_os_commit(fp->base + (c << fp->span_shift), fp->commit_bytes) != 0)
+			/* Whole pages; the first and last may be shared with the neighbours. */
+			lo = (uintptr_t)fp->base + c * fp->chunk_bytes;
+			hi = lo + fp->chunk_bytes;
+			lo &= ~(uintptr_t)(gw_os_page_size() - 1);
+			if (gw_os_commit((void *)lo, GW_ALIGN_UP(hi, gw_os_page_size()) - lo) != 0)
 				break;
-			fp->carve_chunk = c;
-			fp->carve_idx = 0;
-			__atomic_store_n(&fp->nchunks, c + 1, __ATOMIC_RELEASE);
+			fp->nchunks = c + 1;
+			__atomic_store_n(&fp->limit, fp->nchunks * fp->chunk_bytes, __ATOMIC_RELEASE);
+			if (!fp->general)
+				fp->fast_limit = fp->limit;
 		}
-		void *b = block_at(fp, fp->carve_chunk, fp->carve_idx);
+		void *b = block_at(fp, g);
 
 		*(void **)b = NULL;
 		if (fp->stride >= GW_FIXPOOL_IDX_STRIDE)
-			((uintptr_t *)b)[1] = fp->carve_chunk * fp->bpc + fp->carve_idx;
-		fp->carve_idx++;
+			((uintptr_t *)b)[1] = g;
+		fp->carve_next = g + 1;
 		if (*tail)
 			*(void **)*tail = b;
 		else
@@ -475,16 +476,16 @@ static GW_COLD GW_NOINLINE int bad_free(struct gwmem_fixpool *fp, const void *p,
 
 /* --- general path: stripes, zeroing, hooks, small strides --------------- */
 
-static GW_NOINLINE void *stripe_refill(struct gwmem_fixpool *fp, struct stripe *s)
+static GW_NOINLINE void *stripe_refill(struct gwmem_fixpool *fp, bool ts, struct stripe *s)
 {
 	void *head, *tail, *b;
 	size_t n;
 
-	slock(fp, &fp->grow);
-	n = carve(fp, is_ts(fp) ? GW_FIXPOOL_BATCH : 1, &head, &tail);
-	sunlock(fp, &fp->grow);
+	slock(ts, &fp->grow);
+	n = carve(fp, ts ? GW_FIXPOOL_BATCH : 1, &head, &tail);
+	sunlock(ts, &fp->grow);
 
-	if (n == 0 && is_ts(fp)) {
+	if (n == 0 && ts) {
 		/* No room for new blocks: take another stripe's free list. */
 		for (unsigned j = 0; j < GW_FIXPOOL_STRIPES && !head; j++) {
 			struct stripe *o = &fp->st[j];
@@ -505,7 +506,7 @@ static GW_NOINLINE void *stripe_refill(struct gwmem_fixpool *fp, struct stripe *
 			n = 2;
 		}
 	}
-	slock(fp, &s->lock);
+	slock(ts, &s->lock);
 	if (n == 0) {
 		/* A free may have refilled our stripe meanwhile. */
 		b = s->head;
@@ -513,7 +514,7 @@ static GW_NOINLINE void *stripe_refill(struct gwmem_fixpool *fp, struct stripe *
 			s->head = *(void **)b;
 			s->nalloc++;
 		}
-		sunlock(fp, &s->lock);
+		sunlock(ts, &s->lock);
 		if (!b) {
 			__atomic_fetch_add(&fp->failed, 1, __ATOMIC_RELAXED);
 			errno = ENOMEM;
@@ -526,26 +527,26 @@ static GW_NOINLINE void *stripe_refill(struct gwmem_fixpool *fp, struct stripe *
 		s->head = *(void **)head;
 	}
 	s->nalloc++;
-	sunlock(fp, &s->lock);
+	sunlock(ts, &s->lock);
 	return b;
 }
 
-static void *stripe_alloc(struct gwmem_fixpool *fp)
+static GW_ALWAYS_INLINE void *stripe_alloc(struct gwmem_fixpool *fp, bool ts)
 {
-	struct stripe *s = my_stripe(fp);
+	struct stripe *s = my_stripe(fp, ts);
 	enum bad_ptr why;
 	size_t g;
 	void *b;
 
-	slock(fp, &s->lock);
+	slock(ts, &s->lock);
 	b = s->head;
 	if (gw_likely(b)) {
 		s->head = *(void **)b;
 		s->nalloc++;
-		sunlock(fp, &s->lock);
+		sunlock(ts, &s->lock);
 	} else {
-		sunlock(fp, &s->lock);
-		b = stripe_refill(fp, s);
+		sunlock(ts, &s->lock);
+		b = stripe_refill(fp, ts, s);
 		if (!b)
 			return NULL;
 	}
@@ -557,7 +558,7 @@ static void *stripe_alloc(struct gwmem_fixpool *fp)
 		g = ((uintptr_t *)b)[1];
 	else
 		g = (size_t)block_index(fp, b, &why);
-	bit_set(fp, g);
+	bit_set(fp, ts, g);
 	if (fp->flags & GWMEM_FIXPOOL_ZERO) {
 		memset(b, 0, fp->block_size);
 	} else {
@@ -570,7 +571,7 @@ static void *stripe_alloc(struct gwmem_fixpool *fp)
 	return b;
 }
 
-static int stripe_free(struct gwmem_fixpool *fp, void *p)
+static GW_ALWAYS_INLINE int stripe_free(struct gwmem_fixpool *fp, bool ts, void *p)
 {
 	struct stripe *s;
 	enum bad_ptr why;
@@ -579,19 +580,19 @@ static int stripe_free(struct gwmem_fixpool *fp, void *p)
 	g = block_index(fp, p, &why);
 	if (gw_unlikely(g < 0))
 		return bad_free(fp, p, why);
-	if (gw_unlikely(!bit_clear(fp, (size_t)g)))
+	if (gw_unlikely(!bit_clear(fp, ts, (size_t)g)))
 		return bad_free(fp, p, BAD_NONE);
 	/* Before the push: once listed, another thread may hand the block out. */
 	if (!(fp->flags & GW_FIXPOOL_NOHOOK))
 		GW_HOOK_FREE(p);
 	if (fp->stride >= GW_FIXPOOL_IDX_STRIDE)
 		((uintptr_t *)p)[1] = (uintptr_t)g;
-	s = my_stripe(fp);
-	slock(fp, &s->lock);
+	s = my_stripe(fp, ts);
+	slock(ts, &s->lock);
 	*(void **)p = s->head;
 	s->head = p;
 	s->nfreed++;
-	sunlock(fp, &s->lock);
+	sunlock(ts, &s->lock);
 	return 0;
 }
 
@@ -615,7 +616,7 @@ static GW_NOINLINE void *alloc_general(struct gwmem_fixpool *fp)
 	void *head, *tail;
 
 	if (fp->general)
-		return stripe_alloc(fp);
+		return is_ts(fp) ? stripe_alloc(fp, true) : stripe_alloc(fp, false);
 	if (carve(fp, GW_FIXPOOL_BATCH, &head, &tail) == 0) {
 		__atomic_fetch_add(&fp->failed, 1, __ATOMIC_RELAXED);
 		errno = ENOMEM;
@@ -638,28 +639,34 @@ void *gwmem_fixpool_alloc(struct gwmem_fixpool *fp)
 	return local_pop(fp, b);
 }
 
+/* A fast pool's free that failed the fast checks, or any free of a general pool. */
+static GW_NOINLINE int free_general(struct gwmem_fixpool *fp, void *p)
+{
+	enum bad_ptr why;
+
+	if (fp->general)
+		return is_ts(fp) ? stripe_free(fp, true, p) : stripe_free(fp, false, p);
+	block_index(fp, p, &why);
+	GW_ASSERT(why != BAD_NONE);
+	return bad_free(fp, p, why);
+}
+
 int gwmem_fixpool_free(struct gwmem_fixpool *fp, void *p)
 {
-	uintptr_t off, c, g;
-	uint32_t in, i;
+	size_t off, g;
 	uint64_t *w, m;
 
 	if (gw_unlikely(!p))
 		return 0;
 	if (gw_unlikely(!fp))
 		return -EINVAL;
-	if (gw_unlikely(fp->general))
-		return stripe_free(fp, p);
-	/* block_index() without the atomic load, misuse sorted out by stripe_free() */
+	/* block_index() against fast_limit, which also turns general pools away */
 	off = (uintptr_t)p - (uintptr_t)fp->base;
-	c = off >> fp->span_shift;
-	if (gw_unlikely(c >= fp->nchunks))
-		return stripe_free(fp, p);
-	in = (uint32_t)(off - (c << fp->span_shift));
-	i = chunk_block(fp, in);
-	if (gw_unlikely(in >= fp->chunk_bytes || i * fp->stride != in))
-		return stripe_free(fp, p);
-	g = c * fp->bpc + i;
+	if (gw_unlikely(off >= fp->fast_limit))
+		return free_general(fp, p);
+	g = off_index(fp, off);
+	if (gw_unlikely(g * fp->stride != off))
+		return free_general(fp, p);
 	w = &fp->bitmap[g >> 6];
 	m = (uint64_t)1 << (g & 63);
 	if (gw_unlikely(!(*w & m)))
@@ -696,7 +703,7 @@ int gwmem_fixpool_stats(const struct gwmem_fixpool *fp, struct gwmem_fixpool_sta
 		na += __atomic_load_n(&fp->st[i].nalloc, __ATOMIC_RELAXED);
 		nf += __atomic_load_n(&fp->st[i].nfreed, __ATOMIC_RELAXED);
 	}
-	nchunks = __atomic_load_n(&fp->nchunks, __ATOMIC_ACQUIRE);
+	nchunks = __atomic_load_n(&fp->limit, __ATOMIC_ACQUIRE) / fp->chunk_bytes;
 	memset(out, 0, sizeof(*out));
 	out->total_allocated = na;
 	out->total_freed = nf;
