@@ -39,20 +39,30 @@ uint64_t gw_stacks_hash(const uint64_t *frames, uint32_t depth)
 {
 	uint64_t h = UINT64_C(0x9e3779b97f4a7c15) ^ depth;
 
-	for (uint32_t i = 0; i < depth; i++) {
-		uint64_t k = frames[i] * UINT64_C(0xff51afd7ed558ccd);
-		k ^= k >> 32;
-		h = (h ^ k) * UINT64_C(0x100000001b3) + (h >> 29);
-	}
-	h ^= h >> 31;
+	/*
+	 * Runs on every recorded allocation: the multiplies do not depend on
+	 * h, so the chain through the loop is one rotate and one xor per
+	 * frame; the rotate keeps the order of the frames in the hash.  The
+	 * finalizer spreads it over all the bits the table index takes.
+	 */
+	for (uint32_t i = 0; i < depth; i++)
+		h = ((h << 23) | (h >> 41)) ^ (frames[i] * UINT64_C(0xff51afd7ed558ccd));
+	h ^= h >> 33;
 	h *= UINT64_C(0xc4ceb9fe1a85ec53);
 	h ^= h >> 29;
 	return h ? h : 1;
 }
 
-static bool same(const struct gwmem_shm_stack *e, const uint64_t *frames, uint32_t depth)
+/* Word compare inlined: depths are a handful of frames, a libc memcmp call
+ * costs more than the compare. */
+static inline bool same(const struct gwmem_shm_stack *e, const uint64_t *frames, uint32_t depth)
 {
-	return e->depth == depth && memcmp(e->frames, frames, depth * sizeof(uint64_t)) == 0;
+	if (e->depth != depth)
+		return false;
+	for (uint32_t i = 0; i < depth; i++)
+		if (e->frames[i] != frames[i])
+			return false;
+	return true;
 }
 
 void gw_stacks_lock(struct gw_stacks *st)

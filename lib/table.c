@@ -98,9 +98,7 @@ bool gw_table_insert(struct gw_table *t, uint64_t ptr, uint64_t size, uint32_t s
 
 	if (gw_unlikely(!t->nstripes || !ptr))
 		return false;
-	s = &t->stripes[h & (t->nstripes - 1)];
-	recs = &t->records[(uint64_t)(h & (t->nstripes - 1)) * t->slots];
-	i = (uint32_t)(h >> 32) & mask;
+	s = gw_table_home(t, h, &recs, &i);
 
 	stripe_lock(s);
 	for (uint32_t n = 0; n < t->slots; n++, i = (i + 1) & mask) {
@@ -146,12 +144,13 @@ bool gw_table_remove(struct gw_table *t, uint64_t ptr, uint64_t *size_out)
 
 	if (gw_unlikely(!t->nstripes || !ptr))
 		return false;
-	s = &t->stripes[h & (t->nstripes - 1)];
+	s = gw_table_home(t, h, &recs, &i);
+	/* both lines are likely misses: load them in parallel, not one after
+	 * the other through the lock */
+	__builtin_prefetch(&recs[i], 1, 3);
 	/* an empty stripe cannot hold it: skip the lock (sampling, untracked frees) */
 	if (LD(&s->count) == 0)
 		return false;
-	recs = &t->records[(uint64_t)(h & (t->nstripes - 1)) * t->slots];
-	i = (uint32_t)(h >> 32) & mask;
 
 	stripe_lock(s);
 	for (uint32_t n = 0; n < t->slots; n++, i = (i + 1) & mask) {

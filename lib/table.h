@@ -41,6 +41,35 @@ static inline uint64_t gw_table_hash(uint64_t p)
 	return p;
 }
 
+/* Where ptr's search starts: its stripe head and its home record. */
+static inline struct gwmem_shm_stripe *gw_table_home(const struct gw_table *t, uint64_t h,
+						     struct gwmem_shm_record **recs, uint32_t *slot)
+{
+	const uint32_t si = (uint32_t)h & (t->nstripes - 1);
+
+	*recs = &t->records[(uint64_t)si * t->slots];
+	*slot = (uint32_t)(h >> 32) & (t->slots - 1);
+	return &t->stripes[si];
+}
+
+/*
+ * Start loading ptr's stripe head and home record for writing.  The table
+ * is megabytes of 4 KiB pages hit at random: a caller with other work to do
+ * first (the backtrace) hides most of the miss.
+ */
+static inline void gw_table_prefetch(const struct gw_table *t, uint64_t ptr)
+{
+	struct gwmem_shm_record *recs;
+	struct gwmem_shm_stripe *s;
+	uint32_t i;
+
+	if (gw_unlikely(!t->nstripes))
+		return;
+	s = gw_table_home(t, gw_table_hash(ptr), &recs, &i);
+	__builtin_prefetch(&recs[i], 1, 3);
+	__builtin_prefetch(s, 1, 3);
+}
+
 /* Attach to a segment's table (the memory is zero or a copy from a parent). */
 void gw_table_init(struct gw_table *t, struct gwmem_shm_header *hdr) GW_HIDDEN;
 

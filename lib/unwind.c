@@ -38,7 +38,8 @@
 #define HAVE_FP_LAYOUT 0
 #endif
 
-#define SKIP_SLACK 6u   /* gwmem's own leading frames: malloc, gw_track_alloc, record, capture */
+/* frames captured at most: the caller's max, skip and gwmem's own leading ones */
+#define CAPTURE_MAX (GWMEM_SHM_MAX_FRAMES + 24u)
 
 static struct gw_range self_range;
 static enum gwmem_unwinder unwinder = GWMEM_UNWIND_LIBUNWIND;
@@ -187,48 +188,68 @@ static GW_NOINLINE unsigned capture_fp(uint64_t *buf, unsigned max)
 	return gw_unwind_fp_walk((uintptr_t)__builtin_frame_address(0), lo, hi, buf, max);
 }
 
-static GW_NOINLINE unsigned capture_libunwind(uint64_t *buf, unsigned max)
-{
-#if GWMEM_WITH_TRACKING
-	void *ips[GWMEM_SHM_MAX_FRAMES + SKIP_SLACK + 8];
-	int n;
+/*
+ * Leading frames of gwmem's own seen so far (malloc, the interposer's
+ * tracking stub, gw_track_alloc, this file).  Asking the unwinder for
+ * just max + own frames matters: every frame costs a cache lookup and two
+ * loads in libunwind, and the shallow stacks of a churning program are
+ * half gwmem.  Only grows; a capture that was cut short by a too small
+ * guess is redone with the right depth.
+ */
+static unsigned own_frames = 4;
 
-	if (max > GW_ARRAY_SIZE(ips))
-		max = GW_ARRAY_SIZE(ips);
-	n = unw_backtrace(ips, (int)max);
-	if (n <= 0)
-		return 0;
-	/* ips[0] is inside this function: not a caller */
+/* libunwind's unw_backtrace, called from here so that no extra frame of
+ * ours lies between the caller and libunwind.  ips[0] is the context
+ * libunwind took inside unw_backtrace itself: not a caller, dropped. */
+static inline unsigned capture(uint64_t *buf, unsigned want)
+{
+	if (unwinder == GWMEM_UNWIND_FRAME_POINTER)
+		return capture_fp(buf, want);
+#if GWMEM_WITH_TRACKING
+	void *ips[CAPTURE_MAX + 1];
+	int n = unw_backtrace(ips, (int)want + 1);
+
 	for (int i = 1; i < n; i++)
 		buf[i - 1] = (uint64_t)(uintptr_t)ips[i];
-	return (unsigned)n - 1;
+	return n > 1 ? (unsigned)n - 1 : 0;
 #else
-	(void)buf;
-	(void)max;
 	return 0;
 #endif
 }
 
+static inline unsigned skip_own(const uint64_t *buf, unsigned i, unsigned n, const struct gw_range *extra)
+{
+	while (i < n && (gw_range_has(&self_range, (uintptr_t)buf[i]) ||
+			 (extra && gw_range_has(extra, (uintptr_t)buf[i]))))
+		i++;
+	return i;
+}
+
 unsigned gw_unwind_capture(uint64_t *frames, unsigned max, unsigned skip, const struct gw_range *extra)
 {
-	uint64_t buf[GWMEM_SHM_MAX_FRAMES + SKIP_SLACK + 8];
-	unsigned want, n, i = 0, out = 0;
+	uint64_t buf[CAPTURE_MAX];
+	unsigned own = __atomic_load_n(&own_frames, __ATOMIC_RELAXED);
+	unsigned want, n, i, out = 0;
 
 	if (max > GWMEM_SHM_MAX_FRAMES)
 		max = GWMEM_SHM_MAX_FRAMES;
 	if (skip > 8)
 		skip = 8;
-	want = max + skip + SKIP_SLACK;
-	if (want > GW_ARRAY_SIZE(buf))
-		want = GW_ARRAY_SIZE(buf);
-	if (unwinder == GWMEM_UNWIND_FRAME_POINTER)
-		n = capture_fp(buf, want);
-	else
-		n = capture_libunwind(buf, want + 1);
-	i = skip < n ? skip : n;
-	while (i < n && (gw_range_has(&self_range, (uintptr_t)buf[i]) ||
-			 (extra && gw_range_has(extra, (uintptr_t)buf[i]))))
-		i++;
+	want = max + skip + own;
+	if (want > CAPTURE_MAX)
+		want = CAPTURE_MAX;
+	n = capture(buf, want);
+	i = skip_own(buf, skip < n ? skip : n, n, extra);
+	if (gw_unlikely(n == want && n - i < max && want < CAPTURE_MAX)) {
+		/* the buffer filled up before max frames of the caller were in:
+		 * more of our own frames than guessed; capture again, deeper
+		 * (as deep as allowed when all of them were ours) */
+		want = i < n && max + i < CAPTURE_MAX ? max + i : CAPTURE_MAX;
+		n = capture(buf, want);
+		i = skip_own(buf, i < n ? i : n, n, extra);
+	}
+	if (gw_unlikely(i - (skip < i ? skip : i) > own))
+		__atomic_store_n(&own_frames, i - (skip < i ? skip : i), __ATOMIC_RELAXED);
 	for (; i < n && out < max; i++)
 		frames[out++] = buf[i];
 	return out;

@@ -101,6 +101,48 @@ START_TEST(test_unwind_skips_self_range)
 }
 END_TEST
 
+static GW_NOINLINE unsigned deep_own(int depth, uint64_t *f, unsigned max)
+{
+	unsigned n;
+
+	if (depth > 0)
+		n = deep_own(depth - 1, f, max);
+	else
+		n = gw_unwind_capture(f, max, 0, NULL);
+	__asm__ __volatile__("" ::: "memory");
+	return n;
+}
+
+/* more leading frames of "gwmem" than the unwinder first asks for: the
+ * capture is redone deeper, the caller's frames are not cut short */
+static void check_deep_own(enum gwmem_unwinder kind)
+{
+	struct gw_range self;
+	uint64_t f[GWMEM_SHM_MAX_FRAMES];
+	unsigned n;
+
+	gw_unwind_init(kind);
+	n = deep_own(0, f, 2);
+	ck_assert_uint_eq(n, 2);
+	ck_assert(gw_unwind_object_text((void *)&deep_own, &self, NULL));
+	gw_unwind_set_self(self);
+	/* every test-program frame is now "ours": the first kept is outside it;
+	 * the frame-pointer walk may end in a frame-less libc or libcheck */
+	n = deep_own(20, f, 2);
+	if (kind == GWMEM_UNWIND_LIBUNWIND)
+		ck_assert_uint_eq(n, 2);
+	for (unsigned i = 0; i < n; i++)
+		ck_assert(!gw_range_has(&self, (uintptr_t)f[i]));
+	gw_unwind_set_self((struct gw_range){ 0, 0 });
+}
+
+START_TEST(test_unwind_deep_own_frames)
+{
+	check_deep_own(GWMEM_UNWIND_LIBUNWIND);
+	check_deep_own(GWMEM_UNWIND_FRAME_POINTER);
+}
+END_TEST
+
 START_TEST(test_unwind_fp_walk_checks)
 {
 	uintptr_t stack[64] __attribute__((aligned(16)));
@@ -207,6 +249,7 @@ Suite *suite_unwind(void)
 	tcase_add_test(tc, test_unwind_libunwind_chain);
 	tcase_add_test(tc, test_unwind_fp_chain);
 	tcase_add_test(tc, test_unwind_skips_self_range);
+	tcase_add_test(tc, test_unwind_deep_own_frames);
 	tcase_add_test(tc, test_unwind_fp_walk_checks);
 	tcase_add_test(tc, test_unwind_thread_stack);
 	tcase_add_test(tc, test_unwind_fp_frameless_caller);
