@@ -25,10 +25,11 @@
  *    robin), so the fast path takes an uncontended lock; a thread whose
  *    stripe runs dry carves new blocks or steals another stripe's list.
  *  - local list: the free list and counters of a single-threaded pool, in
- *    the pool's first cache line.  Its fast path (fast_alloc(), fast_free())
- *    has no lock, no atomic and no call; everything else (thread-safe pools,
- *    GWMEM_FIXPOOL_ZERO, strides too small to hold an index, an empty list,
- *    misuse, the leak-tracking hooks) takes the general path.
+ *    the pool's first cache line.  The fast path (gwmem_fixpool_alloc() and
+ *    gwmem_fixpool_free() up to their first unlikely branch) has no lock, no
+ *    atomic and no call; everything else (thread-safe pools, zeroing,
+ *    strides too small to hold an index, an empty list, misuse, the
+ *    leak-tracking hooks) takes the general path.
  *
  * Leaves to others: object lifetimes (objpool.c), leak tracking (the preload
  * library, reached through lib/hook.h).
@@ -76,7 +77,7 @@ struct stripe {
  *    stripes; each counter is written by one list's owner only.
  */
 struct gwmem_fixpool {
-	/* First cache line: all that fast_alloc() and fast_free() touch. */
+	/* First cache line: all that the fast path touches in the pool. */
 	void *head;               /* local free list */
 	uint64_t nalloc;          /* local counters */
 	uint64_t nfreed;
@@ -112,6 +113,8 @@ struct gwmem_fixpool {
 
 	struct stripe st[GW_FIXPOOL_STRIPES];
 };
+_Static_assert(sizeof(void *) != 8 || offsetof(struct gwmem_fixpool, limit) <= GW_CACHELINE,
+	       "the fast path's fields fit in the first cache line");
 
 /* --- locking and stripes ------------------------------------------------ */
 

@@ -1,6 +1,8 @@
 /*
  * bench-api.c - libgwmem API benchmarks, printed side by side:
  *   fixed-block pool vs glibc malloc/free vs mimalloc (dlopen'ed, not interposed),
+ *   and the same loop calling two empty functions of another shared library
+ *   (the call cost every one of them pays, through the PLT or a pointer),
  *   object pool get/put vs malloc + init + free,
  *   compacting heap alloc/free at 90 % fill,
  *   rc ref/unref.
@@ -25,6 +27,9 @@ static double now_ns(void)
 	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
+void *bench_nop_alloc(void *pool);
+int bench_nop_free(void *pool, void *p);
+
 static void *(*mi_malloc_fn)(size_t);
 static void (*mi_free_fn)(void *);
 static void *volatile sink;
@@ -41,6 +46,21 @@ static double bench_malloc(size_t sz, long rounds)
 		sink = p[r % BATCH];
 		for (int i = 0; i < BATCH; i++)
 			free(p[i]);
+	}
+	return (now_ns() - t0) / ((double)rounds * BATCH);
+}
+
+static double bench_nop(long rounds)
+{
+	void *p[BATCH];
+	double t0 = now_ns();
+
+	for (long r = 0; r < rounds; r++) {
+		for (int i = 0; i < BATCH; i++)
+			p[i] = bench_nop_alloc(p);
+		sink = p[r % BATCH];
+		for (int i = 0; i < BATCH; i++)
+			bench_nop_free(p, p[i]);
 	}
 	return (now_ns() - t0) / ((double)rounds * BATCH);
 }
@@ -225,6 +245,10 @@ int main(int argc, char **argv)
 		mi_free_fn = (void (*)(void *))dlsym(mi, "mi_free");
 	}
 	printf("%-44s %10s %12s\n", "benchmark (one op = alloc + free)", "ns/op", "vs malloc");
+	double nop = 1e30;
+	for (int rep = 0; rep < 3; rep++)
+		nop = best(nop, bench_nop(rounds));
+	printf("%-44s %10.2f %12s\n", "two empty calls into a shared library", nop, "-");
 	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
 		size_t sz = sizes[k];
 		double m = 1e30, mim = 0, fp = 1e30, fpts = 1e30;
