@@ -237,15 +237,9 @@ static size_t usable_size(void *p)
 
 /* --- the exported malloc family ----------------------------------------- */
 
-/* Tracking paths out of line, so the untracked fast paths need no frame. */
-static GW_NOINLINE void *tracked(void *p, size_t n)
-{
-	int saved = errno;
-	if (p)
-		gw_track_alloc(p, n);
-	errno = saved;
-	return p;
-}
+/* Tracking paths out of line, so the untracked fast paths need no frame;
+ * allocations tail-call the tracker, which keeps errno. */
+#define tracked(p, n) gw_track_alloc_ret((p), (n))
 
 static GW_NOINLINE void free_tracked(void *p)
 {

@@ -32,6 +32,8 @@ extern bool gw_track_on GW_HIDDEN;
 
 int gw_track_init(const struct gwmem_config *cfg) GW_HIDDEN;
 void gw_track_alloc(void *p, size_t size) GW_HIDDEN;
+/* gw_track_alloc keeping errno, returning p: for tail calls from malloc. */
+void *gw_track_alloc_ret(void *p, size_t size) GW_HIDDEN;
 void gw_track_free(void *p) GW_HIDDEN;
 void gw_track_realloc(void *oldp, void *newp, size_t size) GW_HIDDEN;
 
