@@ -220,7 +220,11 @@ static void prom_value(int m, const struct target *tg, const char *extra, double
 static void print_prom(const struct target *tgs, const struct totals *ts, size_t n)
 {
 	for (int m = 0; m < (int)(sizeof(prom) / sizeof(prom[0])); m++) {
-		printf("# HELP %s %s\n# TYPE %s gauge\n", prom[m].name, prom[m].help, prom[m].name);
+		/* monotonically growing counts are counters (the _total names) */
+		size_t len = strlen(prom[m].name);
+		bool counter = len > 6 && strcmp(prom[m].name + len - 6, "_total") == 0;
+		printf("# HELP %s %s\n# TYPE %s %s\n", prom[m].name, prom[m].help, prom[m].name,
+		       counter ? "counter" : "gauge");
 		for (size_t i = 0; i < n; i++) {
 			const struct target *tg = &tgs[i];
 			const struct totals *t = &ts[i];
