@@ -291,6 +291,8 @@ static void modules_refresh(void)
 	__atomic_store_n(&h->modules_seq, h->modules_seq + 1, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	dl_iterate_phdr(modules_cb, &c);
+	/* code may have gone: cached backtraces hold unwind rules of it */
+	gw_unwind_cache_flush();
 	__atomic_store_n(&h->modules_count, c.n, __ATOMIC_RELAXED);
 	__atomic_store_n(&h->modules_seq, h->modules_seq + 1, __ATOMIC_RELEASE);
 	T.modules_gen = c.gen;
@@ -582,6 +584,12 @@ void gw_track_exit(void)
 
 /* --- recording --------------------------------------------------------- */
 
+static uint32_t intern_frames(void *ctx, const uint64_t *frames, unsigned n)
+{
+	(void)ctx;
+	return gw_stacks_intern(&T.stacks, frames, n);
+}
+
 /*
  * Inlined into its callers: one frame less for the unwinder to walk (and
  * to skip) on every recorded allocation.
@@ -599,9 +607,16 @@ static GW_ALWAYS_INLINE void record(void *p, size_t size, unsigned tag, const st
 	tls_guard++;
 	if (gw_unlikely(__atomic_load_n(&T.reporter_needed, __ATOMIC_RELAXED)))
 		reporter_restart();
-	n = gw_unwind_capture(frames, T.max_frames, 0, extra);
-	tls_guard--;
-	id = gw_stacks_intern(&T.stacks, frames, n);
+	if (!extra) {
+		/* interning inside the guard too: the backtrace cache is per
+		 * thread, a signal handler's allocation must not run into it */
+		id = gw_unwind_stack_id(T.max_frames, intern_frames, NULL);
+		tls_guard--;
+	} else {
+		n = gw_unwind_capture(frames, T.max_frames, 0, extra);
+		tls_guard--;
+		id = gw_stacks_intern(&T.stacks, frames, n);
+	}
 	if (oldp)
 		gw_table_remove(&T.table, (uintptr_t)oldp, NULL);
 	gw_table_insert(&T.table, (uintptr_t)p, size, id, now_ds(), current_tid(), tag);

@@ -53,6 +53,25 @@ struct gw_range gw_unwind_self(void) GW_HIDDEN;
 unsigned gw_unwind_capture(uint64_t *frames, unsigned max, unsigned skip,
 			   const struct gw_range *extra) GW_HIDDEN;
 
+typedef uint32_t (*gw_unwind_intern_fn)(void *ctx, const uint64_t *frames, unsigned n);
+
+/*
+ * The stack id of the calling thread's backtrace: the frames
+ * gw_unwind_capture(.., max, 0, NULL) would give (less this function's own
+ * frame) passed to intern(ctx, ..).  On x86_64 with libunwind, a
+ * per-thread cache answers repeated call paths without unwinding or
+ * interning, and only when libunwind would give the same frames (unwind.c
+ * says how and when it stands aside).
+ */
+uint32_t gw_unwind_stack_id(unsigned max, gw_unwind_intern_fn intern, void *ctx) GW_HIDDEN;
+
+/* Forget every thread's cached backtraces (objects were unloaded). */
+void gw_unwind_cache_flush(void) GW_HIDDEN;
+/* Use the cache or not (tests compare both). */
+void gw_unwind_cache_enable(bool on) GW_HIDDEN;
+/* Hits of the calling thread so far (tests). */
+uint64_t gw_unwind_cache_hits(void) GW_HIDDEN;
+
 /*
  * Walk a frame-pointer chain starting at frame fp, storing return
  * addresses; every frame must lie in [lo, hi), be pointer-aligned and lie

@@ -242,6 +242,151 @@ START_TEST(test_unwind_fp_frameless_caller)
 }
 END_TEST
 
+
+/* --- backtrace cache -------------------------------------------------- */
+
+/* a tiny interning table of the test's own: frames -> id (1-based) */
+#define TEST_STACKS 4096
+static uint64_t stk_frames[TEST_STACKS][GWMEM_SHM_MAX_FRAMES];
+static unsigned stk_depth[TEST_STACKS], nstk;
+
+static uint32_t test_intern(void *ctx, const uint64_t *frames, unsigned n)
+{
+	(void)ctx;
+	if (!n)
+		return 0;
+	for (unsigned i = 0; i < nstk; i++)
+		if (stk_depth[i] == n && memcmp(stk_frames[i], frames, n * sizeof(*frames)) == 0)
+			return i + 1;
+	ck_assert_uint_lt(nstk, TEST_STACKS);
+	memcpy(stk_frames[nstk], frames, n * sizeof(*frames));
+	stk_depth[nstk] = n;
+	return ++nstk;
+}
+
+static uint64_t rng_state = 0x243f6a8885a308d3ull;
+static unsigned rnd(unsigned n)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (unsigned)(rng_state % n);
+}
+
+static unsigned cmp_calls, cmp_max = 16;
+static volatile int sink_v;
+
+/* the two "malloc" entry points: same frame size, different call sites;
+ * each asks for the id with the cache and then without it, from the same
+ * call instruction, and the two must agree */
+static volatile int two = 2;     /* a loop the compiler cannot unroll: one call site */
+
+static GW_NOINLINE void entry_same(uint32_t *ids)
+{
+	for (int k = 0; k < two; k++) {
+		gw_unwind_cache_enable(k == 0);
+		ids[k] = gw_unwind_stack_id(cmp_max, test_intern, NULL);
+	}
+	gw_unwind_cache_enable(true);
+	__asm__ __volatile__("" ::: "memory");
+}
+
+static GW_NOINLINE void entry_other(uint32_t *ids)
+{
+	for (int k = 0; k < two; k++) {
+		gw_unwind_cache_enable(k == 0);
+		ids[k] = gw_unwind_stack_id(cmp_max, test_intern, NULL);
+	}
+	gw_unwind_cache_enable(true);
+	__asm__ __volatile__("" ::: "memory");
+}
+
+static GW_NOINLINE void walk(unsigned depth, unsigned path, uint32_t *ids);
+
+/* three kinds of frame: two of the same size, one with alloca */
+static GW_NOINLINE void rec_a(unsigned depth, unsigned path, uint32_t *ids)
+{
+	volatile char pad[40];
+	pad[0] = (char)depth;
+	walk(depth, path, ids);
+	sink_v += pad[0];
+}
+
+static GW_NOINLINE void rec_b(unsigned depth, unsigned path, uint32_t *ids)
+{
+	volatile char pad[40];
+	pad[1] = (char)depth;
+	walk(depth, path, ids);
+	sink_v += pad[1];
+}
+
+static GW_NOINLINE void rec_v(unsigned depth, unsigned path, uint32_t *ids)
+{
+	volatile char *pad = __builtin_alloca(16 + 16 * (path & 3));
+	pad[0] = (char)depth;
+	walk(depth, path >> 2, ids);
+	sink_v += pad[0];
+}
+
+static GW_NOINLINE void walk(unsigned depth, unsigned path, uint32_t *ids)
+{
+	if (depth == 0) {
+		if (path & 1)
+			entry_other(ids);
+		else
+			entry_same(ids);
+	} else {
+		switch (path % 3) {
+		case 0: rec_a(depth - 1, path / 3, ids); break;
+		case 1: rec_b(depth - 1, path / 3, ids); break;
+		default: rec_v(depth - 1, path / 3, ids); break;
+		}
+	}
+	__asm__ __volatile__("" ::: "memory");
+}
+
+/* paths with many depths and many frame kinds, repeated in random order:
+ * whatever the cache answers equals a fresh unwind, every time */
+static void check_cache_paths(unsigned rounds, unsigned npaths)
+{
+	unsigned paths[64][2];
+
+	gw_unwind_init(GWMEM_UNWIND_LIBUNWIND);
+	for (unsigned i = 0; i < npaths; i++) {
+		paths[i][0] = rnd(24);
+		paths[i][1] = rnd(1u << 30);
+	}
+	for (unsigned r = 0; r < rounds; r++) {
+		unsigned *p = paths[rnd(npaths)];
+		uint32_t ids[2];
+
+		walk(p[0], p[1], ids);
+		ck_assert_uint_ne(ids[1], 0);
+		ck_assert_uint_eq(ids[0], ids[1]);
+		cmp_calls++;
+	}
+}
+
+START_TEST(test_unwind_cache_equals_full)
+{
+	uint64_t h0 = gw_unwind_cache_hits();
+
+	check_cache_paths(20000, 48);
+#if defined(__x86_64__)
+	/* repeated paths are answered from the cache most of the time */
+	ck_assert_uint_gt(gw_unwind_cache_hits() - h0, 20000 / 20);
+#endif
+	/* few paths, so that same-depth paths meet in one set all the time */
+	h0 = gw_unwind_cache_hits();
+	check_cache_paths(20000, 6);
+#if defined(__x86_64__)
+	ck_assert_uint_gt(gw_unwind_cache_hits() - h0, 20000 / 2);
+#endif
+	/* short stacks: the chain's end is inside max */
+	cmp_max = 16;
+}
+END_TEST
+
 Suite *suite_unwind(void)
 {
 	Suite *s = suite_create("unwind");
@@ -253,6 +398,7 @@ Suite *suite_unwind(void)
 	tcase_add_test(tc, test_unwind_fp_walk_checks);
 	tcase_add_test(tc, test_unwind_thread_stack);
 	tcase_add_test(tc, test_unwind_fp_frameless_caller);
+	tcase_add_test(tc, test_unwind_cache_equals_full);
 	suite_add_tcase(s, tc);
 	return s;
 }
