@@ -165,21 +165,23 @@ static inline bool chunk_empty(const struct gw_size_class *c, const struct chunk
 /* --- init --------------------------------------------------------------- */
 
 /*
- * Power-of-two classes hand out blocks aligned to their size (memalign and
- * friends rely on it), so every region must start on a multiple of the
- * largest class: mmap only promises a page.  Reserve the slack and trim it.
+ * The reservation starts on a multiple of the region size: then every block
+ * of a region shares the address bits above region_shift (the fast path's
+ * free-list link check relies on it), and power-of-two classes hand out
+ * blocks aligned to their size (memalign and friends rely on that).  mmap
+ * only promises a page, so reserve the slack and trim it.
  */
-#define REGION_ALIGN ((size_t)1 << 16)   /* >= the largest class, 64 KiB */
-
-static void *reserve_aligned(size_t len)
+static void *reserve_aligned(size_t len, size_t align)
 {
-	char *raw = gw_os_reserve(len + REGION_ALIGN);
+	if (len > SIZE_MAX - align)
+		return NULL;
+	char *raw = gw_os_reserve(len + align);
 	if (!raw)
 		return NULL;
-	char *base = (char *)GW_ALIGN_UP((uintptr_t)raw, REGION_ALIGN);
+	char *base = (char *)GW_ALIGN_UP((uintptr_t)raw, align);
 	if (base > raw)
 		gw_os_unmap(raw, (size_t)(base - raw));
-	size_t tail = (size_t)(raw + len + REGION_ALIGN - (base + len));
+	size_t tail = (size_t)(raw + len + align - (base + len));
 	if (tail)
 		gw_os_unmap(base + len, tail);
 	return base;
@@ -252,7 +254,8 @@ int gw_pool_init(const struct gwmem_config *cfg)
 		while ((UINT64_C(1) << shift) < biggest)
 			shift++;
 		total = (uint64_t)ncls << shift;
-		base = total <= SIZE_MAX / 2 ? reserve_aligned((size_t)total) : NULL;
+		/* shift >= 16: regions are at least 64 KiB, the largest class */
+		base = total <= SIZE_MAX / 2 ? reserve_aligned((size_t)total, (size_t)1 << shift) : NULL;
 		if (base)
 			break;
 		if (region_max <= (UINT64_C(1) << 20)) {

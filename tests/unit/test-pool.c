@@ -62,6 +62,9 @@ START_TEST(test_alloc_alignment_and_ownership)
 {
 	setup_pool(16384, 64, 8);
 	ck_assert_uint_eq(gw_pool_max_size(), 16384);
+	/* regions start on a multiple of their size: the free-list link check
+	 * and power-of-two alignment both depend on it */
+	ck_assert_uint_eq(gw_pool_g.base & (((uintptr_t)1 << gw_pool_g.region_shift) - 1), 0);
 	for (size_t n = 0; n <= 16384; n += 7) {
 		char *p = gw_pool_alloc(n);
 		ck_assert_ptr_nonnull(p);
