@@ -147,7 +147,7 @@ struct gwmem_fixpool_options {
 	size_t block_size;        /**< bytes per block (required, > 0) */
 	size_t blocks_per_chunk;  /**< blocks per chunk; 0 = 256 (or [memory_pool] blocks_per_chunk) */
 	size_t max_chunks;        /**< chunks at most; 0 = 100 (or [memory_pool] max_chunks) */
-	size_t alignment;         /**< power of two; 0 = 16, or less for blocks smaller than 16 */
+	size_t alignment;         /**< power of two, raised to at least sizeof(void *); 0 = 16, or less for blocks smaller than 16 */
 	unsigned flags;           /**< GWMEM_FIXPOOL_* */
 	const char *name;         /**< shown in leak reports ("fixpool:<name>"); may be NULL */
 };

@@ -3,7 +3,8 @@
  *
  * Definitions:
  *  - block: block_size bytes, placed every 'stride' bytes (block_size rounded
- *    up to the alignment, at least one pointer: a free block holds the link
+ *    up to the alignment, itself at least a pointer's; at least one pointer:
+ *    a free block holds the link
  *    of its free list in its first word and, when the stride allows, its
  *    index in the second).
  *  - index: block g starts at base + g * stride, whatever its chunk, so the
@@ -309,6 +310,10 @@ struct gwmem_fixpool *gwmem_fixpool_create(const struct gwmem_fixpool_options *o
 		errno = EINVAL;
 		return NULL;
 	}
+	/* a free block holds pointers: never less than pointer alignment (a
+	 * misaligned link store is undefined, and faults on some ARM cores) */
+	if (align < sizeof(void *))
+		align = sizeof(void *);
 	stride = opts->block_size < sizeof(void *) ? sizeof(void *) : opts->block_size;
 	stride = GW_ALIGN_UP(stride, align);
 	if (bpc > ((size_t)1 << 31) / stride || max_chunks > ((SIZE_MAX >> 2) - (1u << 20)) / (stride * bpc)) {
