@@ -190,11 +190,19 @@ static GW_ALWAYS_INLINE void *alloc_impl(size_t n)
 	return alloc_slow(n);
 }
 
+static GW_ALWAYS_INLINE void free_impl(void *p);
+
 static void *aligned_impl(size_t align, size_t n)
 {
 	ensure_init();
-	if (align <= MIN_ALIGN)
-		return alloc_impl(n);
+	if (align <= MIN_ALIGN) {
+		/* pool blocks are 16-aligned, but the next allocator only promises
+		 * alignof(max_align_t): 8 on armhf */
+		void *p = alloc_impl(n);
+		if (gw_likely(((uintptr_t)p & (align - 1)) == 0))
+			return p;
+		free_impl(p);
+	}
 	if (gw_unlikely(n > PTRDIFF_MAX || align > PTRDIFF_MAX / 2)) {
 		errno = ENOMEM;
 		return NULL;

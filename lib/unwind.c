@@ -28,6 +28,20 @@
 #include <libunwind.h>
 #endif
 
+/*
+ * 32-bit ARM: libunwind 1.6 tries its frame-pointer method there, which
+ * faults on armhf code (Thumb-2, no frame records; seen under qemu-arm as a
+ * SIGSEGV in _ULarm_step on the first malloc).  glibc's backtrace() walks
+ * the EXIDX tables through libgcc's unwinder, which every armhf object
+ * carries, so it is used instead.
+ */
+#if GWMEM_WITH_TRACKING && defined(__arm__) && defined(__GLIBC__)
+#include <execinfo.h>
+#define USE_GLIBC_BACKTRACE 1
+#else
+#define USE_GLIBC_BACKTRACE 0
+#endif
+
 #include "gwmem/shm_layout.h"
 #include "unwind.h"
 
@@ -116,6 +130,11 @@ void gw_unwind_init(enum gwmem_unwinder kind)
 #if GWMEM_WITH_TRACKING
 	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
 #endif
+#if USE_GLIBC_BACKTRACE
+	/* the first backtrace() loads libgcc_s: do it now, not inside a malloc */
+	void *warm[4];
+	(void)backtrace(warm, 4);
+#endif
 }
 
 void gw_unwind_set_self(struct gw_range r)
@@ -201,15 +220,19 @@ static GW_NOINLINE unsigned capture_fp(uint64_t *buf, unsigned max)
 static unsigned own_frames = 4;
 
 /* libunwind's unw_backtrace, called from here so that no extra frame of
- * ours lies between the caller and libunwind.  ips[0] is the context
- * libunwind took inside unw_backtrace itself: not a caller, dropped. */
+ * ours lies between the caller and libunwind.  ips[0] is the return address
+ * into the function this is inlined into, which is gwmem's: dropped. */
 static GW_ALWAYS_INLINE unsigned capture(uint64_t *buf, unsigned want)
 {
 	if (unwinder == GWMEM_UNWIND_FRAME_POINTER)
 		return capture_fp(buf, want);
 #if GWMEM_WITH_TRACKING
 	void *ips[CAPTURE_MAX + 1];
+#if USE_GLIBC_BACKTRACE
+	int n = backtrace(ips, (int)want + 1);
+#else
 	int n = unw_backtrace(ips, (int)want + 1);
+#endif
 
 	for (int i = 1; i < n; i++)
 		buf[i - 1] = (uint64_t)(uintptr_t)ips[i];

@@ -155,8 +155,11 @@ static volatile int stop_flag;
 
 static void *writer(void *arg)
 {
-	uint64_t base = (uint64_t)(uintptr_t)arg, live[256] = { 0 };
-	unsigned seed = (unsigned)base;
+	/* writer n owns pointers n << 32 + ...; the argument is n, not the base,
+	 * which would not fit a 32-bit pointer */
+	unsigned n = (unsigned)(uintptr_t)arg;
+	uint64_t base = (uint64_t)n << 32, live[256] = { 0 };
+	unsigned seed = n;
 
 	while (!__atomic_load_n(&stop_flag, __ATOMIC_RELAXED)) {
 		unsigned i = (unsigned)rand_r(&seed) % 256;
@@ -185,8 +188,8 @@ START_TEST(test_table_concurrent_snapshots)
 	make_table(2048);
 	copy = calloc(tab.slots, sizeof(*copy));
 	stop_flag = 0;
-	pthread_create(&w[0], NULL, writer, (void *)(uintptr_t)(UINT64_C(1) << 32));
-	pthread_create(&w[1], NULL, writer, (void *)(uintptr_t)(UINT64_C(2) << 32));
+	pthread_create(&w[0], NULL, writer, (void *)(uintptr_t)1);
+	pthread_create(&w[1], NULL, writer, (void *)(uintptr_t)2);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (unsigned round = 0; round < 1000000; round++) {
 		uint32_t s = round % tab.nstripes;

@@ -89,8 +89,9 @@ static bool stack_has(uint32_t id, uintptr_t addr)
 	if (id == 0 || id > h->stack_capacity)
 		return false;
 	e = (const void *)((char *)h + h->stacks_offset + (uint64_t)(id - 1) * h->stack_stride);
+	/* some unwinders (libunwind on aarch64) report return address - 1 */
 	for (uint32_t i = 0; i < e->depth; i++)
-		if (e->frames[i] == addr)
+		if (e->frames[i] == addr || e->frames[i] == addr - 1)
 			return true;
 	return false;
 }
@@ -322,6 +323,11 @@ START_TEST(test_track_fork)
 {
 	static char parent_block[16], child_block[16];
 	int pfd[2];
+
+	/* qemu-user 7.2 aborts in a forked child of a threaded guest: the cross
+	 * test run sets this to skip what the emulator cannot run */
+	if (getenv("GWMEM_TEST_NO_FORK"))
+		return;
 
 	config();
 	ck_assert_int_eq(gw_track_init(&cfg), 0);

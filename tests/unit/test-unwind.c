@@ -36,10 +36,12 @@ static GW_NOINLINE void chain_a(void)
 	__asm__ __volatile__("" ::: "memory");
 }
 
+/* libunwind reports a caller's return address minus one on some targets
+ * (aarch64), which names the same call instruction */
 static int index_of(uintptr_t a)
 {
 	for (unsigned i = 0; i < ngot; i++)
-		if (got[i] == a)
+		if (got[i] == a || got[i] == a - 1)
 			return (int)i;
 	return -1;
 }
@@ -136,10 +138,17 @@ static void check_deep_own(enum gwmem_unwinder kind)
 	gw_unwind_set_self((struct gw_range){ 0, 0 });
 }
 
+#if defined(__x86_64__) || defined(__i386__) || defined(__aarch64__)
+#define HAVE_FP_WALK 1    /* the frame-pointer walk is built for this target */
+#else
+#define HAVE_FP_WALK 0
+#endif
+
 START_TEST(test_unwind_deep_own_frames)
 {
 	check_deep_own(GWMEM_UNWIND_LIBUNWIND);
-	check_deep_own(GWMEM_UNWIND_FRAME_POINTER);
+	if (HAVE_FP_WALK)
+		check_deep_own(GWMEM_UNWIND_FRAME_POINTER);
 }
 END_TEST
 
@@ -392,12 +401,14 @@ Suite *suite_unwind(void)
 	Suite *s = suite_create("unwind");
 	TCase *tc = tcase_create("unwind");
 	tcase_add_test(tc, test_unwind_libunwind_chain);
-	tcase_add_test(tc, test_unwind_fp_chain);
 	tcase_add_test(tc, test_unwind_skips_self_range);
 	tcase_add_test(tc, test_unwind_deep_own_frames);
-	tcase_add_test(tc, test_unwind_fp_walk_checks);
 	tcase_add_test(tc, test_unwind_thread_stack);
-	tcase_add_test(tc, test_unwind_fp_frameless_caller);
+	if (HAVE_FP_WALK) {
+		tcase_add_test(tc, test_unwind_fp_chain);
+		tcase_add_test(tc, test_unwind_fp_walk_checks);
+		tcase_add_test(tc, test_unwind_fp_frameless_caller);
+	}
 	tcase_add_test(tc, test_unwind_cache_equals_full);
 	suite_add_tcase(s, tc);
 	return s;
