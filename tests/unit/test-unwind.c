@@ -131,8 +131,12 @@ static void check_deep_own(enum gwmem_unwinder kind)
 	/* every test-program frame is now "ours": the first kept is outside it;
 	 * the frame-pointer walk may end in a frame-less libc or libcheck */
 	n = deep_own(20, f, 2);
+#if !defined(__arm__)
+	/* 32-bit ARM walks EXIDX tables, which the C libraries above the test
+	 * program (libcheck, libc) need not carry: the walk may end there */
 	if (kind == GWMEM_UNWIND_LIBUNWIND)
 		ck_assert_uint_eq(n, 2);
+#endif
 	for (unsigned i = 0; i < n; i++)
 		ck_assert(!gw_range_has(&self, (uintptr_t)f[i]));
 	gw_unwind_set_self((struct gw_range){ 0, 0 });
