@@ -47,6 +47,7 @@ enum cache_state {
 };
 
 #define NO_CHUNK UINT32_MAX
+#define XFER_SLOTS 8
 
 /* One chunk slot of a class region. */
 struct chunk {
@@ -80,6 +81,11 @@ struct gw_size_class {
 	uint64_t empty_chunks;    /* backed chunks whose every carved block is free */
 	uint64_t overflow;
 	uint64_t last_release_ns;
+	/* transfer cache: lists flushed by one thread's cache, handed whole to
+	 * the next refill, so blocks moving between threads are not walked
+	 * (each walk step is a cache miss on a line another core wrote) */
+	uint32_t nxfer;
+	struct { void *head; uint32_t count; } xfer[XFER_SLOTS];
 } __attribute__((aligned(GW_CACHELINE)));
 
 /* gw_pool_small_class[(n + 15) >> 4] == gw_pool_size_class_calc(n) for n <= 1024 */
@@ -458,31 +464,8 @@ static void chunk_release(struct gw_size_class *c, uint32_t idx)
 }
 
 /* Release empty chunks, keeping one for reuse; returns how many. */
-static unsigned class_release(struct gw_size_class *c, bool force, uint64_t now)
-{
-	unsigned released = 0;
-
-	if (c->empty_chunks <= 1 && !(force && c->empty_chunks))
-		return 0;
-	if (!force) {
-		uint64_t free_blocks = c->carved_blocks - (c->total_allocated - c->total_freed);
-		double frag = c->carved_blocks ? (double)free_blocks / (double)c->carved_blocks : 0;
-		if (now - c->last_release_ns < release_interval_ns && frag <= release_threshold)
-			return 0;
-	}
-	c->last_release_ns = now;
-	uint64_t keep = force ? 0 : 1;
-	for (uint32_t i = 0; i < c->used_slots && c->empty_chunks > keep; i++) {
-		if (chunk_empty(c, &c->chunks[i])) {
-			chunk_release(c, i);
-			released++;
-		}
-	}
-	return released;
-}
-
-/* Give blocks back to their chunks' free lists. */
-static void central_put(struct gw_size_class *c, void *list, uint32_t n)
+/* Blocks back into their chunks' free lists; true if a chunk became empty. */
+static bool chunks_put(struct gw_size_class *c, void *list, uint32_t n)
 {
 	bool new_empty = false;
 
@@ -500,7 +483,48 @@ static void central_put(struct gw_size_class *c, void *list, uint32_t n)
 			new_empty = true;
 		}
 	}
-	if (new_empty && release_enabled)
+	return new_empty;
+}
+
+/* Bundles of the transfer cache into the chunk lists: chunks only look
+ * empty once their blocks are there. */
+static void xfer_drain(struct gw_size_class *c)
+{
+	while (c->nxfer) {
+		c->nxfer--;
+		chunks_put(c, c->xfer[c->nxfer].head, c->xfer[c->nxfer].count);
+	}
+}
+
+/* Release empty chunks, keeping one for reuse; returns how many. */
+static unsigned class_release(struct gw_size_class *c, bool force, uint64_t now)
+{
+	unsigned released = 0;
+
+	if (!force) {
+		uint64_t free_blocks = c->carved_blocks - (c->total_allocated - c->total_freed);
+		double frag = c->carved_blocks ? (double)free_blocks / (double)c->carved_blocks : 0;
+		if (now - c->last_release_ns < release_interval_ns && frag <= release_threshold)
+			return 0;
+	}
+	xfer_drain(c);
+	if (c->empty_chunks <= 1 && !(force && c->empty_chunks))
+		return 0;
+	c->last_release_ns = now;
+	uint64_t keep = force ? 0 : 1;
+	for (uint32_t i = 0; i < c->used_slots && c->empty_chunks > keep; i++) {
+		if (chunk_empty(c, &c->chunks[i])) {
+			chunk_release(c, i);
+			released++;
+		}
+	}
+	return released;
+}
+
+/* Give blocks back to their chunks' free lists, releasing chunks when due. */
+static void central_put(struct gw_size_class *c, void *list, uint32_t n)
+{
+	if (chunks_put(c, list, n) && release_enabled)
 		class_release(c, false, gw_os_monotonic_ns());
 }
 
@@ -631,7 +655,14 @@ void *gw_pool_alloc_slow(unsigned cls)
 	uint32_t want = tc->state == CACHE_DEAD ? 1 : c->batch;
 	pthread_mutex_lock(&c->lock);
 	fold_bin(c, bin);
-	uint32_t got = central_take(c, want, &list);
+	uint32_t got;
+	if (c->nxfer) {
+		c->nxfer--;
+		list = c->xfer[c->nxfer].head;
+		got = c->xfer[c->nxfer].count;
+	} else {
+		got = central_take(c, want, &list);
+	}
 	class_publish(c);
 	pthread_mutex_unlock(&c->lock);
 	if (got == 0)
@@ -672,20 +703,32 @@ void gw_pool_free_slow(void *p, unsigned cls)
 			return;
 		}
 	}
-	/* flush the block and half the cache (all of it in a dead thread) */
+	/* flush the block and half the cache (all of it in a dead thread) as
+	 * one NULL-terminated list */
 	uint32_t n = tc->state == CACHE_DEAD ? bin->count : bin->count / 2;
 	void *list = bin->head, *rest = list;
-	for (uint32_t i = 0; i < n; i++)
-		rest = ((void **)rest)[0];
+	void **last = NULL;
+	for (uint32_t i = 0; i < n; i++) {
+		last = rest;
+		rest = last[0];
+	}
+	if (last)
+		last[0] = NULL;
 	/* p counts as freed into the cache, then leaves with the n others */
 	bin->head = rest;
 	bin->count -= n;
 	bin->moved -= (int64_t)n + 1;
 	b[1] = (void *)gw_pool_canary(p);
-	b[0] = list;
+	b[0] = n ? list : NULL;
 	pthread_mutex_lock(&c->lock);
 	fold_bin(c, bin);
-	central_put(c, b, n + 1);
+	if (c->nxfer < XFER_SLOTS) {
+		c->xfer[c->nxfer].head = b;
+		c->xfer[c->nxfer].count = n + 1;
+		c->nxfer++;
+	} else {
+		central_put(c, b, n + 1);
+	}
 	class_publish(c);
 	pthread_mutex_unlock(&c->lock);
 }
