@@ -100,7 +100,9 @@ struct gwmem_objpool *gw_objpool_create(const struct gwmem_objpool_options *opts
 	fo.block_size = opts->object_size;
 	fo.alignment = opts->alignment ? opts->alignment : (opts->object_size >= 16 ? 16 : 0);
 	fo.blocks_per_chunk = op->o.capacity < 64 ? op->o.capacity : 64;
-	fo.max_chunks = (op->o.capacity + fo.blocks_per_chunk - 1) / fo.blocks_per_chunk;
+	/* rounded up without capacity + bpc - 1, which wraps for a huge capacity
+	 * (then 0 chunks, which the fixpool reads as its default) */
+	fo.max_chunks = op->o.capacity / fo.blocks_per_chunk + (op->o.capacity % fo.blocks_per_chunk != 0);
 	fo.flags = GWMEM_FIXPOOL_THREADSAFE | GWMEM_FIXPOOL_QUIET | GW_FIXPOOL_NOHOOK;
 	fo.name = op->name;
 	op->fp = gwmem_fixpool_create(&fo);

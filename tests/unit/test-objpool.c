@@ -175,6 +175,13 @@ START_TEST(test_objpool_misuse)
 	ck_assert_ptr_null(gwmem_objpool_get(p));
 	ck_assert_int_eq(errno, ENOMEM);
 	gwmem_objpool_destroy(p);
+
+	/* a capacity too large for any pool is refused, not wrapped to a small one */
+	o.capacity = SIZE_MAX;
+	o.max_objects = SIZE_MAX / sizeof(void *) - 1;
+	errno = 0;
+	ck_assert_ptr_null(gwmem_objpool_create(&o));
+	ck_assert_int_eq(errno, EINVAL);
 }
 END_TEST
 
