@@ -366,15 +366,6 @@ static void write_stats(struct out *o, const struct gw_view *v, const struct gw_
 	}
 }
 
-int gw_report_write_stats(int fd, const struct gw_view *v, const struct gw_sites *s)
-{
-	struct out o = { .fd = fd };
-
-	write_stats(&o, v, s);
-	out_flush(&o);
-	return o.err;
-}
-
 static void write_frame_text(struct out *o, unsigned idx, const struct gw_frame_info *fi)
 {
 	out_fmt(o, "      #%u 0x%llx", idx, (unsigned long long)fi->address);

@@ -78,8 +78,6 @@ void gw_report_sites_release(struct gw_sites *s) GW_HIDDEN;
 /* Write the ranked sites in o->format.  0 or -errno. */
 int gw_report_write(int fd, const struct gw_view *v, const struct gw_sites *s,
 		    const struct gw_report_opts *o) GW_HIDDEN;
-/* The text stats header alone (pid, command, totals, pool classes, counters). */
-int gw_report_write_stats(int fd, const struct gw_view *v, const struct gw_sites *s) GW_HIDDEN;
 
 /* Symbolizer for in-process use: dladdr names plus module+offset; ctx is the view. */
 void gw_report_symbolize_dladdr(void *ctx, uint64_t address, struct gw_frame_info *out) GW_HIDDEN;

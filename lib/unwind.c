@@ -171,11 +171,6 @@ bool gw_unwind_thread_stack(uintptr_t *lo, uintptr_t *hi)
 	return tls_stack_state == 1;
 }
 
-void gw_unwind_thread_reset(void)
-{
-	tls_stack_state = 0;
-}
-
 unsigned gw_unwind_fp_walk(uintptr_t fp, uintptr_t lo, uintptr_t hi, uint64_t *frames, unsigned max)
 {
 	const uintptr_t word = sizeof(uintptr_t);

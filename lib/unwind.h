@@ -83,7 +83,5 @@ unsigned gw_unwind_fp_walk(uintptr_t fp, uintptr_t lo, uintptr_t hi,
 
 /* The calling thread's stack bounds (cached per thread); false if unknown. */
 bool gw_unwind_thread_stack(uintptr_t *lo, uintptr_t *hi) GW_HIDDEN;
-/* Forget the cached bounds of this thread (after fork they stay valid; for tests). */
-void gw_unwind_thread_reset(void) GW_HIDDEN;
 
 #endif /* GW_UNWIND_H */
