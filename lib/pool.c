@@ -463,7 +463,6 @@ static void chunk_release(struct gw_size_class *c, uint32_t idx)
 	partial_push(c, idx);    /* its slot can be carved again */
 }
 
-/* Release empty chunks, keeping one for reuse; returns how many. */
 /* Blocks back into their chunks' free lists; true if a chunk became empty. */
 static bool chunks_put(struct gw_size_class *c, void *list, uint32_t n)
 {

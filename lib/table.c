@@ -3,13 +3,14 @@
  *
  * Writers: take the stripe's spinlock, make seq odd, change records and the
  * stripe totals, make seq even, unlock.  No syscall and no allocation on
- * that path; a contended lock spins, then yields.  Readers (the CLI, the
- * report) never write: they copy a stripe between two equal even reads of
- * seq (gw_table_snapshot_stripe).
+ * that path; a contended lock spins, then yields.  Readers never write:
+ * they copy a stripe between two equal even reads of seq.  The CLI and the
+ * report read through gw_view_snapshot (view.c);
+ * gw_table_snapshot_stripe here is the same protocol for the unit tests.
  *
- * Record fields are written with relaxed atomic stores and read with
- * relaxed atomic loads, so a reader racing a writer sees torn *sets* of
- * fields (caught by the seqlock) but never a torn word.
+ * Record fields are written with relaxed atomic stores, so a reader racing
+ * a writer sees torn *sets* of fields (caught by the seqlock) but never a
+ * torn word.
  */
 #include "config.h"
 
