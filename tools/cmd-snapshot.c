@@ -13,6 +13,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <limits.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,19 +77,32 @@ static int copy_stripe(void *ctx, uint32_t stripe, const struct gwmem_shm_record
 	return 0;
 }
 
+/*
+ * Write to a new file next to 'path' (O_EXCL|O_NOFOLLOW, mode 0600), then
+ * rename it over 'path': a planted symlink is replaced, never followed, and
+ * a reader never sees half a snapshot.
+ */
 static int write_file(const char *path, const void *buf, size_t len)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-	int err;
+	char tmp[PATH_MAX];
+	int fd, err;
 
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	fchmod(fd, 0600);
-	err = gw_write_all(fd, buf, len);
+	err = fchmod(fd, 0600) < 0 ? -errno : 0;
+	if (!err)
+		err = gw_write_all(fd, buf, len);
 	if (!err && fsync(fd) < 0 && errno != EINVAL)
 		err = -errno;
 	if (close(fd) < 0 && !err)
 		err = -errno;
+	if (!err && rename(tmp, path) < 0)
+		err = -errno;
+	if (err)
+		unlink(tmp);
 	return err;
 }
 
