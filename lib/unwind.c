@@ -21,6 +21,7 @@
 #include <dlfcn.h>
 #include <link.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <string.h>
 
 #if GWMEM_WITH_TRACKING
@@ -42,7 +43,44 @@
 #define USE_GLIBC_BACKTRACE 0
 #endif
 
+/*
+ * libunwind is loaded with dlopen when a libunwind backtrace is first
+ * wanted, not linked: with tracking off (or the frame-pointer unwinder) a
+ * process never maps it and liblzma, about 400 KB of RSS; and RTLD_LOCAL
+ * keeps libunwind's weak backtrace() from replacing glibc's in the host.
+ */
+#define USE_LIBUNWIND (GWMEM_WITH_TRACKING && !USE_GLIBC_BACKTRACE)
+#if USE_LIBUNWIND
+#define GW_STR2(x) #x
+#define GW_STR(x) GW_STR2(x)
+static int (*unw_backtrace_fn)(void **, int);
+
+static bool libunwind_load(void)
+{
+	static const char *const names[] = { "libunwind.so.8", "libunwind.so" };
+	void *h = NULL;
+
+	if (__atomic_load_n(&unw_backtrace_fn, __ATOMIC_ACQUIRE))
+		return true;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && !h; i++)
+		h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+	if (!h)
+		return false;
+	int (*set_policy)(unw_addr_space_t, unw_caching_policy_t) =
+		(int (*)(unw_addr_space_t, unw_caching_policy_t))dlsym(h, GW_STR(unw_set_caching_policy));
+	unw_addr_space_t *local = (unw_addr_space_t *)dlsym(h, GW_STR(unw_local_addr_space));
+	int (*bt)(void **, int) = (int (*)(void **, int))dlsym(h, "unw_backtrace");
+	if (!bt)
+		return false;
+	if (set_policy && local)
+		set_policy(*local, UNW_CACHE_PER_THREAD);
+	__atomic_store_n(&unw_backtrace_fn, bt, __ATOMIC_RELEASE);
+	return true;
+}
+#endif
+
 #include "gwmem/shm_layout.h"
+#include "fmt.h"
 #include "unwind.h"
 
 #if defined(__x86_64__) || defined(__i386__) || defined(__aarch64__)
@@ -127,8 +165,13 @@ void gw_unwind_init(enum gwmem_unwinder kind)
 	/* linked into the main program: its text is the user's too, skip nothing */
 	self_range = f.found && !f.is_main ? f.out : (struct gw_range){ 0, 0 };
 	gw_unwind_cache_flush();
-#if GWMEM_WITH_TRACKING
-	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+#if USE_LIBUNWIND
+	if (unwinder == GWMEM_UNWIND_LIBUNWIND && !libunwind_load()) {
+		gw_log("cannot load libunwind (libunwind.so.8): %s",
+		       HAVE_FP_LAYOUT ? "using the frame-pointer unwinder" : "allocations get no backtraces");
+		if (HAVE_FP_LAYOUT)
+			unwinder = GWMEM_UNWIND_FRAME_POINTER;
+	}
 #endif
 #if USE_GLIBC_BACKTRACE
 	/* the first backtrace() loads libgcc_s: do it now, not inside a malloc */
@@ -226,7 +269,8 @@ static GW_ALWAYS_INLINE unsigned capture(uint64_t *buf, unsigned want)
 #if USE_GLIBC_BACKTRACE
 	int n = backtrace(ips, (int)want + 1);
 #else
-	int n = unw_backtrace(ips, (int)want + 1);
+	int (*bt)(void **, int) = __atomic_load_n(&unw_backtrace_fn, __ATOMIC_RELAXED);
+	int n = bt ? bt(ips, (int)want + 1) : 0;
 #endif
 
 	for (int i = 1; i < n; i++)
