@@ -62,11 +62,15 @@ static void check_chain(enum gwmem_unwinder kind)
 	ck_assert(gw_unwind_object_text((void *)ret_c, &r, &is_main));
 	ck_assert(gw_range_has(&r, ret_c));
 	ck_assert(is_main);
-	/* 'skip' drops innermost frames */
+	/* 'skip' drops innermost frames (on 32-bit ARM the EXIDX walk may end
+	 * right above the test program, in libcheck: then nothing is left) */
 	uint64_t first = got[0];
 	ngot = gw_unwind_capture(got, 16, 1, NULL);
+#if !defined(__arm__)
 	ck_assert_uint_ge(ngot, 1);
-	ck_assert_uint_ne(got[0], first);
+#endif
+	if (ngot)
+		ck_assert_uint_ne(got[0], first);
 }
 
 START_TEST(test_unwind_libunwind_chain)
