@@ -440,7 +440,8 @@ static inline int reg_slot(uint64_t reg)
 	return reg == REG_BP ? 0 : reg == REG_SP ? 1 : reg == REG_RA ? 2 : -1;
 }
 
-static bool uleb(const uint8_t **p, const uint8_t *end, uint64_t *v)
+/* LEB128; a signed value is sign-extended from its last byte's bit 6 */
+static bool leb128(const uint8_t **p, const uint8_t *end, bool is_signed, uint64_t *v)
 {
 	uint64_t r = 0;
 	unsigned shift = 0;
@@ -450,6 +451,8 @@ static bool uleb(const uint8_t **p, const uint8_t *end, uint64_t *v)
 		r |= (uint64_t)(b & 0x7f) << shift;
 		shift += 7;
 		if (!(b & 0x80)) {
+			if (is_signed && shift < 64 && (b & 0x40))
+				r |= ~UINT64_C(0) << shift;
 			*v = r;
 			return true;
 		}
@@ -457,23 +460,19 @@ static bool uleb(const uint8_t **p, const uint8_t *end, uint64_t *v)
 	return false;
 }
 
-static bool sleb(const uint8_t **p, const uint8_t *end, int64_t *v)
+static inline bool uleb(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
-	uint64_t r = 0;
-	unsigned shift = 0;
+	return leb128(p, end, false, v);
+}
 
-	while (*p < end && shift < 64) {
-		uint8_t b = *(*p)++;
-		r |= (uint64_t)(b & 0x7f) << shift;
-		shift += 7;
-		if (!(b & 0x80)) {
-			if (shift < 64 && (b & 0x40))
-				r |= ~UINT64_C(0) << shift;
-			*v = (int64_t)r;
-			return true;
-		}
-	}
-	return false;
+static inline bool sleb(const uint8_t **p, const uint8_t *end, int64_t *v)
+{
+	uint64_t u;
+
+	if (!leb128(p, end, true, &u))
+		return false;
+	*v = (int64_t)u;
+	return true;
 }
 
 /* A DW_EH_PE-encoded pointer: absolute, pc-relative or relative to 'data'. */
