@@ -1,5 +1,5 @@
 /*
- * config.c - the TOML configuration file and GWMEM_<SECTION>_<KEY>
+ * options.c - the TOML configuration file and GWMEM_<SECTION>_<KEY>
  * environment overrides, parsed once into one immutable struct gwmem_config.
  *
  * The file format is the TOML subset gwmem uses (sections, key = value,
