@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "gwmem.h"
+#include "suite.h"
 
 static struct gwmem_heap *mk(void *mem, size_t size, unsigned flags)
 {
@@ -361,13 +362,4 @@ static Suite *suite_compact(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(suite_compact());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+GW_TEST_MAIN(suite_compact)

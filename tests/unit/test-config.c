@@ -13,6 +13,7 @@
 
 #include "gwmem.h"
 #include "options.h"
+#include "suite.h"
 
 static char path[64];
 
@@ -235,7 +236,7 @@ START_TEST(test_signal_names)
 }
 END_TEST
 
-int main(void)
+static Suite *suite_config(void)
 {
 	Suite *s = suite_create("config");
 	TCase *tc = tcase_create("file");
@@ -248,9 +249,7 @@ int main(void)
 	tc = tcase_create("env");
 	tcase_add_test(tc, test_env_overrides);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return s;
 }
+
+GW_TEST_MAIN(suite_config)

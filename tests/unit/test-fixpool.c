@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "gwmem.h"
+#include "suite.h"
 
 static struct gwmem_fixpool *mkpool(size_t bs, size_t bpc, size_t maxc, size_t align, unsigned flags)
 {
@@ -415,13 +416,4 @@ static Suite *suite_fixpool(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(suite_fixpool());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+GW_TEST_MAIN(suite_fixpool)

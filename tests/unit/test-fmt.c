@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fmt.h"
+#include "suite.h"
 
 START_TEST(test_format_subset)
 {
@@ -45,7 +46,7 @@ START_TEST(test_width)
 }
 END_TEST
 
-int main(void)
+static Suite *suite_fmt(void)
 {
 	Suite *s = suite_create("fmt");
 	TCase *tc = tcase_create("format");
@@ -53,9 +54,7 @@ int main(void)
 	tcase_add_test(tc, test_truncation_is_bounded);
 	tcase_add_test(tc, test_width);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return s;
 }
+
+GW_TEST_MAIN(suite_fmt)

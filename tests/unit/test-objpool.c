@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "gwmem.h"
+#include "suite.h"
 
 struct counts {
 	int init, reset, destroy;
@@ -380,13 +381,4 @@ static Suite *suite_objpool(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(suite_objpool());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+GW_TEST_MAIN(suite_objpool)

@@ -10,6 +10,7 @@
 
 #include "counters.h"
 #include "pool.h"
+#include "suite.h"
 
 static struct gwmem_config cfg;
 
@@ -278,11 +279,4 @@ Suite *suite_pool(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(suite_pool());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+GW_TEST_MAIN(suite_pool)

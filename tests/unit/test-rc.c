@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "gwmem.h"
+#include "suite.h"
 
 static int dtor_calls;
 
@@ -337,13 +338,4 @@ static Suite *suite_rc(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(suite_rc());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+GW_TEST_MAIN(suite_rc)

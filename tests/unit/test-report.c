@@ -10,7 +10,8 @@
 
 #include "report.h"
 #include "view.h"
-#include "../leak/segbuild.h"
+#include "segbuild.h"
+#include "suite.h"
 
 /*
  * now = 100 ds.  stack 1: 3 records (10 @5, 20 @6, 30 @7) = 60 bytes;
@@ -212,11 +213,4 @@ static Suite *suite_report(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(suite_report());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+GW_TEST_MAIN(suite_report)

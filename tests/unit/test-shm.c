@@ -14,6 +14,7 @@
 #include "gwmem.h"
 #include "os.h"
 #include "shm.h"
+#include "suite.h"
 
 static char dir[64];
 static struct gwmem_config cfg;
@@ -233,11 +234,4 @@ Suite *suite_shm(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(suite_shm());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+GW_TEST_MAIN(suite_shm)

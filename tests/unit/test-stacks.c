@@ -10,6 +10,7 @@
 #include "gwmem.h"
 #include "shm.h"
 #include "stacks.h"
+#include "suite.h"
 
 static char dir[64];
 static struct gw_shm shm;
@@ -156,11 +157,4 @@ Suite *suite_stacks(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(suite_stacks());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+GW_TEST_MAIN(suite_stacks)

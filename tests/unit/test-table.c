@@ -11,6 +11,7 @@
 #include "gwmem.h"
 #include "shm.h"
 #include "table.h"
+#include "suite.h"
 
 static char dir[64];
 static struct gw_shm shm;
@@ -238,11 +239,4 @@ Suite *suite_table(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(suite_table());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+GW_TEST_MAIN(suite_table)

@@ -22,6 +22,7 @@
 #include "stacks.h"
 #include "table.h"
 #include "track.h"
+#include "suite.h"
 
 GWMEM_EXPORT unsigned gwmem_hook_tag(const char *name);
 GWMEM_EXPORT void gwmem_hook_alloc(void *p, size_t size, unsigned tag);
@@ -392,11 +393,4 @@ Suite *suite_track(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(suite_track());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+GW_TEST_MAIN(suite_track)

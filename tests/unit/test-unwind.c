@@ -11,6 +11,7 @@
 
 #include "gwmem/shm_layout.h"
 #include "unwind.h"
+#include "suite.h"
 
 static uint64_t got[GWMEM_SHM_MAX_FRAMES];
 static unsigned ngot;
@@ -422,11 +423,4 @@ Suite *suite_unwind(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(suite_unwind());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+GW_TEST_MAIN(suite_unwind)

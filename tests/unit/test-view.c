@@ -12,7 +12,8 @@
 
 #include "view.h"
 #include "report.h"
-#include "../leak/segbuild.h"
+#include "segbuild.h"
+#include "suite.h"
 
 static void *valid_segment(void)
 {
@@ -377,11 +378,4 @@ static Suite *suite_view(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(suite_view());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+GW_TEST_MAIN(suite_view)

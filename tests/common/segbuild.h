@@ -1,6 +1,7 @@
 /*
  * segbuild.h - builds a small valid segment in memory, by hand, for the
- * view and report unit tests (no preload involved).  Header-only, static.
+ * segment readers' unit tests and the CLI tests (no preload involved).
+ * Header-only, static.
  *
  * Geometry: 4 modules, 16 stacks of 8 frames, 4 stripes of 8 slots.
  */
