@@ -38,7 +38,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <string.h>
 
 #include "gwmem.h"
@@ -47,6 +46,7 @@
 #include "hook.h"
 #include "internal.h"
 #include "os.h"
+#include "spin.h"
 
 #define GW_FIXPOOL_STRIPES 16
 #define GW_FIXPOOL_BATCH   32
@@ -118,25 +118,6 @@ _Static_assert(sizeof(void *) != 8 || offsetof(struct gwmem_fixpool, limit) <= G
 	       "the fast path's fields fit in the first cache line");
 
 /* --- locking and stripes ------------------------------------------------ */
-
-void gw_spin_lock_slow(struct gw_spin *l)
-{
-	unsigned spins = 0;
-
-	for (;;) {
-		if (!__atomic_load_n(&l->v, __ATOMIC_RELAXED) &&
-		    !__atomic_exchange_n(&l->v, 1, __ATOMIC_ACQUIRE))
-			return;
-		if (++spins < 64) {
-#if defined(__x86_64__) || defined(__i386__)
-			__builtin_ia32_pause();
-#endif
-			continue;
-		}
-		spins = 0;
-		sched_yield();
-	}
-}
 
 static GW_TLS unsigned tls_stripe; /* 1 + stripe index, 0 until assigned */
 static unsigned stripe_next;

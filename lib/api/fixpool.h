@@ -21,20 +21,4 @@ void *gw_fixpool_block(const struct gwmem_fixpool *pool, size_t i) GW_HIDDEN;
 /* Blocks the pool can hold at most (max_chunks * blocks_per_chunk). */
 size_t gw_fixpool_capacity(const struct gwmem_fixpool *pool) GW_HIDDEN;
 
-/* Spinlock used by the API modules: test-and-test-and-set, yields when contended. */
-struct gw_spin {
-	int v;
-};
-void gw_spin_lock_slow(struct gw_spin *l) GW_HIDDEN;
-static inline void gw_spin_lock(struct gw_spin *l)
-{
-	if (gw_likely(!__atomic_exchange_n(&l->v, 1, __ATOMIC_ACQUIRE)))
-		return;
-	gw_spin_lock_slow(l);
-}
-static inline void gw_spin_unlock(struct gw_spin *l)
-{
-	__atomic_store_n(&l->v, 0, __ATOMIC_RELEASE);
-}
-
 #endif /* GW_FIXPOOL_H */

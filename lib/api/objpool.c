@@ -29,6 +29,7 @@
 #include "internal.h"
 #include "objpool.h"
 #include "os.h"
+#include "spin.h"
 
 enum slot_state { SLOT_FREE = 0, SLOT_IN_USE = 1, SLOT_IDLE = 2, SLOT_RETURNING = 3 };
 

@@ -23,7 +23,6 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +35,7 @@
 #include "options.h"
 #include "os.h"
 #include "pool.h"
+#include "spin.h"
 #include "track.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -107,8 +107,10 @@ static GW_NOINLINE void init_slow(void)
 		/* another thread initialises; reentrant calls of that thread pass */
 		if (__atomic_load_n(&init_tid, __ATOMIC_RELAXED) == gw_os_gettid())
 			return;
+		struct gw_backoff b = GW_BACKOFF_INIT;
+
 		for (int i = 0; __atomic_load_n(&init_state, __ATOMIC_ACQUIRE) != INIT_DONE && i < 1000000; i++)
-			sched_yield();
+			gw_backoff_wait(&b);
 		return;
 	}
 	__atomic_store_n(&init_tid, gw_os_gettid(), __ATOMIC_RELAXED);

@@ -10,7 +10,6 @@
  */
 #include "config.h"
 
-#include <sched.h>
 #include <string.h>
 
 #include "counters.h"
@@ -67,18 +66,12 @@ static inline bool same(const struct gwmem_shm_stack *e, const uint64_t *frames,
 
 void gw_stacks_lock(struct gw_stacks *st)
 {
-	for (unsigned spins = 0;; spins++) {
-		if (!__atomic_load_n(&st->lock, __ATOMIC_RELAXED) &&
-		    !__atomic_exchange_n(&st->lock, 1, __ATOMIC_ACQUIRE))
-			return;
-		if (spins > 32)
-			sched_yield();
-	}
+	gw_spin_lock(&st->lock);
 }
 
 void gw_stacks_unlock(struct gw_stacks *st)
 {
-	__atomic_store_n(&st->lock, 0, __ATOMIC_RELEASE);
+	gw_spin_unlock(&st->lock);
 }
 
 uint32_t gw_stacks_intern(struct gw_stacks *st, const uint64_t *frames, uint32_t depth)

@@ -15,6 +15,7 @@
 
 #include "gwmem/shm_layout.h"
 #include "internal.h"
+#include "spin.h"
 
 struct gw_stacks {
 	char *base;                 /* first entry */
@@ -22,7 +23,7 @@ struct gw_stacks {
 	uint32_t stride;            /* bytes per entry */
 	uint32_t max_frames;
 	uint32_t limit;             /* entries accepted: max_stacks */
-	uint32_t lock;              /* insert lock (process-local) */
+	struct gw_spin lock;        /* insert lock (process-local) */
 	struct gwmem_shm_counters *counters; /* stacks_used, dropped_stacks */
 };
 

@@ -15,24 +15,13 @@
 #include "config.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <string.h>
 
+#include "spin.h"
 #include "table.h"
 
 #define ST(p, v)  __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 #define LD(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__) || (defined(__arm__) && __ARM_ARCH >= 7)
-	__asm__ __volatile__("yield" ::: "memory");
-#else
-	__asm__ __volatile__("" ::: "memory");
-#endif
-}
 
 void gw_table_init(struct gw_table *t, struct gwmem_shm_header *hdr)
 {
@@ -48,21 +37,15 @@ void gw_table_init(struct gw_table *t, struct gwmem_shm_header *hdr)
 	t->counters = &hdr->counters;
 }
 
+/* the lock word sits in the segment's stripe head: gw_spin's word form */
 static inline void stripe_lock(struct gwmem_shm_stripe *s)
 {
-	for (unsigned spins = 0;; spins++) {
-		if (!LD(&s->lock) && !__atomic_exchange_n(&s->lock, 1, __ATOMIC_ACQUIRE))
-			return;
-		if (spins < 64)
-			cpu_relax();
-		else
-			sched_yield();
-	}
+	gw_spin_lock_word(&s->lock);
 }
 
 static inline void stripe_unlock(struct gwmem_shm_stripe *s)
 {
-	__atomic_store_n(&s->lock, 0, __ATOMIC_RELEASE);
+	gw_spin_unlock_word(&s->lock);
 }
 
 /* seqlock writer side: odd while the records are being changed */
@@ -217,7 +200,7 @@ void gw_table_reset_locks(struct gw_table *t)
 		 * lock), but keep seq even whatever happened */
 		if (s->seq & 1)
 			s->seq++;
-		__atomic_store_n(&s->lock, 0, __ATOMIC_RELEASE);
+		stripe_unlock(s);
 	}
 }
 
@@ -226,14 +209,16 @@ int gw_table_snapshot_stripe(const struct gwmem_shm_stripe *stripe,
 			     struct gwmem_shm_stripe *head_out, struct gwmem_shm_record *out,
 			     unsigned max_retries)
 {
-	for (unsigned attempt = 0; attempt <= max_retries; attempt++) {
-		uint32_t s1 = __atomic_load_n(&stripe->seq, __ATOMIC_ACQUIRE), s2;
+	struct gw_backoff b = GW_BACKOFF_INIT;
 
-		if (s1 & 1) {
-			if (attempt > 16)
-				sched_yield();
+	for (unsigned attempt = 0; attempt <= max_retries; attempt++) {
+		uint32_t s1, s2;
+
+		if (attempt)
+			gw_backoff_wait(&b);
+		s1 = __atomic_load_n(&stripe->seq, __ATOMIC_ACQUIRE);
+		if (s1 & 1)
 			continue;
-		}
 		head_out->seq = s1;
 		head_out->lock = 0;
 		head_out->count = LD(&stripe->count);
@@ -253,8 +238,6 @@ int gw_table_snapshot_stripe(const struct gwmem_shm_stripe *stripe,
 		s2 = LD(&stripe->seq);
 		if (s1 == s2)
 			return 0;
-		if (attempt > 16)
-			sched_yield();
 	}
 	return -EAGAIN;
 }

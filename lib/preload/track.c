@@ -28,7 +28,6 @@
 #include <link.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -41,6 +40,7 @@
 #include "os.h"
 #include "pool.h"
 #include "shm.h"
+#include "spin.h"
 #include "stacks.h"
 #include "table.h"
 #include "track.h"
@@ -87,10 +87,10 @@ static struct {
 	unsigned long long modules_gen;
 
 	/* hooks */
-	uint32_t hook_lock;
+	struct gw_spin hook_lock;
 	unsigned nhook;
 	struct gw_range hook_ranges[HOOK_RANGES];
-	uint32_t tag_lock;
+	struct gw_spin tag_lock;
 } T = {
 	.fork_gen = 1,
 	.pipe_rd = -1,
@@ -171,17 +171,6 @@ static const char *err_str(int err)
 #else
 	return strerror(err);
 #endif
-}
-
-static void spin_lock(uint32_t *l)
-{
-	while (__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE))
-		sched_yield();
-}
-
-static void spin_unlock(uint32_t *l)
-{
-	__atomic_store_n(l, 0, __ATOMIC_RELEASE);
 }
 
 static bool fd_is_pipe(int fd, dev_t dev, ino_t ino)
@@ -784,13 +773,13 @@ static const struct gw_range *hook_caller_range(uintptr_t ra)
 	 * apart from the program's, keep them */
 	if (!ok || is_main)
 		return &empty;
-	spin_lock(&T.hook_lock);
+	gw_spin_lock(&T.hook_lock);
 	n = T.nhook;
 	if (n < HOOK_RANGES) {
 		T.hook_ranges[n] = r;
 		__atomic_store_n(&T.nhook, n + 1, __ATOMIC_RELEASE);
 	}
-	spin_unlock(&T.hook_lock);
+	gw_spin_unlock(&T.hook_lock);
 	return n < HOOK_RANGES ? &T.hook_ranges[n] : &empty;
 }
 
@@ -801,7 +790,7 @@ unsigned gwmem_hook_tag(const char *name)
 
 	if (!name || !name[0])
 		return found;
-	spin_lock(&T.tag_lock);
+	gw_spin_lock(&T.tag_lock);
 	for (unsigned i = 1; i < GWMEM_SHM_TAG_MAX; i++) {
 		if (!tags[i][0]) {
 			gw_snprintf(tags[i], sizeof(tags[i]), "%s", name);
@@ -813,7 +802,7 @@ unsigned gwmem_hook_tag(const char *name)
 			break;
 		}
 	}
-	spin_unlock(&T.tag_lock);
+	gw_spin_unlock(&T.tag_lock);
 	return found;
 }
 

@@ -15,18 +15,18 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "spin.h"
 #include "view.h"
 
 #define SNAPSHOT_RETRIES        500u    /* ~50 ms of a stuck writer, then busy */
 #define MISMATCH_RETRIES        3u      /* equal even seqs yet wrong totals: corrupt */
-#define SNAPSHOT_SPINS          64u
+#define SNAPSHOT_YIELDS         256u    /* waits before sleeping */
 
 const char *gw_view_strerror(int err)
 {
@@ -255,16 +255,12 @@ int gw_view_refresh(struct gw_view *v)
 
 /* --- records ------------------------------------------------------------ */
 
-static void backoff(unsigned attempt)
+/* A stuck writer: spin, then yield (spin.h), then sleep, so that a reader
+ * waiting on a stopped target does not take a core for the whole wait. */
+static void backoff(struct gw_backoff *b, unsigned attempt)
 {
-	if (attempt < SNAPSHOT_SPINS) {
-#if defined(__x86_64__) || defined(__i386__)
-		__builtin_ia32_pause();
-#endif
-		return;
-	}
-	if (attempt < 4 * SNAPSHOT_SPINS) {
-		sched_yield();
+	if (attempt < SNAPSHOT_YIELDS) {
+		gw_backoff_wait(b);
 		return;
 	}
 	struct timespec ts = { 0, 100000 };   /* 0.1 ms */
@@ -300,11 +296,12 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 		unsigned mismatches = 0;
 		uint32_t count = 0;
 		uint64_t bytes = 0;
+		struct gw_backoff b = GW_BACKOFF_INIT;
 
 		for (unsigned attempt = 0; attempt < SNAPSHOT_RETRIES && !done; attempt++) {
 			if (attempt) {
 				st->retries++;
-				backoff(attempt);
+				backoff(&b, attempt);
 			}
 			uint32_t s1 = __atomic_load_n(&sh->seq, __ATOMIC_ACQUIRE);
 			if (s1 & 1u)
@@ -411,11 +408,13 @@ static bool modules_end(const struct gw_view *v, uint32_t seq)
 
 int gw_view_modules(const struct gw_view *v, struct gwmem_shm_module *out, unsigned cap)
 {
+	struct gw_backoff b = GW_BACKOFF_INIT;
+
 	for (unsigned attempt = 0; attempt < 100; attempt++) {
 		uint32_t seq, count;
 
 		if (attempt)
-			sched_yield();
+			gw_backoff_wait(&b);
 		if (!modules_begin(v, &seq, &count))
 			continue;
 		if (count > cap)
@@ -434,12 +433,14 @@ int gw_view_modules(const struct gw_view *v, struct gwmem_shm_module *out, unsig
 
 bool gw_view_module_find(const struct gw_view *v, uint64_t addr, struct gwmem_shm_module *out)
 {
+	struct gw_backoff b = GW_BACKOFF_INIT;
+
 	for (unsigned attempt = 0; attempt < 100; attempt++) {
 		uint32_t seq, count;
 		bool found = false;
 
 		if (attempt)
-			sched_yield();
+			gw_backoff_wait(&b);
 		if (!modules_begin(v, &seq, &count))
 			continue;
 		for (uint32_t i = 0; i < count && !found; i++) {
