@@ -75,7 +75,7 @@ static int run(int argc, char **argv)
 	if (!d) {
 		int e = errno;
 		fprintf(stderr, "gwmem clean: %s: %s\n", dir, strerror(e));
-		return e == EACCES ? EXIT_ACCESS : EXIT_NOENT;
+		return e == EACCES ? GWMEM_EXIT_ACCESS : GWMEM_EXIT_NOENT;
 	}
 	int dfd = dirfd(d);
 	if (json)
@@ -96,7 +96,7 @@ static int run(int argc, char **argv)
 		}
 		if (!dry && unlinkat(dfd, e->d_name, 0) < 0) {
 			fprintf(stderr, "gwmem clean: %s/%s: %s\n", dir, e->d_name, strerror(errno));
-			rc = EXIT_ERROR;
+			rc = GWMEM_EXIT_ERROR;
 			continue;
 		}
 		if (json) {

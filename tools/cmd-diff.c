@@ -124,7 +124,7 @@ static int run(int argc, char **argv)
 	g = growth_compute(&ot.view, &os, &nt.view, &ns, &ng);
 	if (!g) {
 		fprintf(stderr, "gwmem diff: out of memory\n");
-		rc = EXIT_ERROR;
+		rc = GWMEM_EXIT_ERROR;
 		goto out;
 	}
 	if (symbols)

@@ -186,7 +186,7 @@ static int run(const struct cmd *c, bool is_report, int argc, char **argv)
 	err = gw_report_write(STDOUT_FILENO, &t.view, &sites, &opt);
 	if (err) {
 		fprintf(stderr, "gwmem %s: write: %s\n", c->name, strerror(-err));
-		rc = EXIT_ERROR;
+		rc = GWMEM_EXIT_ERROR;
 	}
 	gw_report_sites_release(&sites);
 out:

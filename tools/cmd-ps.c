@@ -85,7 +85,7 @@ static int run(int argc, char **argv)
 	if (!d) {
 		int e = errno;
 		fprintf(stderr, "gwmem ps: %s: %s\n", dir, strerror(e));
-		return e == EACCES ? EXIT_ACCESS : EXIT_NOENT;
+		return e == EACCES ? GWMEM_EXIT_ACCESS : GWMEM_EXIT_NOENT;
 	}
 	struct entry *list = NULL;
 	size_t n = 0, cap = 0;

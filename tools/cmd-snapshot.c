@@ -144,7 +144,7 @@ static int run(int argc, char **argv)
 	unsigned char *buf = calloc(1, v->size);
 	if (!buf) {
 		fprintf(stderr, "gwmem snapshot: out of memory (%zu bytes)\n", v->size);
-		rc = EXIT_ERROR;
+		rc = GWMEM_EXIT_ERROR;
 		goto out;
 	}
 
@@ -207,7 +207,7 @@ static int run(int argc, char **argv)
 	err = write_file(output, buf, v->size);
 	if (err) {
 		fprintf(stderr, "gwmem snapshot: %s: %s\n", output, strerror(-err));
-		rc = err == -EACCES || err == -EPERM ? EXIT_ACCESS : EXIT_ERROR;
+		rc = err == -EACCES || err == -EPERM ? GWMEM_EXIT_ACCESS : GWMEM_EXIT_ERROR;
 		goto out;
 	}
 	if (json) {

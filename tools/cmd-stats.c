@@ -310,7 +310,7 @@ static int run(int argc, char **argv)
 		tgs = calloc(1, sizeof(*tgs));
 		ts = calloc(1, sizeof(*ts));
 		if (!tgs || !ts)
-			return EXIT_ERROR;
+			return GWMEM_EXIT_ERROR;
 		rc = target_open("stats", argv[optind], dir, &tgs[0]);
 		if (rc)
 			goto out;
@@ -320,7 +320,7 @@ static int run(int argc, char **argv)
 		if (!d) {
 			int e = errno;
 			fprintf(stderr, "gwmem stats: %s: %s\n", dir, strerror(e));
-			return e == EACCES ? EXIT_ACCESS : EXIT_NOENT;
+			return e == EACCES ? GWMEM_EXIT_ACCESS : GWMEM_EXIT_NOENT;
 		}
 		size_t cap = 0;
 		for (struct dirent *e; (e = readdir(d));) {
@@ -346,7 +346,7 @@ static int run(int argc, char **argv)
 		closedir(d);
 		ts = calloc(n ? n : 1, sizeof(*ts));
 		if (!ts) {
-			rc = EXIT_ERROR;
+			rc = GWMEM_EXIT_ERROR;
 			goto out;
 		}
 	}

@@ -116,7 +116,7 @@ static int run(int argc, char **argv)
 		size_t ng = 0;
 		struct growth_site *g = growth_compute(&t.view, &base, &t.view, &cur, &ng);
 		if (!g) {
-			rc = EXIT_ERROR;
+			rc = GWMEM_EXIT_ERROR;
 			gw_report_sites_release(&cur);
 			goto out;
 		}

@@ -56,7 +56,7 @@ static void on_sigbus(int sig)
 	if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
 		/* nothing more to do */
 	}
-	_exit(EXIT_CORRUPT);
+	_exit(GWMEM_EXIT_CORRUPT);
 }
 
 int main(int argc, char **argv)
@@ -70,7 +70,7 @@ int main(int argc, char **argv)
 
 	if (argc < 2) {
 		usage(stderr);
-		return EXIT_USAGE;
+		return GWMEM_EXIT_USAGE;
 	}
 	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
 		printf("gwmem %s (segment layout version %u)\n", GWMEM_VERSION_STRING, GWMEM_SHM_VERSION);
@@ -88,7 +88,7 @@ int main(int argc, char **argv)
 		c = find(argv[2]);
 		if (!c) {
 			fprintf(stderr, "gwmem: unknown command '%s'\n", argv[2]);
-			return EXIT_USAGE;
+			return GWMEM_EXIT_USAGE;
 		}
 		return print_help(c);
 	}
@@ -96,7 +96,7 @@ int main(int argc, char **argv)
 	if (!c) {
 		fprintf(stderr, "gwmem: unknown command '%s'\n\n", argv[1]);
 		usage(stderr);
-		return EXIT_USAGE;
+		return GWMEM_EXIT_USAGE;
 	}
 	return c->run(argc - 1, argv + 1);
 }

@@ -148,12 +148,12 @@ int view_fail(const char *cmd, const char *what, int err, const struct gw_view *
 	else
 		fprintf(stderr, "gwmem %s: %s: %s\n", cmd, what, gw_view_strerror(err));
 	switch (err) {
-	case GW_VIEW_ERR_NOENT: return EXIT_NOENT;
-	case GW_VIEW_ERR_ACCESS: return EXIT_ACCESS;
-	case GW_VIEW_ERR_VERSION: return EXIT_VERSION;
-	case GW_VIEW_ERR_CORRUPT: return EXIT_CORRUPT;
-	case GW_VIEW_ERR_BUSY: return EXIT_BUSY;
-	default: return EXIT_ERROR;
+	case GW_VIEW_ERR_NOENT: return GWMEM_EXIT_NOENT;
+	case GW_VIEW_ERR_ACCESS: return GWMEM_EXIT_ACCESS;
+	case GW_VIEW_ERR_VERSION: return GWMEM_EXIT_VERSION;
+	case GW_VIEW_ERR_CORRUPT: return GWMEM_EXIT_CORRUPT;
+	case GW_VIEW_ERR_BUSY: return GWMEM_EXIT_BUSY;
+	default: return GWMEM_EXIT_ERROR;
 	}
 }
 
@@ -178,7 +178,7 @@ static int find_segment(const char *cmd, const char *dir, pid_t pid, char *path,
 
 	if (!d) {
 		fprintf(stderr, "gwmem %s: cannot read segment directory %s: %s\n", cmd, dir, strerror(errno));
-		return errno == EACCES ? EXIT_ACCESS : EXIT_NOENT;
+		return errno == EACCES ? GWMEM_EXIT_ACCESS : GWMEM_EXIT_NOENT;
 	}
 	for (struct dirent *e; (e = readdir(d));) {
 		pid_t p;
@@ -204,7 +204,7 @@ static int find_segment(const char *cmd, const char *dir, pid_t pid, char *path,
 		else
 			fprintf(stderr, "gwmem %s: no such process %d and no segment for it in %s\n",
 				cmd, (int)pid, dir);
-		return EXIT_NOENT;
+		return GWMEM_EXIT_NOENT;
 	}
 	snprintf(path, cap, "%s/%s", dir, name);
 	return 0;
@@ -219,7 +219,7 @@ int target_open(const char *cmd, const char *arg, const char *dir, struct target
 		uint64_t pid;
 		if (!parse_u64(arg, &pid) || pid == 0 || pid > INT32_MAX) {
 			fprintf(stderr, "gwmem %s: invalid pid '%s'\n", cmd, arg);
-			return EXIT_USAGE;
+			return GWMEM_EXIT_USAGE;
 		}
 		err = find_segment(cmd, dir, (pid_t)pid, t->path, sizeof(t->path));
 		if (err)
@@ -256,7 +256,7 @@ int usage_error(const struct cmd *c, const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "\nTry 'gwmem %s --help'.\n", c->name);
-	return EXIT_USAGE;
+	return GWMEM_EXIT_USAGE;
 }
 
 void json_string(FILE *f, const char *s)

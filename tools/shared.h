@@ -16,14 +16,14 @@
 
 /* Exit status of every subcommand (docs/cli.md lists them). */
 enum {
-	EXIT_OK_ = 0,
-	EXIT_USAGE = 1,
-	EXIT_NOENT = 2,       /* no such process, no segment */
-	EXIT_ACCESS = 3,      /* permission denied */
-	EXIT_VERSION = 4,     /* segment layout version mismatch */
-	EXIT_CORRUPT = 5,     /* corrupt segment or snapshot */
-	EXIT_BUSY = 6,        /* segment being initialised or never quiet */
-	EXIT_ERROR = 7,       /* other failure (I/O, memory) */
+	GWMEM_EXIT_OK = 0,
+	GWMEM_EXIT_USAGE = 1,
+	GWMEM_EXIT_NOENT = 2,       /* no such process, no segment */
+	GWMEM_EXIT_ACCESS = 3,      /* permission denied */
+	GWMEM_EXIT_VERSION = 4,     /* segment layout version mismatch */
+	GWMEM_EXIT_CORRUPT = 5,     /* corrupt segment or snapshot */
+	GWMEM_EXIT_BUSY = 6,        /* segment being initialised or never quiet */
+	GWMEM_EXIT_ERROR = 7,       /* other failure (I/O, memory) */
 };
 
 struct cmd {
@@ -75,7 +75,7 @@ bool parse_seconds_ds(const char *s, uint64_t *out);
 
 /* Print the help text of cmd (to stdout) and return 0. */
 int print_help(const struct cmd *c);
-/* "gwmem <cmd>: <msg>. Try 'gwmem <cmd> --help'." and EXIT_USAGE. */
+/* "gwmem <cmd>: <msg>. Try 'gwmem <cmd> --help'." and GWMEM_EXIT_USAGE. */
 int usage_error(const struct cmd *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 void json_string(FILE *f, const char *s);
