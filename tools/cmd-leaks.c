@@ -30,7 +30,16 @@ static const char leaks_help[] =
 "    The target is never stopped or written to.\n"
 "\n"
 "    A process that is gone (crashed, or exited keeping its segment) is still\n"
-"    readable; its frames are symbolized from the module map it recorded.\n"
+"    readable; its frames are symbolized from the module map it recorded.\n""\n"
+"    When the target's allocation table was full, the allocations it could\n"
+"    not record are missing from the result: a line starting with\n"
+"    \"partial:\" (text), \"partial\": true (JSON) or a warning on standard\n"
+"    error (folded) says how many.\n"
+"\n"
+"    Strings from the segment (command line, module paths) and from the\n"
+"    files it names (function and file names) are escaped: control bytes and\n"
+"    bytes that are not UTF-8 are shown as \\xNN in text and folded output;\n"
+"    JSON is valid UTF-8, with control characters as \\u00NN.\n"
 "\n"
 "OPTIONS\n"
 "    --older-than SECONDS\n"
@@ -47,6 +56,8 @@ static const char leaks_help[] =
 "          \"frames\": [{\"address\": \"0x...\", \"module\": \"...\", \"function\": \"...\",\n"
 "                      \"file\": \"...\", \"line\": N}]}]}\n"
 "        (more fields are present; unknown strings are \"\" and lines 0).\n"
+"        \"partial\": true when the allocation table was full and\n"
+"        \"untracked_table_full\" allocations were never recorded.\n"
 "    --format text|json|folded\n"
 "        folded: one line per site, frames outermost first separated by ';',\n"
 "        then the live bytes: the input of flamegraph.pl and speedscope.\n"
@@ -188,6 +199,11 @@ static int run(const struct cmd *c, bool is_report, int argc, char **argv)
 		fprintf(stderr, "gwmem %s: write: %s\n", c->name, strerror(-err));
 		rc = GWMEM_EXIT_ERROR;
 	}
+	/* folded output has no room for a note: the text and JSON forms carry it in band */
+	if (opt.format == GW_REPORT_FOLDED && t.view.hdr.counters.untracked_table_full)
+		fprintf(stderr, "gwmem %s: warning: partial result: the allocation table was full and "
+			"%llu allocations were not tracked\n", c->name,
+			(unsigned long long)t.view.hdr.counters.untracked_table_full);
 	gw_report_sites_release(&sites);
 out:
 	symbolizer_free(sym);

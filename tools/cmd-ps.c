@@ -149,8 +149,10 @@ static int run(int argc, char **argv)
 			json_string(stdout, path);
 			printf("}");
 		} else {
-			printf("%-8u %-8s %14llu %10llu %7.1f%%  %s\n", v.hdr.pid, state,
-			       (unsigned long long)bytes, (unsigned long long)count, pct, cmd);
+			printf("%-8u %-8s %14llu %10llu %7.1f%%  ", v.hdr.pid, state,
+			       (unsigned long long)bytes, (unsigned long long)count, pct);
+			put_escaped(stdout, GW_ESC_TEXT, cmd);
+			putchar('\n');
 		}
 		gw_view_close(&v);
 	}

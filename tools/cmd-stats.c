@@ -89,7 +89,9 @@ static void print_text(const struct target *tg, const struct totals *t)
 	char cmd[GWMEM_SHM_CMDLINE_MAX + 1];
 
 	gw_view_command(&tg->view, cmd, sizeof(cmd));
-	printf("pid %u (%s), %s\n", h->pid, cmd, segment_state(&tg->view));
+	printf("pid %u (", h->pid);
+	put_escaped(stdout, GW_ESC_TEXT, cmd);
+	printf("), %s\n", segment_state(&tg->view));
 	printf("segment:          %s, %llu bytes\n", tg->path, (unsigned long long)h->segment_size);
 	printf("live tracked:     %llu bytes in %llu allocations\n",
 	       (unsigned long long)t->bytes, (unsigned long long)t->count);
@@ -169,19 +171,6 @@ static void print_json(const struct target *tg, const struct totals *t)
 	printf("%s]}\n", h->nclasses ? "\n " : "");
 }
 
-/* Prometheus label value: backslash, quote and newline escaped. */
-static void prom_label(const char *s)
-{
-	for (; *s; s++) {
-		if (*s == '\\' || *s == '"')
-			printf("\\%c", *s);
-		else if (*s == '\n')
-			printf("\\n");
-		else
-			putchar(*s);
-	}
-}
-
 struct prom_metric {
 	const char *name;
 	const char *help;
@@ -213,7 +202,7 @@ static void prom_value(int m, const struct target *tg, const char *extra, double
 
 	command_name(&tg->view, cmd, sizeof(cmd));
 	printf("%s{pid=\"%u\",command=\"", prom[m].name, tg->view.hdr.pid);
-	prom_label(cmd);
+	put_escaped(stdout, GW_ESC_PROM, cmd);
 	printf("\"%s} %.17g\n", extra ? extra : "", value);
 }
 

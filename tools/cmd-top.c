@@ -124,8 +124,9 @@ static int run(int argc, char **argv)
 			printf("\033[H\033[2J");
 		else if (it)
 			printf("\n");
-		printf("gwmem top - pid %u (%s) %s, %.1f s\n", t.view.hdr.pid, cmd, segment_state(&t.view),
-		       (double)cur.now_ds / 10.0);
+		printf("gwmem top - pid %u (", t.view.hdr.pid);
+		put_escaped(stdout, GW_ESC_TEXT, cmd);
+		printf(") %s, %.1f s\n", segment_state(&t.view), (double)cur.now_ds / 10.0);
 		printf("live: %llu bytes in %llu allocations (%+lld bytes, %+lld allocations since start)\n\n",
 		       (unsigned long long)cur.live_bytes, (unsigned long long)cur.live_count,
 		       (long long)cur.live_bytes - (long long)base.live_bytes,
@@ -143,9 +144,11 @@ static int run(int argc, char **argv)
 				fi.address = frames[0];
 				frame_short(&fi, site, sizeof(site));
 			}
-			printf("%+12lld %+10lld %12llu %9llu  %s\n", (long long)g[i].dbytes,
+			printf("%+12lld %+10lld %12llu %9llu  ", (long long)g[i].dbytes,
 			       (long long)g[i].dcount, (unsigned long long)g[i].bytes,
-			       (unsigned long long)g[i].count, site);
+			       (unsigned long long)g[i].count);
+			put_escaped(stdout, GW_ESC_TEXT, site);
+			putchar('\n');
 		}
 		fflush(stdout);
 		free(g);

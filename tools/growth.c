@@ -136,12 +136,18 @@ fail:
 void print_frame_text(FILE *f, unsigned idx, const struct gw_frame_info *fi)
 {
 	fprintf(f, "      #%u 0x%llx", idx, (unsigned long long)fi->address);
-	if (fi->function[0])
-		fprintf(f, " %s", fi->function);
-	if (fi->module[0])
-		fprintf(f, " (%s+0x%llx)", fi->module, (unsigned long long)fi->offset);
+	if (fi->function[0]) {
+		fputc(' ', f);
+		put_escaped(f, GW_ESC_TEXT, fi->function);
+	}
+	if (fi->module[0]) {
+		fputs(" (", f);
+		put_escaped(f, GW_ESC_TEXT, fi->module);
+		fprintf(f, "+0x%llx)", (unsigned long long)fi->offset);
+	}
 	if (fi->file[0]) {
-		fprintf(f, " at %s", fi->file);
+		fputs(" at ", f);
+		put_escaped(f, GW_ESC_TEXT, fi->file);
 		if (fi->line)
 			fprintf(f, ":%u", fi->line);
 	}

@@ -259,18 +259,20 @@ int usage_error(const struct cmd *c, const char *fmt, ...)
 	return GWMEM_EXIT_USAGE;
 }
 
+static void file_put(void *ctx, const char *s, size_t n)
+{
+	fwrite(s, 1, n, ctx);
+}
+
+void put_escaped(FILE *f, enum gw_escape_mode mode, const char *s)
+{
+	gw_escape(mode, s, file_put, f);
+}
+
 void json_string(FILE *f, const char *s)
 {
 	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
+	put_escaped(f, GW_ESC_JSON, s);
 	fputc('"', f);
 }
 

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "escape.h"
 #include "report.h"
 #include "view.h"
 
@@ -78,6 +79,13 @@ int print_help(const struct cmd *c);
 /* "gwmem <cmd>: <msg>. Try 'gwmem <cmd> --help'." and GWMEM_EXIT_USAGE. */
 int usage_error(const struct cmd *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * Strings from a segment (command line, executable, module paths) and from
+ * the files it names (symbols, source files) are attacker-controlled: they
+ * reach stdout only through these, escaped for the output (escape.h).
+ */
+void put_escaped(FILE *f, enum gw_escape_mode mode, const char *s);
+/* s as a quoted JSON string, valid UTF-8 whatever s holds. */
 void json_string(FILE *f, const char *s);
 /* The executable name of argv[0] in the command line. */
 void command_name(const struct gw_view *v, char *dst, size_t cap);

@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "escape.h"
 #include "fmt.h"
 #include "report.h"
 
@@ -76,23 +77,21 @@ static void out_ds(struct out *o, uint64_t ds)
 	out_fmt(o, "%llu.%u", (unsigned long long)(ds / 10), (unsigned)(ds % 10));
 }
 
+static void out_put(void *ctx, const char *s, size_t n)
+{
+	out_write(ctx, s, n);
+}
+
+/* A string from the segment or from the files it names, escaped for the output. */
+static void out_esc(struct out *o, enum gw_escape_mode m, const char *s)
+{
+	gw_escape(m, s, out_put, o);
+}
+
 static void out_json_str(struct out *o, const char *s)
 {
-	static const char hex[] = "0123456789abcdef";
-
 	out_write(o, "\"", 1);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\') {
-			char e[2] = { '\\', (char)c };
-			out_write(o, e, 2);
-		} else if (c < 0x20 || c == 0x7f) {
-			char e[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
-			out_write(o, e, 6);
-		} else {
-			out_write(o, (const char *)&c, 1);
-		}
-	}
+	out_esc(o, GW_ESC_JSON, s);
 	out_write(o, "\"", 1);
 }
 
@@ -331,8 +330,11 @@ static void write_stats(struct out *o, const struct gw_view *v, const struct gw_
 	uint64_t slots = (uint64_t)h->nstripes * h->slots_per_stripe;
 
 	gw_view_command(v, cmd, sizeof(cmd));
-	out_fmt(o, "gwmem report: pid %u (%s)\n", h->pid, cmd);
-	out_fmt(o, "  executable:     %s\n", h->exe);
+	out_fmt(o, "gwmem report: pid %u (", h->pid);
+	out_esc(o, GW_ESC_TEXT, cmd);
+	out_puts(o, ")\n  executable:     ");
+	out_esc(o, GW_ESC_TEXT, h->exe);
+	out_puts(o, "\n");
 	out_fmt(o, "  state:          %s%s\n", states[h->state < 3 ? h->state : 0],
 		(h->flags & GW_VIEW_FLAG_SNAPSHOT) ? " (snapshot)" : "");
 	out_puts(o, "  uptime:         ");
@@ -369,12 +371,18 @@ static void write_stats(struct out *o, const struct gw_view *v, const struct gw_
 static void write_frame_text(struct out *o, unsigned idx, const struct gw_frame_info *fi)
 {
 	out_fmt(o, "      #%u 0x%llx", idx, (unsigned long long)fi->address);
-	if (fi->function[0])
-		out_fmt(o, " %s", fi->function);
-	if (fi->module[0])
-		out_fmt(o, " (%s+0x%llx)", fi->module, (unsigned long long)fi->offset);
+	if (fi->function[0]) {
+		out_puts(o, " ");
+		out_esc(o, GW_ESC_TEXT, fi->function);
+	}
+	if (fi->module[0]) {
+		out_puts(o, " (");
+		out_esc(o, GW_ESC_TEXT, fi->module);
+		out_fmt(o, "+0x%llx)", (unsigned long long)fi->offset);
+	}
 	if (fi->file[0]) {
-		out_fmt(o, " at %s", fi->file);
+		out_puts(o, " at ");
+		out_esc(o, GW_ESC_TEXT, fi->file);
 		if (fi->line)
 			out_fmt(o, ":%u", fi->line);
 	}
@@ -392,7 +400,7 @@ static void write_frame_json(struct out *o, const struct gw_frame_info *fi)
 	out_fmt(o, ", \"line\": %u}", fi->line);
 }
 
-/* Folded frame name: no ';' (the separator) and no spaces before the count. */
+/* Folded frame name: no ';' (the separator), no spaces before the count, no control bytes. */
 static void write_frame_folded(struct out *o, const struct gw_frame_info *fi)
 {
 	char name[320];
@@ -403,10 +411,7 @@ static void write_frame_folded(struct out *o, const struct gw_frame_info *fi)
 			    (unsigned long long)fi->offset);
 	else
 		gw_snprintf(name, sizeof(name), "0x%llx", (unsigned long long)fi->address);
-	for (char *p = name; *p; p++)
-		if (*p == ';' || *p == ' ' || *p == '\n')
-			*p = '_';
-	out_puts(o, name);
+	out_esc(o, GW_ESC_FOLDED, name);
 }
 
 int gw_report_write(int fd, const struct gw_view *v, const struct gw_sites *s,
@@ -416,6 +421,8 @@ int gw_report_write(int fd, const struct gw_view *v, const struct gw_sites *s,
 	uint64_t frames[GWMEM_SHM_MAX_FRAMES];
 	struct gw_frame_info fi;
 	char cmd[GWMEM_SHM_CMDLINE_MAX + 1];
+	/* allocations served but never recorded: the result misses them */
+	uint64_t table_full = v->hdr.counters.untracked_table_full;
 
 	gw_view_command(v, cmd, sizeof(cmd));
 	if (opt->format == GW_REPORT_JSON) {
@@ -426,10 +433,12 @@ int gw_report_write(int fd, const struct gw_view *v, const struct gw_sites *s,
 		out_puts(&o, ", \"older_than_s\": ");
 		out_ds(&o, opt->older_than_ds);
 		out_fmt(&o, ", \"live_count\": %llu, \"live_bytes\": %llu, \"matching_sites\": %u, "
-			"\"matching_count\": %llu, \"matching_bytes\": %llu, \"sites\": [",
+			"\"matching_count\": %llu, \"matching_bytes\": %llu, "
+			"\"untracked_table_full\": %llu, \"partial\": %s, \"sites\": [",
 			(unsigned long long)s->live_count, (unsigned long long)s->live_bytes,
 			s->nmatching, (unsigned long long)s->match_count,
-			(unsigned long long)s->match_bytes);
+			(unsigned long long)s->match_bytes, (unsigned long long)table_full,
+			table_full ? "true" : "false");
 	} else if (opt->format == GW_REPORT_TEXT) {
 		if (opt->stats) {
 			write_stats(&o, v, s);
@@ -444,6 +453,10 @@ int gw_report_write(int fd, const struct gw_view *v, const struct gw_sites *s,
 			out_puts(&o, " s");
 		}
 		out_puts(&o, ", ranked by bytes:\n");
+		if (table_full)
+			out_fmt(&o, "partial: the allocation table was full and %llu allocations were not "
+				"tracked; they are missing here (raise leak_detection.max_tracked_allocations)\n",
+				(unsigned long long)table_full);
 	}
 
 	for (uint32_t i = 0; i < s->nsites; i++) {

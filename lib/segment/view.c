@@ -494,7 +494,7 @@ void gw_view_command(const struct gw_view *v, char *dst, size_t cap)
 			end = i + 1;
 	for (size_t i = 0; i < end && o + 1 < cap; i++) {
 		unsigned char c = (unsigned char)src[i];
-		dst[o++] = (c == 0) ? ' ' : (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+		dst[o++] = c ? (char)c : ' ';
 	}
 	dst[o] = '\0';
 }

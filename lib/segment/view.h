@@ -100,7 +100,8 @@ int gw_view_modules(const struct gw_view *v, struct gwmem_shm_module *out, unsig
 /* "Now" in tenths of a second since the segment's start, for ages. */
 uint64_t gw_view_now_ds(const struct gw_view *v) GW_HIDDEN;
 
-/* The command line with NULs turned into spaces, into dst[cap]. */
+/* The command line with NULs turned into spaces, into dst[cap]; other bytes
+ * are copied as they are: escape it for the output (escape.h). */
 void gw_view_command(const struct gw_view *v, char *dst, size_t cap) GW_HIDDEN;
 
 #endif /* GW_VIEW_H */
