@@ -24,7 +24,7 @@ void gw_counters_attach(struct gwmem_shm_counters *area)
 
 static uint64_t event_seen[GW_EVENT_MAX];
 
-void gw_report_event(enum gw_event ev, bool fatal_if_configured, const char *fmt, ...)
+void gw_counters_event(enum gw_event ev, bool fatal_if_configured, const char *fmt, ...)
 {
 	char mem[384];
 	struct gw_buf b = GW_BUF_INIT(mem);

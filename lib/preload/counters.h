@@ -4,7 +4,7 @@
  * They live in a static struct until the shared-memory segment exists, then
  * in the segment (gw_counters_attach), so the CLI sees them live.  Every
  * counter is off the fast path: it counts rare events, with relaxed atomics.
- * gw_report_once() prints a diagnostic the first time a kind of event is
+ * gw_counters_event() prints a diagnostic the first time a kind of event is
  * seen (and every 2^k-th time after), never more.
  */
 #ifndef GW_COUNTERS_H
@@ -43,7 +43,7 @@ enum gw_event {
  * counts 2^k after that, with the count), and abort if memory.abort_on_error
  * is set and 'fatal_if_configured'.
  */
-void gw_report_event(enum gw_event ev, bool fatal_if_configured, const char *fmt, ...) GW_HIDDEN
+void gw_counters_event(enum gw_event ev, bool fatal_if_configured, const char *fmt, ...) GW_HIDDEN
 	__attribute__((format(printf, 3, 4), cold));
 
 #endif /* GW_COUNTERS_H */

@@ -248,9 +248,7 @@ static size_t usable_size(void *p)
 /* --- the exported malloc family ----------------------------------------- */
 
 /* Tracking paths out of line, so the untracked fast paths need no frame;
- * allocations tail-call the tracker, which keeps errno. */
-#define tracked(p, n) gw_track_alloc_ret((p), (n))
-
+ * allocations tail-call gw_track_alloc_ret, which keeps errno. */
 static GW_NOINLINE void free_tracked(void *p)
 {
 	int saved = errno;
@@ -264,7 +262,7 @@ EXPORT void *malloc(size_t n)
 {
 	void *p = alloc_impl(n);
 	if (gw_unlikely(gw_track_on))
-		return tracked(p, n);
+		return gw_track_alloc_ret(p, n);
 	return p;
 }
 
@@ -314,7 +312,7 @@ EXPORT void *calloc(size_t nmemb, size_t size)
 	}
 out:
 	if (gw_unlikely(gw_track_on))
-		return tracked(p, n);
+		return gw_track_alloc_ret(p, n);
 	return p;
 }
 
@@ -410,7 +408,7 @@ static void *aligned_tracked(size_t align, size_t n)
 {
 	void *p = aligned_impl(align, n);
 	if (gw_unlikely(gw_track_on))
-		return tracked(p, n);
+		return gw_track_alloc_ret(p, n);
 	return p;
 }
 

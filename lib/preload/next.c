@@ -42,8 +42,8 @@ bool gw_next_init(void)
 		.usable_size = find("malloc_usable_size", NULL),
 	};
 	if (!n.malloc || !n.free || !n.calloc || !n.realloc || !n.memalign) {
-		gw_report_event(GW_EVENT_NEXT_MISSING, false,
-				"cannot find the next allocator (dlsym RTLD_NEXT); large requests will fail");
+		gw_counters_event(GW_EVENT_NEXT_MISSING, false,
+				  "cannot find the next allocator (dlsym RTLD_NEXT); large requests will fail");
 		return false;
 	}
 	gw_next = n;

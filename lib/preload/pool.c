@@ -266,9 +266,9 @@ int gw_pool_init(const struct gwmem_config *cfg)
 			break;
 		if (region_max <= (UINT64_C(1) << 20)) {
 			gw_count(mmap_failures);
-			gw_report_event(GW_EVENT_MMAP_FAILED, false,
-					"cannot reserve %llu MiB of address space for the pools; serving "
-					"everything from the next allocator", (unsigned long long)(total >> 20));
+			gw_counters_event(GW_EVENT_MMAP_FAILED, false,
+					  "cannot reserve %llu MiB of address space for the pools; serving "
+					  "everything from the next allocator", (unsigned long long)(total >> 20));
 			return -ENOMEM;
 		}
 		region_max >>= 1;
@@ -370,9 +370,9 @@ static uint32_t chunk_new(struct gw_size_class *c)
 	uintptr_t need = GW_ALIGN_UP((uintptr_t)(idx + 1) * c->chunk_bytes, page);
 	if (need > done && gw_os_commit((void *)(region + done), need - done) != 0) {
 		gw_count(mmap_failures);
-		gw_report_event(GW_EVENT_MMAP_FAILED, false,
-				"cannot commit a %zu-byte chunk for class %u; using the next allocator",
-				c->chunk_bytes, c->size);
+		gw_counters_event(GW_EVENT_MMAP_FAILED, false,
+				  "cannot commit a %zu-byte chunk for class %u; using the next allocator",
+				  c->chunk_bytes, c->size);
 		return NO_CHUNK;
 	}
 	c->used_slots++;
@@ -644,9 +644,9 @@ void *gw_pool_alloc_slow(unsigned cls)
 		cache_setup(tc);
 	if (bin->head) {
 		/* the fast path saw a link outside the class: the list is corrupt */
-		gw_report_event(GW_EVENT_INVALID_FREE, true,
-				"corrupted free list in class %u (write after free?); dropping %u cached blocks",
-				c->size, bin->count);
+		gw_counters_event(GW_EVENT_INVALID_FREE, true,
+				  "corrupted free list in class %u (write after free?); dropping %u cached blocks",
+				  c->size, bin->count);
 		gw_count(invalid_frees);
 		bin->head = NULL;
 		bin->count = 0;
@@ -736,12 +736,12 @@ void gw_pool_bad_free(void *p, int why)
 {
 	if (why == 1) {
 		gw_count(double_frees);
-		gw_report_event(GW_EVENT_DOUBLE_FREE, true,
-				"double free of %p (block is already free); ignored", p);
+		gw_counters_event(GW_EVENT_DOUBLE_FREE, true,
+				  "double free of %p (block is already free); ignored", p);
 	} else {
 		gw_count(invalid_frees);
-		gw_report_event(GW_EVENT_INVALID_FREE, true,
-				"free of %p, which is not a block the pools handed out; ignored", p);
+		gw_counters_event(GW_EVENT_INVALID_FREE, true,
+				  "free of %p, which is not a block the pools handed out; ignored", p);
 	}
 }
 

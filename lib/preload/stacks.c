@@ -121,9 +121,9 @@ uint32_t gw_stacks_intern(struct gw_stacks *st, const uint64_t *frames, uint32_t
 	}
 	gw_stacks_unlock(st);
 	__atomic_fetch_add(&st->counters->dropped_stacks, 1, __ATOMIC_RELAXED);
-	gw_report_event(GW_EVENT_STACKS_FULL, false,
-			"stack table full (%u stacks): new allocation sites are recorded without a backtrace; "
-			"raise leak_detection.max_stacks", st->limit);
+	gw_counters_event(GW_EVENT_STACKS_FULL, false,
+			  "stack table full (%u stacks): new allocation sites are recorded without a backtrace; "
+			  "raise leak_detection.max_stacks", st->limit);
 	return 0;
 }
 

@@ -383,8 +383,8 @@ int gw_track_report_now(char *path_out, size_t cap)
 	}
 	if (fd < 0) {
 		err = -errno;
-		gw_report_event(GW_EVENT_REPORT_FAILED, false, "cannot create report in %s: %s",
-				T.report_dir, err_str(-err));
+		gw_counters_event(GW_EVENT_REPORT_FAILED, false, "cannot create report in %s: %s",
+				  T.report_dir, err_str(-err));
 		return err;
 	}
 	if (gw_report_self)
@@ -393,8 +393,8 @@ int gw_track_report_now(char *path_out, size_t cap)
 		err = minimal_report(fd);
 	close(fd);
 	if (err < 0) {
-		gw_report_event(GW_EVENT_REPORT_FAILED, false, "writing report %s failed: %s", path,
-				err_str(-err));
+		gw_counters_event(GW_EVENT_REPORT_FAILED, false, "writing report %s failed: %s", path,
+				  err_str(-err));
 		return err;
 	}
 	gw_count(reports_written);
@@ -493,7 +493,7 @@ static GW_NOINLINE GW_COLD void reporter_restart(void)
 	T.modules_gen = 0;
 	modules_refresh();
 	if (reporter_start() < 0)
-		gw_report_event(GW_EVENT_REPORT_FAILED, false, "cannot start the reporter thread after fork");
+		gw_counters_event(GW_EVENT_REPORT_FAILED, false, "cannot start the reporter thread after fork");
 }
 
 /* --- init / exit ------------------------------------------------------- */
@@ -521,9 +521,9 @@ int gw_track_init(const struct gwmem_config *cfg)
 	err = gw_shm_create(&T.shm, cfg, tracking);
 	if (err < 0) {
 		gw_count(mmap_failures);
-		gw_report_event(GW_EVENT_SHM_FAILED, false,
-				"cannot create the shared-memory segment in %s: %s; running without tracking",
-				cfg->leak_detection.shm_dir, err_str(-err));
+		gw_counters_event(GW_EVENT_SHM_FAILED, false,
+				  "cannot create the shared-memory segment in %s: %s; running without tracking",
+				  cfg->leak_detection.shm_dir, err_str(-err));
 		tls_guard--;
 		return err;
 	}
@@ -551,8 +551,8 @@ int gw_track_init(const struct gwmem_config *cfg)
 	T.report_signal = cfg->leak_detection.report_signal;
 	err = reporter_start();
 	if (err < 0)
-		gw_report_event(GW_EVENT_REPORT_FAILED, false, "cannot start the reporter thread: %s",
-				err_str(-err));
+		gw_counters_event(GW_EVENT_REPORT_FAILED, false, "cannot start the reporter thread: %s",
+				  err_str(-err));
 	else
 		install_handler(T.report_signal);
 	gw_shm_publish(&T.shm);
@@ -742,9 +742,9 @@ void gw_track_atfork_child(void)
 	}
 	T.fork_pipe[0] = T.fork_pipe[1] = -1;
 	if (err < 0)
-		gw_report_event(GW_EVENT_SHM_FAILED, false,
-				"forked child %u cannot create its segment: %s; its allocations are not visible",
-				(unsigned)getpid(), err_str(-err));
+		gw_counters_event(GW_EVENT_SHM_FAILED, false,
+				  "forked child %u cannot create its segment: %s; its allocations are not visible",
+				  (unsigned)getpid(), err_str(-err));
 	/* the parent's pipe is shared with us: a signal to the child must not
 	 * wake the parent's reporter */
 	pipe_close();
