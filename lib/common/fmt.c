@@ -261,6 +261,18 @@ void gw_log(const char *fmt, ...)
 	errno = saved;
 }
 
+const char *gw_strerror(int err)
+{
+	/* strerror() may allocate (unknown numbers, or a locale's text) in
+	 * older glibc; strerrordesc_np never does */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+	const char *s = strerrordesc_np(err);
+	return s ? s : "unknown error";
+#else
+	return strerror(err);
+#endif
+}
+
 void gw_assert_fail(const char *expr, const char *file, int line)
 {
 	gw_log("assertion failed: %s (%s:%d)", expr, file, line);

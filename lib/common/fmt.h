@@ -47,4 +47,7 @@ int gw_write_all(int fd, const void *buf, size_t len) GW_HIDDEN;
 /* "gwmem: <message>\n" on stderr. */
 void gw_log(const char *fmt, ...) GW_HIDDEN __attribute__((format(printf, 1, 2)));
 
+/* The text of errno value err (positive), without allocating where libc allows. */
+const char *gw_strerror(int err) GW_HIDDEN;
+
 #endif /* GW_FMT_H */

@@ -7,8 +7,8 @@
  *  - gw_track_init() is called once, after the pools and the next allocator
  *    are usable (so anything it calls may allocate) and before gw_track_on
  *    is read as true.  It creates the segment (also when tracking is off, so
- *    `gwmem stats` works), attaches pool stats and counters to it, installs
- *    the report signal handler and starts the reporter thread.
+ *    `gwmem stats` works), attaches pool stats and counters to it, and
+ *    starts the reporter (reporter.c: report signal, thread, module map).
  *  - gw_track_alloc/free/realloc are called for every allocation the
  *    interposer serves (pooled or forwarded) while gw_track_on is true,
  *    outside every gwmem lock.  They return at once when the calling thread
@@ -53,11 +53,14 @@ struct gwmem_shm_header;
 struct gwmem_shm_header *gw_track_segment(size_t *size) GW_HIDDEN;
 
 /*
- * Write a report file now, as the report signal does (the reporter thread
- * calls it): <report_dir>/gwmem-report.<pid>.<unix-time>[.<n>].txt, created
- * O_EXCL|O_NOFOLLOW, mode 0600.  The path goes to path_out (may be NULL).
- * Returns 0 or -errno.
+ * For hooks.c (blocks of libgwmem.so's pools): gw_track_admit() is
+ * gw_track_alloc's decision (tracking on, not inside gwmem, sampled in;
+ * counts what it turns away), gw_track_record_hooked() its record, with
+ * the frames inside 'caller' (the pool library's text) skipped like
+ * gwmem's own.  Both outside every gwmem lock.
  */
-int gw_track_report_now(char *path_out, size_t cap) GW_HIDDEN;
+struct gw_range;
+bool gw_track_admit(void) GW_HIDDEN;
+void gw_track_record_hooked(void *p, size_t size, unsigned tag, const struct gw_range *caller) GW_HIDDEN;
 
 #endif /* GW_TRACK_H */

@@ -21,6 +21,7 @@
 #include "gwmem/shm_layout.h"
 #include "stacks.h"
 #include "table.h"
+#include "reporter.h"
 #include "track.h"
 #include "suite.h"
 
@@ -263,7 +264,7 @@ START_TEST(test_track_report_signal)
 	}
 	ck_assert_int_gt(st.st_size, 0);
 	/* same second: a second report gets its own name, never overwrites */
-	ck_assert_int_eq(gw_track_report_now(now_path, sizeof(now_path)), 0);
+	ck_assert_int_eq(gw_reporter_report_now(now_path, sizeof(now_path)), 0);
 	ck_assert_str_ne(now_path, path);
 	ck_assert_int_eq(count_reports(NULL, 0), 2);
 	for (int i = 0; i < 500 && seg()->counters.reports_written < 2; i++)
