@@ -179,3 +179,45 @@ uint64_t gw_os_proc_starttime(pid_t pid)
 		v = v * 10 + (uint64_t)(*p - '0');
 	return v;
 }
+
+int gw_os_open_regular(const char *path, uint64_t *size)
+{
+	struct stat st;
+	int saved = errno;
+	/* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	int err;
+
+	if (fd < 0) {
+		err = -errno;
+		goto out;
+	}
+	if (fstat(fd, &st) < 0) {
+		err = -errno;
+		close(fd);
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		err = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+		goto out;
+	}
+	/* back to blocking reads: a regular file never waits, and callers may read() */
+	(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	if (size)
+		*size = (uint64_t)st.st_size;
+	err = fd;
+out:
+	errno = saved;
+	return err;
+}
+
+const void *gw_os_map_file(int fd, size_t size)
+{
+	void *p;
+
+	if (!size)
+		return NULL;
+	p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+	return p == MAP_FAILED ? NULL : p;
+}

@@ -42,6 +42,16 @@ uint32_t gw_os_gettid(void) GW_HIDDEN;
  */
 ssize_t gw_os_read_file(const char *path, char *buf, size_t cap, bool nofollow) GW_HIDDEN;
 
+/*
+ * Open a file for reading only if it is a regular file: O_NONBLOCK, so a
+ * FIFO planted where a module or debug file should be never blocks, then
+ * S_ISREG.  Returns the fd (blocking again) and its size, or -errno
+ * (-EINVAL for FIFOs, devices and sockets).
+ */
+int gw_os_open_regular(const char *path, uint64_t *size) GW_HIDDEN;
+/* Read-only private mapping of the first size bytes of fd, or NULL. */
+const void *gw_os_map_file(int fd, size_t size) GW_HIDDEN;
+
 /* Field 22 of /proc/<pid>/stat (start time in clock ticks), or 0. */
 uint64_t gw_os_proc_starttime(pid_t pid) GW_HIDDEN;
 
