@@ -18,6 +18,7 @@ static const char help[] =
 "\n"
 "SYNOPSIS\n"
 "    gwmem diff OLD NEW [--top N] [--all] [--json] [--no-symbols] [--shm-dir DIR]\n"
+"               [--sysroot DIR] [--debug-dir DIR]... [--symbol-timeout SECONDS]\n"
 "\n"
 "DESCRIPTION\n"
 "    OLD and NEW are snapshot files written by `gwmem snapshot`, segment\n"
@@ -34,6 +35,7 @@ static const char help[] =
 "                    \"sites\": [{\"stack_id\", \"bytes_delta\", \"count_delta\", \"bytes\",\n"
 "                    \"count\", \"frames\": [...]}]} (frames as in `gwmem leaks --json`)\n"
 "    --no-symbols    module+offset only\n"
+SYMBOLIZE_HELP
 "    --shm-dir DIR   segment directory for PID arguments\n"
 "    -h, --help      show this help\n"
 "\n"
@@ -65,12 +67,16 @@ static int run(int argc, char **argv)
 		{ "no-symbols", no_argument, NULL, 'n' },
 		{ "shm-dir", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
+		SYMBOLIZE_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *dir = NULL;
 	bool json = false, all = false, symbols = true;
 	uint64_t top = 20;
 	int ch, rc;
+	struct symbolize_opts so;
+
+	symbolize_opts_init(&so, "diff");
 
 	optind = 1;
 	opterr = 0;
@@ -85,7 +91,13 @@ static int run(int argc, char **argv)
 		case 'n': symbols = false; break;
 		case 'd': dir = optarg; break;
 		case 'h': return print_help(&cmd_diff);
-		default: return usage_error(&cmd_diff, "unknown option '%s'", argv[optind - 1]);
+		default:
+			switch (symbolize_opt(&so, ch, optarg)) {
+			case 1: break;
+			case -1: return EXIT_USAGE;
+			default: return usage_error(&cmd_diff, "unknown option '%s'", argv[optind - 1]);
+			}
+			break;
 		}
 	}
 	if (argc - optind != 2)
@@ -128,7 +140,7 @@ static int run(int argc, char **argv)
 		goto out;
 	}
 	if (symbols)
-		sym = symbolizer_new(&nt.view, nt.live);
+		sym = symbolizer_new(&nt.view, &so);
 
 	int64_t dbytes = (int64_t)ns.live_bytes - (int64_t)os.live_bytes;
 	int64_t dcount = (int64_t)ns.live_count - (int64_t)os.live_count;

@@ -19,6 +19,7 @@ static const char leaks_help[] =
 "SYNOPSIS\n"
 "    gwmem leaks PID|FILE [--older-than SECONDS] [--top N] [--min-bytes N]\n"
 "                [--json | --format text|json|folded] [--no-symbols] [--shm-dir DIR]\n"
+"                [--sysroot DIR] [--debug-dir DIR]... [--symbol-timeout SECONDS]\n"
 "\n"
 "DESCRIPTION\n"
 "    Takes a consistent snapshot of the allocation table of a process running\n"
@@ -63,6 +64,7 @@ static const char leaks_help[] =
 "        then the live bytes: the input of flamegraph.pl and speedscope.\n"
 "    --no-symbols\n"
 "        Skip DWARF symbolization: module+offset only (faster).\n"
+SYMBOLIZE_HELP
 "    --shm-dir DIR\n"
 "        Segment directory (default $GWMEM_SHM_DIR or " GWMEM_DEFAULT_SHM_DIR ").\n"
 "    -h, --help\n"
@@ -76,7 +78,8 @@ static const char leaks_help[] =
 "    gwmem leaks 1234\n"
 "    gwmem leaks 1234 --older-than 0 --top 5 --json\n"
 "    gwmem leaks $(pidof mosquitto) --format folded | flamegraph.pl > leaks.svg\n"
-"    gwmem leaks /var/tmp/mosquitto.snap\n";
+"    gwmem leaks /var/tmp/mosquitto.snap\n"
+"    gwmem leaks device.snap --sysroot ~/yocto/sysroot --debug-dir ~/yocto/debug\n";
 
 static const char report_help[] =
 "NAME\n"
@@ -84,6 +87,7 @@ static const char report_help[] =
 "\n"
 "SYNOPSIS\n"
 "    gwmem report PID|FILE [--top N] [--json] [--no-symbols] [--shm-dir DIR]\n"
+"                 [--sysroot DIR] [--debug-dir DIR]... [--symbol-timeout SECONDS]\n"
 "\n"
 "DESCRIPTION\n"
 "    Prints the statistics header (pid, command, live bytes and allocations,\n"
@@ -98,6 +102,7 @@ static const char report_help[] =
 "    --json          the JSON of `gwmem leaks --json --older-than 0`\n"
 "    --no-symbols    module+offset only\n"
 "    --shm-dir DIR   segment directory\n"
+SYMBOLIZE_HELP
 "    -h, --help      show this help\n"
 "\n"
 "EXIT STATUS\n"
@@ -119,14 +124,17 @@ static int run(const struct cmd *c, bool is_report, int argc, char **argv)
 		{ "no-symbols", no_argument, NULL, 'n' },
 		{ "shm-dir", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
+		SYMBOLIZE_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
 	struct gw_report_opts opt = { .top = 20, .format = GW_REPORT_TEXT, .stats = is_report };
 	bool have_older = false, symbols = true;
 	const char *dir = NULL;
+	struct symbolize_opts so;
 	uint64_t v;
 	int ch, rc;
 
+	symbolize_opts_init(&so, c->name);
 	optind = 1;
 	opterr = 0;
 	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -167,7 +175,12 @@ static int run(const struct cmd *c, bool is_report, int argc, char **argv)
 		case 'h':
 			return print_help(c);
 		default:
-			return usage_error(c, "unknown option '%s'", argv[optind - 1]);
+			switch (symbolize_opt(&so, ch, optarg)) {
+			case 1: break;
+			case -1: return EXIT_USAGE;
+			default: return usage_error(c, "unknown option '%s'", argv[optind - 1]);
+			}
+			break;
 		}
 	}
 	if (optind != argc - 1)
@@ -182,7 +195,7 @@ static int run(const struct cmd *c, bool is_report, int argc, char **argv)
 	if (opt.format != GW_REPORT_TEXT)
 		opt.stats = false;
 
-	struct symbolizer *sym = symbols ? symbolizer_new(&t.view, t.live) : NULL;
+	struct symbolizer *sym = symbols ? symbolizer_new(&t.view, &so) : NULL;
 	if (sym) {
 		opt.symbolize = symbolizer_frame;
 		opt.sym_ctx = sym;

@@ -20,7 +20,7 @@ static const char help[] =
 "\n"
 "SYNOPSIS\n"
 "    gwmem top PID [--interval SECONDS] [--iterations N] [--lines N] [--no-symbols]\n"
-"              [--shm-dir DIR]\n"
+"              [--shm-dir DIR] [--sysroot DIR] [--debug-dir DIR]... [--symbol-timeout SECONDS]\n"
 "\n"
 "DESCRIPTION\n"
 "    Takes a snapshot of PID every interval and shows the allocation sites\n"
@@ -34,6 +34,7 @@ static const char help[] =
 "    --iterations N      stop after N refreshes (default: run until interrupted)\n"
 "    --lines N           sites shown per refresh (default 20)\n"
 "    --no-symbols        module+offset only\n"
+SYMBOLIZE_HELP
 "    --shm-dir DIR       segment directory\n"
 "    -h, --help          show this help\n"
 "\n"
@@ -54,12 +55,16 @@ static int run(int argc, char **argv)
 		{ "no-symbols", no_argument, NULL, 's' },
 		{ "shm-dir", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
+		SYMBOLIZE_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *dir = NULL;
 	uint64_t interval = 10, iterations = 0, lines = 20;
 	bool symbols = true;
 	int ch, rc;
+	struct symbolize_opts so;
+
+	symbolize_opts_init(&so, "top");
 
 	optind = 1;
 	opterr = 0;
@@ -80,7 +85,13 @@ static int run(int argc, char **argv)
 		case 's': symbols = false; break;
 		case 'd': dir = optarg; break;
 		case 'h': return print_help(&cmd_top);
-		default: return usage_error(&cmd_top, "unknown option '%s'", argv[optind - 1]);
+		default:
+			switch (symbolize_opt(&so, ch, optarg)) {
+			case 1: break;
+			case -1: return EXIT_USAGE;
+			default: return usage_error(&cmd_top, "unknown option '%s'", argv[optind - 1]);
+			}
+			break;
 		}
 	}
 	if (argc - optind != 1)
@@ -92,7 +103,7 @@ static int run(int argc, char **argv)
 		return rc;
 	struct gw_report_opts opt = { .top = 0 };
 	struct gw_sites base = { 0 }, cur = { 0 };
-	struct symbolizer *sym = symbols ? symbolizer_new(&t.view, t.live) : NULL;
+	struct symbolizer *sym = symbols ? symbolizer_new(&t.view, &so) : NULL;
 	bool tty = isatty(STDOUT_FILENO);
 	int err = gw_report_collect(&t.view, &opt, &base);
 	if (err) {

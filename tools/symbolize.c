@@ -1,21 +1,34 @@
 /*
  * symbolize.c - libdwfl symbolization for the CLI.
  *
- * A running process is reported with dwfl_linux_proc_report (its
- * /proc/PID/maps); a process that is gone, or whose maps are not readable,
- * from the module map the preload wrote into the segment (dwfl_report_elf
- * per module at its load bias).  Separate debug files are found by
- * build-id through dwfl_standard_find_debuginfo (/usr/lib/debug/.build-id).
+ * Every module comes from the module map the segment recorded (path, load
+ * bias, build-id), for a running process, a copied segment or a snapshot
+ * from another architecture alike.  The files are found by
+ * lib/segment/elffile.c, never by libdwfl itself: that search opens only
+ * regular files (a FIFO where a module was must not hang the CLI), looks
+ * under --sysroot and --debug-dir, and refuses a file whose build-id
+ * differs from the recorded one (no name is better than a wrong name).
+ * The fds found are handed to libdwfl (dwfl_report_elf, find_debuginfo).
+ *
+ * Time is bounded: SIGALRM (installed without SA_RESTART, so a blocked
+ * open or read returns EINTR) is armed with what is left of the budget
+ * while we are inside libdwfl; once spent, frames keep module+offset.
  * Frames are return addresses, so lookups use address - 1.  Results are
  * cached by address: the same frames repeat across sites.
  */
 #include "config.h"
 
 #include <elfutils/libdwfl.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "elffile.h"
 #include "symbolize.h"
 
 #define CACHE_SIZE 4096u
@@ -26,67 +39,228 @@ struct cache_entry {
 	struct gw_frame_info info;
 };
 
+/* What we know of a reported module; the module's userdata points here. */
+struct mod {
+	struct gwmem_shm_module shm;      /* as recorded: device path, bias, build-id */
+	const char *path;                 /* device path (exe for the main program) */
+	char host[4096];                  /* the file used on this host */
+};
+
+/* A module's userdata: find_debuginfo gets only that, and needs the options. */
+struct mod_slot {
+	struct mod m;
+	struct symbolizer *s;
+};
+
 struct symbolizer {
 	const struct gw_view *view;
+	struct symbolize_opts opts;
 	Dwfl *dwfl;
+	struct mod_slot *mods;
+	int nmods;
 	struct cache_entry *cache;
+	uint64_t budget_ns;
+	uint64_t spent_ns;
+	bool expired;
 };
 
-static const Dwfl_Callbacks proc_callbacks = {
-	.find_elf = dwfl_linux_proc_find_elf,
-	.find_debuginfo = dwfl_standard_find_debuginfo,
-};
+static volatile sig_atomic_t alarm_fired;
 
-static const Dwfl_Callbacks offline_callbacks = {
-	.find_elf = dwfl_build_id_find_elf,
-	.find_debuginfo = dwfl_standard_find_debuginfo,
+static void on_alarm(int sig)
+{
+	(void)sig;
+	alarm_fired = 1;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* --- the time budget ------------------------------------------------------ */
+
+static bool budget_enter(struct symbolizer *s, uint64_t *t0)
+{
+	struct sigaction sa;
+	struct itimerval it;
+
+	if (s->expired)
+		return false;
+	if (s->spent_ns >= s->budget_ns) {
+		s->expired = true;
+		fprintf(stderr, "gwmem %s: symbolization stopped after %.1f s (--symbol-timeout); "
+			"the remaining frames show module+offset\n", s->opts.cmd,
+			(double)s->spent_ns / 1e9);
+		return false;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_alarm;          /* no SA_RESTART: blocked calls return EINTR */
+	sigaction(SIGALRM, &sa, NULL);
+	alarm_fired = 0;
+	uint64_t left = s->budget_ns - s->spent_ns;
+	memset(&it, 0, sizeof(it));
+	it.it_value.tv_sec = (time_t)(left / 1000000000u);
+	it.it_value.tv_usec = (suseconds_t)(left % 1000000000u / 1000u);
+	if (!it.it_value.tv_sec && !it.it_value.tv_usec)
+		it.it_value.tv_usec = 1;
+	setitimer(ITIMER_REAL, &it, NULL);
+	*t0 = now_ns();
+	return true;
+}
+
+static void budget_leave(struct symbolizer *s, uint64_t t0)
+{
+	struct itimerval it;
+
+	memset(&it, 0, sizeof(it));
+	setitimer(ITIMER_REAL, &it, NULL);
+	s->spent_ns += now_ns() - t0;
+	if (alarm_fired)
+		s->spent_ns = s->budget_ns;
+}
+
+/* --- finding files ---------------------------------------------------------- */
+
+static const char *mod_name(const char *path)
+{
+	const char *b = strrchr(path, '/');
+	return b ? b + 1 : path;
+}
+
+static void warn_mismatch(const struct symbolizer *s, const struct mod *m, const char *what,
+			  const char *where)
+{
+	char hex[2 * GW_ELFFILE_BUILD_ID_MAX + 1];
+
+	gw_elffile_build_id_hex(m->shm.build_id, m->shm.build_id_len, hex, sizeof(hex));
+	fprintf(stderr, "gwmem %s: warning: %s: %s %s has another build-id than the recorded %s; "
+		"not used, its frames show module+offset\n", s->opts.cmd, m->path, what, where, hex);
+}
+
+/*
+ * libdwfl asks for a separate debug file when the module file has no
+ * DWARF.  Searched: each --debug-dir, the sysroot's and this host's
+ * /usr/lib/debug, and next to the file as gdb does (DIR/debuglink,
+ * DIR/.debug/debuglink).
+ */
+static int find_debuginfo(Dwfl_Module *dmod, void **userdata, const char *modname, Dwarf_Addr base,
+			  const char *file_name, const char *debuglink_file, GElf_Word debuglink_crc,
+			  char **debuginfo_file_name)
+{
+	struct mod_slot *slot = *userdata;
+	struct mod *m = slot ? &slot->m : NULL;
+	struct symbolizer *s;
+	const char *dirs[SYMBOLIZE_MAX_DEBUG_DIRS + 4];
+	char sysdbg[4096], here[4096], heredot[4096], where[4096];
+	struct gw_elffile e;
+	unsigned n = 0;
+
+	(void)dmod; (void)modname; (void)base; (void)debuglink_crc;
+	if (!m)
+		return -1;
+	s = slot->s;
+	for (unsigned i = 0; i < s->opts.ndebug; i++)
+		dirs[n++] = s->opts.debug_dirs[i];
+	if (s->opts.sysroot) {
+		snprintf(sysdbg, sizeof(sysdbg), "%s/usr/lib/debug", s->opts.sysroot);
+		dirs[n++] = sysdbg;
+	} else {
+		dirs[n++] = "/usr/lib/debug";
+	}
+	if (file_name && strrchr(file_name, '/')) {
+		int len = (int)(strrchr(file_name, '/') - file_name);
+		snprintf(here, sizeof(here), "%.*s", len, file_name);
+		snprintf(heredot, sizeof(heredot), "%.*s/.debug", len, file_name);
+		dirs[n++] = here;
+		dirs[n++] = heredot;
+	}
+	switch (gw_elffile_find_debug(&e, m->path, debuglink_file, dirs, n, m->shm.build_id,
+				      m->shm.build_id_len, where, sizeof(where))) {
+	case GW_ELFFILE_FOUND:
+		*debuginfo_file_name = strdup(where);
+		int fd = gw_elffile_release_fd(&e);
+		gw_elffile_close(&e);
+		return fd;
+	case GW_ELFFILE_MISMATCH:
+		warn_mismatch(s, m, "debug file", where);
+		return -1;
+	default:
+		return -1;
+	}
+}
+
+static const Dwfl_Callbacks callbacks = {
+	.find_elf = NULL,                  /* every module is reported with its fd */
+	.find_debuginfo = find_debuginfo,
 	.section_address = dwfl_offline_section_address,
 };
 
-static Dwfl *report_live(pid_t pid)
+static Dwfl *report_modules(struct symbolizer *s)
 {
-	Dwfl *d = dwfl_begin(&proc_callbacks);
-
-	if (!d)
-		return NULL;
-	dwfl_report_begin(d);
-	if (dwfl_linux_proc_report(d, pid) != 0 || dwfl_report_end(d, NULL, NULL) != 0) {
-		dwfl_end(d);
-		return NULL;
-	}
-	return d;
-}
-
-static Dwfl *report_modules(const struct gw_view *v)
-{
+	const struct gw_view *v = s->view;
 	uint32_t cap = v->hdr.modules_capacity;
-	struct gwmem_shm_module *mods;
+	struct gwmem_shm_module *shm;
+	struct mod_slot *slots;
 	int n, reported = 0;
-	Dwfl *d;
+	Dwfl *d = NULL;
 
 	if (!cap)
 		return NULL;
-	mods = calloc(cap, sizeof(*mods));
-	if (!mods)
-		return NULL;
-	n = gw_view_modules(v, mods, cap);
-	d = dwfl_begin(&offline_callbacks);
+	shm = calloc(cap, sizeof(*shm));
+	slots = calloc(cap, sizeof(*slots));
+	if (!shm || !slots)
+		goto out;
+	n = gw_view_modules(v, shm, cap);
+	d = dwfl_begin(&callbacks);
 	if (!d || n <= 0)
 		goto out;
 	dwfl_report_begin(d);
 	for (int i = 0; i < n; i++) {
-		const char *path = mods[i].path;
-		if (!path[0])
-			path = v->hdr.exe;   /* dl_iterate_phdr names the main program "" */
-		if (path[0] != '/')
-			continue;            /* linux-vdso.so.1 and the like */
-		const char *base = strrchr(path, '/') + 1;
-		if (dwfl_report_elf(d, base, path, -1, mods[i].bias, false))
-			reported++;
+		struct mod_slot *slot = &slots[i];
+		struct mod *m = &slot->m;
+		struct gw_elffile e;
+		char where[4096];
+
+		slot->s = s;
+		m->shm = shm[i];
+		m->path = m->shm.path;
+		if (!m->path[0])
+			m->path = v->hdr.exe;   /* dl_iterate_phdr names the main program "" */
+		if (m->path[0] != '/')
+			continue;               /* linux-vdso.so.1 and the like */
+		switch (gw_elffile_find_module(&e, m->path, s->opts.sysroot, m->shm.build_id,
+					       m->shm.build_id_len, where, sizeof(where))) {
+		case GW_ELFFILE_FOUND:
+			break;
+		case GW_ELFFILE_MISMATCH:
+			warn_mismatch(s, m, "file", where);
+			continue;
+		default:
+			continue;
+		}
+		snprintf(m->host, sizeof(m->host), "%s", where);
+		int fd = gw_elffile_release_fd(&e);
+		gw_elffile_close(&e);
+		Dwfl_Module *dm = dwfl_report_elf(d, mod_name(m->path), m->host, fd, m->shm.bias, false);
+		if (!dm) {
+			close(fd);
+			continue;
+		}
+		void **ud = NULL;
+		dwfl_module_info(dm, &ud, NULL, NULL, NULL, NULL, NULL, NULL);
+		if (ud)
+			*ud = slot;
+		reported++;
 	}
 	dwfl_report_end(d, NULL, NULL);
+	s->mods = slots;
+	s->nmods = n;
+	slots = NULL;
 out:
-	free(mods);
+	free(shm);
+	free(slots);
 	if (d && !reported) {
 		dwfl_end(d);
 		d = NULL;
@@ -94,18 +268,21 @@ out:
 	return d;
 }
 
-struct symbolizer *symbolizer_new(const struct gw_view *v, bool live)
+struct symbolizer *symbolizer_new(const struct gw_view *v, const struct symbolize_opts *o)
 {
 	struct symbolizer *s = calloc(1, sizeof(*s));
+	uint64_t t0;
 
 	if (!s)
 		return NULL;
 	s->view = v;
+	s->opts = *o;
+	s->budget_ns = (o->timeout_ds ? o->timeout_ds : SYMBOLIZE_DEFAULT_TIMEOUT_DS) * 100000000u;
 	s->cache = calloc(CACHE_SIZE, sizeof(*s->cache));
-	if (live)
-		s->dwfl = report_live((pid_t)v->hdr.pid);
-	if (!s->dwfl)
-		s->dwfl = report_modules(v);
+	if (budget_enter(s, &t0)) {
+		s->dwfl = report_modules(s);
+		budget_leave(s, t0);
+	}
 	return s;
 }
 
@@ -115,6 +292,7 @@ void symbolizer_free(struct symbolizer *s)
 		return;
 	if (s->dwfl)
 		dwfl_end(s->dwfl);
+	free(s->mods);
 	free(s->cache);
 	free(s);
 }
@@ -126,26 +304,17 @@ static void copy(char *dst, size_t cap, const char *src)
 
 static void lookup(struct symbolizer *s, uint64_t address, struct gw_frame_info *fi)
 {
+	uint64_t t0;
+
 	/* module+offset from the segment first: it is what the process had mapped */
 	gw_report_symbolize_modules((void *)s->view, address, fi);
-	if (!s->dwfl || !address)
+	if (!s->dwfl || !address || !budget_enter(s, &t0))
 		return;
 
 	Dwarf_Addr pc = address - 1;
 	Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, pc);
 	if (!mod)
-		return;
-	Dwarf_Addr bias = 0;
-	const char *mainfile = NULL;
-	const char *name = dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, &mainfile, NULL);
-	if (dwfl_module_getelf(mod, &bias)) {
-		dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, &mainfile, NULL);
-		if (!fi->module[0]) {
-			copy(fi->module, sizeof(fi->module), mainfile ? mainfile : name);
-			fi->offset = address - bias;
-		}
-	}
-
+		goto out;
 	GElf_Off off = 0;
 	GElf_Sym sym;
 	const char *fn = dwfl_module_addrinfo(mod, pc, &off, &sym, NULL, NULL, NULL);
@@ -161,6 +330,8 @@ static void lookup(struct symbolizer *s, uint64_t address, struct gw_frame_info 
 			fi->line = lineno > 0 ? (uint32_t)lineno : 0;
 		}
 	}
+out:
+	budget_leave(s, t0);
 }
 
 void symbolizer_frame(void *ctx, uint64_t address, struct gw_frame_info *out)

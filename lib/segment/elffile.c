@@ -316,7 +316,8 @@ enum gw_elffile_find gw_elffile_find_debug(struct gw_elffile *e, const char *pat
 		if (!d || !d[0])
 			continue;
 		if (len >= 2) {
-			gw_snprintf(buf, sizeof(buf), "%s/.build-id/%.2s/%s.debug", d, hex, hex + 2);
+			char xx[3] = { hex[0], hex[1], '\0' };   /* gw_format has no precision */
+			gw_snprintf(buf, sizeof(buf), "%s/.build-id/%s/%s.debug", d, xx, hex + 2);
 			if (try_candidate(e, buf, id, len, &mismatch, where, cap))
 				return GW_ELFFILE_FOUND;
 		}

@@ -2,9 +2,11 @@
 """Leak-suite driver: runs tests/leak/leaky under the preload library and
 checks what `gwmem` reports about it.
 
-    leak_test.py GWMEM PRELOAD LEAKY TEST
+    leak_test.py GWMEM PRELOAD LEAKY TEST [FIELDLEAK]
 
-TEST is one of: sites, churn, sigusr1, corrupt, diff, million, commands.
+TEST is one of: sites, churn, sigusr1, corrupt, diff, million, commands,
+sysroot, debugdir, mismatch, fifo (the last four symbolize a stripped
+FIELDLEAK offline).
 Every test works in its own temporary directory (segments and reports),
 starts its own target and stops it by pid.  Exit 0 = pass, 1 = fail,
 77 = skipped.
@@ -21,6 +23,7 @@ import tempfile
 import time
 
 GWMEM, PRELOAD, LEAKY, TEST = sys.argv[1:5]
+FIELDLEAK = sys.argv[5] if len(sys.argv) > 5 else None
 TMP = tempfile.mkdtemp(prefix="gwmem-leak-")
 FAILS = []
 
@@ -351,6 +354,199 @@ def test_commands():
     check(p.returncode == 0 and not os.path.exists(fake), "clean kept a dead segment")
     check(not [f for f in os.listdir(TMP) if f.startswith("gwmem.%d." % t.pid)], "clean kept the crashed segment")
     check(os.path.exists(other), "clean removed a file that is not a segment")
+
+
+# --- offline symbolization of a stripped program ------------------------------
+
+FIELD_SITES = {"leak_alpha": (4, 1200), "leak_beta": (2, 1400), "dup_one": (3, 72),
+               "dup_two": (5, 200)}
+
+
+class FieldTarget:
+    """A stripped copy of fieldleak at DEVICE/usr/bin/fieldleak, run under the preload."""
+
+    def __init__(self, exe, env=None):
+        self.p = subprocess.Popen([exe], env=target_env(env), stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        self.lines = {}
+        while True:
+            line = self.p.stdout.readline()
+            if line.startswith("SITE "):
+                _, fn, ln = line.split()
+                self.lines[fn] = int(ln)
+                continue
+            if not line.startswith("READY"):
+                self.stop()
+                raise SystemExit("target did not start: %r" % line)
+            break
+        self.pid = self.p.pid
+
+    def stop(self):
+        return Target.stop(self)
+
+
+def tool(*cmd):
+    p = subprocess.run(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        raise SystemExit("%s failed: %s" % (cmd[0], p.stderr))
+
+
+def field_setup():
+    """device/usr/bin/fieldleak (stripped), sysroot/<device path> (unstripped),
+    debug/.build-id/xx/rest.debug (only the debug info)."""
+    if not FIELDLEAK or not shutil.which("strip") or not shutil.which("objcopy"):
+        raise SystemExit(77)
+    dev = os.path.join(TMP, "device", "usr", "bin", "fieldleak")
+    os.makedirs(os.path.dirname(dev))
+    shutil.copy(FIELDLEAK, dev)
+    tool("strip", "--strip-all", dev)
+    full = os.path.join(TMP, "sysroot") + dev
+    os.makedirs(os.path.dirname(full))
+    shutil.copy(FIELDLEAK, full)
+    return dev, full
+
+
+def build_id(path):
+    p = subprocess.run(["readelf", "-n", path], stdout=subprocess.PIPE, text=True)
+    for line in p.stdout.splitlines():
+        if "Build ID:" in line:
+            return line.split(":")[1].strip()
+    return None
+
+
+def field_snapshot(dev):
+    t = FieldTarget(dev)
+    snap = os.path.join(TMP, "field.snap")
+    try:
+        p = gwmem("snapshot", t.pid, "-o", snap)
+        check(p.returncode == 0, "snapshot: %s" % p.stderr)
+    finally:
+        check(t.stop() == 0, "target exit status")
+    return snap, t.lines
+
+
+def field_sites(doc):
+    """count, bytes and the set of file:line of each function's sites (named by their
+    first frame in fieldleak; an optimised loop may call malloc from two places)."""
+    out = {}
+    for site in doc["sites"]:
+        for fr in site["frames"]:
+            if fr["function"] in FIELD_SITES:
+                c, b, where = out.get(fr["function"], (0, 0, set()))
+                where.add("%s:%d" % (os.path.basename(fr["file"]), fr["line"]))
+                out[fr["function"]] = (c + site["count"], b + site["bytes"], where)
+                break
+    return out
+
+
+def check_field_names(doc, lines, what):
+    got = field_sites(doc)
+    for fn, (count, nbytes) in FIELD_SITES.items():
+        g = got.get(fn)
+        if not check(g is not None, "%s: %s not named" % (what, fn)):
+            continue
+        check(g[:2] == (count, nbytes), "%s: %s holds %r, want %r" % (what, fn, g[:2], (count, nbytes)))
+        check(g[2] == {"fieldleak.c:%d" % lines[fn]},
+              "%s: %s at %r, want fieldleak.c:%d" % (what, fn, g[2], lines[fn]))
+
+
+def test_sysroot():
+    dev, full = field_setup()
+    snap, lines = field_snapshot(dev)
+    # stripped and not rdynamic: nothing of the program is named without help
+    doc = gwmem_json("leaks", snap, "--older-than", "0", "--top", "0", "--json")
+    if doc:
+        check(not field_sites(doc), "stripped program named without a sysroot: %r" % field_sites(doc))
+    doc = gwmem_json("leaks", snap, "--older-than", "0", "--top", "0", "--json",
+                     "--sysroot", os.path.join(TMP, "sysroot"))
+    if doc:
+        check_field_names(doc, lines, "--sysroot")
+    p = gwmem("report", snap, "--sysroot", os.path.join(TMP, "sysroot"))
+    check(p.returncode == 0 and "leak_alpha" in p.stdout and "fieldleak.c:%d" % lines["leak_alpha"] in p.stdout,
+          "report --sysroot lacks leak_alpha: %s" % p.stderr)
+    check(p.stderr == "", "report --sysroot warned: %s" % p.stderr)
+
+
+def test_debugdir():
+    dev, full = field_setup()
+    bid = build_id(full)
+    if not check(bid, "no build-id in %s" % full):
+        return
+    snap, lines = field_snapshot(dev)
+    # only the debug info, found by build-id
+    dbg = os.path.join(TMP, "debug", ".build-id", bid[:2], bid[2:] + ".debug")
+    os.makedirs(os.path.dirname(dbg))
+    tool("objcopy", "--only-keep-debug", full, dbg)
+    shutil.rmtree(os.path.join(TMP, "sysroot"))
+    doc = gwmem_json("leaks", snap, "--older-than", "0", "--top", "0", "--json",
+                     "--debug-dir", os.path.join(TMP, "empty"), "--debug-dir", os.path.join(TMP, "debug"))
+    if doc:
+        check_field_names(doc, lines, "--debug-dir .build-id")
+    # the same file as <name>.debug in a flat directory
+    flat = os.path.join(TMP, "flat")
+    os.makedirs(flat)
+    shutil.move(dbg, os.path.join(flat, "fieldleak.debug"))
+    doc = gwmem_json("leaks", snap, "--older-than", "0", "--top", "0", "--json", "--debug-dir", flat)
+    if doc:
+        check_field_names(doc, lines, "--debug-dir <name>.debug")
+
+
+def test_mismatch():
+    dev, full = field_setup()
+    snap, lines = field_snapshot(dev)
+    # another build at the same path: same code, another build-id
+    bid = build_id(full)
+    data = bytearray(open(full, "rb").read())
+    raw = bytes.fromhex(bid)
+    at = data.find(raw)
+    if not check(at >= 0, "build-id bytes not found"):
+        return
+    data[at] ^= 0xff
+    open(full, "wb").write(bytes(data))
+    p = gwmem("leaks", snap, "--older-than", "0", "--top", "0", "--json",
+              "--sysroot", os.path.join(TMP, "sysroot"))
+    if not check(p.returncode == 0, "leaks: %s" % p.stderr):
+        return
+    doc = json.loads(p.stdout)
+    named = [fr for s in doc["sites"] for fr in s["frames"]
+             if fr["module"] == dev and (fr["function"] or fr["file"])]
+    check(not named, "frames of a mismatched module got names: %r" % named[:3])
+    warn = [l for l in p.stderr.splitlines() if "build-id" in l]
+    check(len(warn) == 1 and dev in warn[0] and full in warn[0],
+          "want one warning naming %s and %s: %r" % (dev, full, p.stderr))
+    # a mismatched debug file is refused the same way
+    os.remove(full)
+    dbg = os.path.join(TMP, "flat", "fieldleak.debug")
+    os.makedirs(os.path.dirname(dbg))
+    tool("objcopy", "--only-keep-debug", FIELDLEAK, dbg)
+    data = bytearray(open(dbg, "rb").read())
+    data[data.find(raw)] ^= 0xff
+    open(dbg, "wb").write(bytes(data))
+    p = gwmem("leaks", snap, "--older-than", "0", "--top", "0", "--json", "--debug-dir",
+              os.path.join(TMP, "flat"))
+    doc = json.loads(p.stdout) if p.returncode == 0 else {"sites": []}
+    check(not field_sites(doc), "names from a mismatched debug file")
+    check(dbg in p.stderr and "build-id" in p.stderr, "no warning for the debug file: %r" % p.stderr)
+
+
+def test_fifo():
+    dev, full = field_setup()
+    t = FieldTarget(dev)
+    os.kill(t.pid, signal.SIGKILL)
+    t.p.wait()
+    # the crashed program's file is now a FIFO, and so is the sysroot copy
+    os.remove(dev)
+    os.mkfifo(dev)
+    os.remove(full)
+    os.mkfifo(full)
+    for args in (("leaks", t.pid, "--older-than", "0"), ("report", t.pid), ("top", t.pid, "--iterations", "1"),
+                 ("leaks", t.pid, "--older-than", "0", "--sysroot", os.path.join(TMP, "sysroot")),
+                 ("leaks", t.pid, "--older-than", "0", "--debug-dir", os.path.dirname(dev))):
+        try:
+            p = gwmem(*args, timeout=20)
+            check(p.returncode == 0, "%s on a FIFO module: exit %d %s" % (args, p.returncode, p.stderr))
+        except subprocess.TimeoutExpired:
+            check(False, "%s hangs on a FIFO module path" % (args,))
 
 
 def main():
