@@ -94,7 +94,7 @@ static int run(int argc, char **argv)
 		default:
 			switch (symbolize_opt(&so, ch, optarg)) {
 			case 1: break;
-			case -1: return EXIT_USAGE;
+			case -1: return GWMEM_EXIT_USAGE;
 			default: return usage_error(&cmd_diff, "unknown option '%s'", argv[optind - 1]);
 			}
 			break;
