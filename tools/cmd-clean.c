@@ -1,12 +1,13 @@
 /*
- * cmd-clean.c - `gwmem clean`: remove the segments of processes that are gone.
+ * cmd-clean.c - `gwmem clean`: remove the segments of processes that are
+ * gone.  The scan collects the candidates (regular files of ours whose
+ * process is gone); then each is removed and printed.
  */
 #include "config.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -42,82 +43,126 @@ static const char help[] =
 "    gwmem clean --dry-run\n"
 "    gwmem clean\n";
 
-static int run(int argc, char **argv)
+struct clean_args {
+	struct common_opts co;
+	bool dry_run;
+};
+
+/* The segments to remove: regular files of ours whose process is gone. */
+struct clean_list {
+	char (*name)[256];
+	size_t n, cap;
+	unsigned kept;                /* segments of ours whose process runs */
+};
+
+static int clean_option(const struct cmd *c, void *args, int ch, const char *arg)
 {
-	static const struct option longopts[] = {
+	struct clean_args *a = args;
+
+	(void)c;
+	(void)arg;
+	if (ch == 'n')
+		a->dry_run = true;
+	return 0;
+}
+
+static int clean_parse(int argc, char **argv, struct clean_args *a)
+{
+	static const struct option own[] = {
 		{ "dry-run", no_argument, NULL, 'n' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "shm-dir", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *dir = NULL;
-	bool dry = false, json = false;
-	int ch, rc = 0;
-	unsigned kept = 0, removed = 0;
-
-	optind = 1;
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "hn", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'n': dry = true; break;
-		case 'j': json = true; break;
-		case 'd': dir = optarg; break;
-		case 'h': return print_help(&cmd_clean);
-		default: return usage_error(&cmd_clean, "unknown option '%s'", argv[optind - 1]);
-		}
-	}
-	if (optind != argc)
+	int operand, rc = parse_options(&cmd_clean, argc, argv, COMMON_SHM_DIR | COMMON_JSON, own, "n",
+					clean_option, a, &a->co, &operand);
+	if (rc != PARSE_OK)
+		return rc;
+	if (operand != argc)
 		return usage_error(&cmd_clean, "too many arguments");
-	dir = shm_dir(dir);
+	return PARSE_OK;
+}
 
-	DIR *d = opendir(dir);
-	if (!d) {
-		int e = errno;
-		fprintf(stderr, "gwmem clean: %s: %s\n", dir, strerror(e));
-		return e == EACCES ? GWMEM_EXIT_ACCESS : GWMEM_EXIT_NOENT;
+/* Never follows a link, never takes another user's file or a live process's segment. */
+static int clean_check(void *ctx, const struct segment_entry *e)
+{
+	struct clean_list *l = ctx;
+	struct stat sb;
+
+	if (fstatat(e->dfd, e->name, &sb, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(sb.st_mode) ||
+	    sb.st_uid != getuid())
+		return 0;
+	if (proc_alive(e->pid, e->starttime)) {
+		l->kept++;
+		return 0;
 	}
-	int dfd = dirfd(d);
-	if (json)
-		printf("{\"removed\": [");
-	for (struct dirent *e; (e = readdir(d));) {
-		struct stat st;
-		pid_t pid;
-		uint64_t starttime;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		void *nn = realloc(l->name, cap * sizeof(*l->name));
+		if (!nn)
+			return GWMEM_EXIT_ERROR;
+		l->name = nn;
+		l->cap = cap;
+	}
+	snprintf(l->name[l->n++], sizeof(*l->name), "%s", e->name);
+	return 0;
+}
 
-		if (!parse_segment_name(e->d_name, &pid, &starttime))
-			continue;
-		if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
-		    st.st_uid != getuid())
-			continue;
-		if (proc_alive(pid, starttime)) {
-			kept++;
-			continue;
-		}
-		if (!dry && unlinkat(dfd, e->d_name, 0) < 0) {
-			fprintf(stderr, "gwmem clean: %s/%s: %s\n", dir, e->d_name, strerror(errno));
+static int clean_collect(const struct clean_args *a, struct clean_list *l)
+{
+	return segment_foreach("clean", a->co.shm_dir, clean_check, l);
+}
+
+/*
+ * Remove (unless --dry-run) and print each.  unlink() on a name that became
+ * a symbolic link since the check removes the link, never its target.
+ */
+static int clean_remove_print(const struct clean_args *a, const struct clean_list *l)
+{
+	unsigned removed = 0;
+	int rc = 0;
+
+	if (a->co.json)
+		printf("{\"removed\": [");
+	for (size_t i = 0; i < l->n; i++) {
+		char path[PATH_MAX];
+		snprintf(path, sizeof(path), "%s/%s", a->co.shm_dir, l->name[i]);
+		if (!a->dry_run && unlink(path) < 0) {
+			int err = errno;
+			fflush(stdout);
+			fprintf(stderr, "gwmem clean: %s: %s\n", path, strerror(err));
 			rc = GWMEM_EXIT_ERROR;
 			continue;
 		}
-		if (json) {
-			char path[PATH_MAX];
-			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (a->co.json) {
 			printf("%s", removed ? ", " : "");
 			json_string(stdout, path);
 		} else {
-			printf("%s %s/%s\n", dry ? "would remove" : "removed", dir, e->d_name);
+			printf("%s %s\n", a->dry_run ? "would remove" : "removed", path);
 		}
 		removed++;
 	}
-	closedir(d);
-	if (json)
-		printf("], \"kept\": %u, \"dry_run\": %s}\n", kept, dry ? "true" : "false");
+	if (a->co.json)
+		printf("], \"kept\": %u, \"dry_run\": %s}\n", l->kept, a->dry_run ? "true" : "false");
+	return rc;
+}
+
+static int clean_main(int argc, char **argv)
+{
+	struct clean_args a = { 0 };
+	struct clean_list l = { 0 };
+	int rc = clean_parse(argc, argv, &a);
+
+	if (rc != PARSE_OK)
+		return rc;
+	rc = clean_collect(&a, &l);
+	if (!rc)
+		rc = clean_remove_print(&a, &l);
+	free(l.name);
 	return rc;
 }
 
 const struct cmd cmd_clean = {
 	.name = "clean",
 	.summary = "remove segments of processes that are gone",
-	.run = run,
+	.main = clean_main,
 	.help = help,
 };

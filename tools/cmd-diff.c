@@ -4,7 +4,6 @@
  */
 #include "config.h"
 
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,110 +57,111 @@ static void side_json(const char *name, const struct target *t, const struct gw_
 	       (unsigned long long)s->live_count);
 }
 
-static int run(int argc, char **argv)
+struct diff_args {
+	struct common_opts co;
+	uint64_t top;
+	bool all;
+	const char *old_arg, *new_arg;
+};
+
+/* Both sides opened and grouped, and the matched sites ranked by growth. */
+struct diff_data {
+	struct target ot, nt;
+	bool have_old, have_new;
+	struct gw_sites os, ns;
+	struct growth_site *g;
+	size_t ng;
+	struct symbolizer *sym;
+};
+
+static int diff_option(const struct cmd *c, void *args, int ch, const char *arg)
 {
-	static const struct option longopts[] = {
+	struct diff_args *a = args;
+
+	if (ch == 'a') {
+		a->all = true;
+		return 0;
+	}
+	if (!parse_u64(arg, &a->top))
+		return usage_error(c, "invalid --top '%s'", arg);
+	return 0;
+}
+
+static int diff_parse(int argc, char **argv, struct diff_args *a)
+{
+	static const struct option own[] = {
 		{ "top", required_argument, NULL, 't' },
 		{ "all", no_argument, NULL, 'a' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "no-symbols", no_argument, NULL, 'n' },
-		{ "shm-dir", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
-		SYMBOLIZE_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *dir = NULL;
-	bool json = false, all = false, symbols = true;
-	uint64_t top = 20;
-	int ch, rc;
-	struct symbolize_opts so;
-
-	symbolize_opts_init(&so, "diff");
-
-	optind = 1;
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 't':
-			if (!parse_u64(optarg, &top))
-				return usage_error(&cmd_diff, "invalid --top '%s'", optarg);
-			break;
-		case 'a': all = true; break;
-		case 'j': json = true; break;
-		case 'n': symbols = false; break;
-		case 'd': dir = optarg; break;
-		case 'h': return print_help(&cmd_diff);
-		default:
-			switch (symbolize_opt(&so, ch, optarg)) {
-			case 1: break;
-			case -1: return GWMEM_EXIT_USAGE;
-			default: return usage_error(&cmd_diff, "unknown option '%s'", argv[optind - 1]);
-			}
-			break;
-		}
-	}
-	if (argc - optind != 2)
+	int operand, rc = parse_options(&cmd_diff, argc, argv,
+					COMMON_SHM_DIR | COMMON_JSON | COMMON_SYMBOLS, own, "",
+					diff_option, a, &a->co, &operand);
+	if (rc != PARSE_OK)
+		return rc;
+	if (argc - operand != 2)
 		return usage_error(&cmd_diff, "expected OLD and NEW");
-	dir = shm_dir(dir);
+	a->old_arg = argv[operand];
+	a->new_arg = argv[operand + 1];
+	return PARSE_OK;
+}
 
-	struct target ot, nt;
-	struct gw_sites os = { 0 }, ns = { 0 };
+static int diff_collect(const struct diff_args *a, struct diff_data *d)
+{
 	struct gw_report_opts opt = { .top = 0 };
-	struct symbolizer *sym = NULL;
-	struct growth_site *g = NULL;
-	size_t ng = 0;
-	int err;
+	int rc, err;
 
-	rc = target_open("diff", argv[optind], dir, &ot);
+	rc = target_open("diff", a->old_arg, a->co.shm_dir, &d->ot);
 	if (rc)
 		return rc;
-	rc = target_open("diff", argv[optind + 1], dir, &nt);
-	if (rc) {
-		target_close(&ot);
+	d->have_old = true;
+	rc = target_open("diff", a->new_arg, a->co.shm_dir, &d->nt);
+	if (rc)
 		return rc;
-	}
-	err = gw_report_collect(&ot.view, &opt, &os);
-	if (err) {
-		rc = view_fail("diff", ot.path, err, NULL);
-		goto out;
-	}
-	err = gw_report_collect(&nt.view, &opt, &ns);
-	if (err) {
-		rc = view_fail("diff", nt.path, err, NULL);
-		goto out;
-	}
-	if (!same_process(&ot.view, &nt.view))
+	d->have_new = true;
+	err = gw_report_collect(&d->ot.view, &opt, &d->os);
+	if (err)
+		return view_fail("diff", d->ot.path, err, NULL);
+	err = gw_report_collect(&d->nt.view, &opt, &d->ns);
+	if (err)
+		return view_fail("diff", d->nt.path, err, NULL);
+	if (!same_process(&d->ot.view, &d->nt.view))
 		fprintf(stderr, "gwmem diff: warning: %s and %s come from different processes; "
-			"sites are matched by identical frames\n", ot.path, nt.path);
-	g = growth_compute(&ot.view, &os, &nt.view, &ns, &ng);
-	if (!g) {
+			"sites are matched by identical frames\n", d->ot.path, d->nt.path);
+	d->g = growth_compute(&d->ot.view, &d->os, &d->nt.view, &d->ns, &d->ng);
+	if (!d->g) {
 		fprintf(stderr, "gwmem diff: out of memory\n");
-		rc = GWMEM_EXIT_ERROR;
-		goto out;
+		return GWMEM_EXIT_ERROR;
 	}
-	if (symbols)
-		sym = symbolizer_new(&nt.view, &so);
+	if (a->co.symbols)
+		d->sym = symbolizer_new(&d->nt.view, &a->co.sym);
+	return 0;
+}
 
-	int64_t dbytes = (int64_t)ns.live_bytes - (int64_t)os.live_bytes;
-	int64_t dcount = (int64_t)ns.live_count - (int64_t)os.live_count;
+static void diff_print(const struct diff_args *a, const struct diff_data *d)
+{
+	bool json = a->co.json;
+	int64_t dbytes = (int64_t)d->ns.live_bytes - (int64_t)d->os.live_bytes;
+	int64_t dcount = (int64_t)d->ns.live_count - (int64_t)d->os.live_count;
+
 	if (json) {
 		printf("{");
-		side_json("old", &ot, &os);
+		side_json("old", &d->ot, &d->os);
 		printf(", ");
-		side_json("new", &nt, &ns);
+		side_json("new", &d->nt, &d->ns);
 		printf(", \"bytes_delta\": %lld, \"count_delta\": %lld, \"sites\": [",
 		       (long long)dbytes, (long long)dcount);
 	} else {
 		printf("%s (pid %u, %.1f s) -> %s (pid %u, %.1f s): %+lld bytes, %+lld allocations\n",
-		       ot.path, ot.view.hdr.pid, (double)os.now_ds / 10.0, nt.path, nt.view.hdr.pid,
-		       (double)ns.now_ds / 10.0, (long long)dbytes, (long long)dcount);
+		       d->ot.path, d->ot.view.hdr.pid, (double)d->os.now_ds / 10.0, d->nt.path,
+		       d->nt.view.hdr.pid, (double)d->ns.now_ds / 10.0, (long long)dbytes, (long long)dcount);
 	}
 	size_t shown = 0;
-	for (size_t i = 0; i < ng && (!top || shown < top); i++) {
-		const struct growth_site *s = &g[i];
-		if (!all && s->dbytes <= 0 && s->dcount <= 0)
+	for (size_t i = 0; i < d->ng && (!a->top || shown < a->top); i++) {
+		const struct growth_site *s = &d->g[i];
+		if (!a->all && s->dbytes <= 0 && s->dcount <= 0)
 			continue;
-		const struct gw_view *v = s->in_new ? &nt.view : &ot.view;
+		const struct gw_view *v = s->in_new ? &d->nt.view : &d->ot.view;
 		uint64_t frames[GWMEM_SHM_MAX_FRAMES];
 		int depth = gw_view_stack(v, s->in_new ? s->stack_id : s->old_stack_id, frames,
 					  GWMEM_SHM_MAX_FRAMES);
@@ -179,8 +179,8 @@ static int run(int argc, char **argv)
 		}
 		for (int f = 0; f < depth; f++) {
 			struct gw_frame_info fi;
-			if (sym && s->in_new)
-				symbolizer_frame(sym, frames[f], &fi);
+			if (d->sym && s->in_new)
+				symbolizer_frame(d->sym, frames[f], &fi);
 			else
 				gw_report_symbolize_modules((void *)v, frames[f], &fi);
 			fi.address = frames[f];
@@ -199,19 +199,38 @@ static int run(int argc, char **argv)
 		printf(shown ? "\n]}\n" : "]}\n");
 	else if (!shown)
 		printf("no site grew\n");
-out:
-	free(g);
-	symbolizer_free(sym);
-	gw_report_sites_release(&os);
-	gw_report_sites_release(&ns);
-	target_close(&ot);
-	target_close(&nt);
+}
+
+static void diff_release(struct diff_data *d)
+{
+	free(d->g);
+	symbolizer_free(d->sym);
+	gw_report_sites_release(&d->os);
+	gw_report_sites_release(&d->ns);
+	if (d->have_old)
+		target_close(&d->ot);
+	if (d->have_new)
+		target_close(&d->nt);
+}
+
+static int diff_main(int argc, char **argv)
+{
+	struct diff_args a = { .top = 20 };
+	struct diff_data d = { 0 };
+	int rc = diff_parse(argc, argv, &a);
+
+	if (rc != PARSE_OK)
+		return rc;
+	rc = diff_collect(&a, &d);
+	if (!rc)
+		diff_print(&a, &d);
+	diff_release(&d);
 	return rc;
 }
 
 const struct cmd cmd_diff = {
 	.name = "diff",
 	.summary = "growth per allocation site between two snapshots",
-	.run = run,
+	.main = diff_main,
 	.help = help,
 };

@@ -1,10 +1,11 @@
 /*
  * cmd-leaks.c - `gwmem leaks` and `gwmem report`: live allocations grouped
- * by allocation site, ranked by bytes, symbolized with libdwfl.
+ * by allocation site, ranked by bytes, symbolized with libdwfl.  Grouping
+ * and the output formats are lib/segment/report.c's, shared with the
+ * preload's own SIGUSR1 report.
  */
 #include "config.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -113,137 +114,153 @@ SYMBOLIZE_HELP
 "    gwmem report 1234 > /tmp/report.txt\n"
 "    gwmem report /dev/shm/gwmem.1234.5678 --top 50\n";
 
-static int run(const struct cmd *c, bool is_report, int argc, char **argv)
+struct leaks_args {
+	struct common_opts co;
+	struct gw_report_opts opt;
+	bool have_older;
+	const char *target;
+};
+
+static int leaks_option(const struct cmd *c, void *args, int ch, const char *arg)
 {
-	static const struct option longopts[] = {
+	struct leaks_args *a = args;
+	bool is_report = c == &cmd_report;
+	uint64_t v;
+
+	switch (ch) {
+	case 'o':
+		if (is_report || !parse_seconds_ds(arg, &a->opt.older_than_ds))
+			return usage_error(c, "invalid --older-than '%s'", arg);
+		a->have_older = true;
+		return 0;
+	case 't':
+		if (!parse_u64(arg, &v) || v > UINT32_MAX)
+			return usage_error(c, "invalid --top '%s'", arg);
+		a->opt.top = (uint32_t)v;
+		return 0;
+	case 'm':
+		if (is_report || !parse_u64(arg, &a->opt.min_bytes))
+			return usage_error(c, "invalid --min-bytes '%s'", arg);
+		return 0;
+	case 'f':
+		if (strcmp(arg, "text") == 0)
+			a->opt.format = GW_REPORT_TEXT;
+		else if (strcmp(arg, "json") == 0)
+			a->opt.format = GW_REPORT_JSON;
+		else if (strcmp(arg, "folded") == 0 && !is_report)
+			a->opt.format = GW_REPORT_FOLDED;
+		else
+			return usage_error(c, "unknown format '%s'", arg);
+		return 0;
+	default:
+		return usage_error(c, "unknown option");
+	}
+}
+
+/* `leaks` and `report` share the options; report refuses the filters. */
+static int leaks_parse(const struct cmd *c, int argc, char **argv, struct leaks_args *a)
+{
+	static const struct option own[] = {
 		{ "older-than", required_argument, NULL, 'o' },
 		{ "top", required_argument, NULL, 't' },
 		{ "min-bytes", required_argument, NULL, 'm' },
-		{ "json", no_argument, NULL, 'j' },
 		{ "format", required_argument, NULL, 'f' },
-		{ "no-symbols", no_argument, NULL, 'n' },
-		{ "shm-dir", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
-		SYMBOLIZE_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
-	struct gw_report_opts opt = { .top = 20, .format = GW_REPORT_TEXT, .stats = is_report };
-	bool have_older = false, symbols = true;
-	const char *dir = NULL;
-	struct symbolize_opts so;
-	uint64_t v;
-	int ch, rc;
+	int operand, rc;
 
-	symbolize_opts_init(&so, c->name);
-	optind = 1;
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'o':
-			if (is_report || !parse_seconds_ds(optarg, &opt.older_than_ds))
-				return usage_error(c, "invalid --older-than '%s'", optarg);
-			have_older = true;
-			break;
-		case 't':
-			if (!parse_u64(optarg, &v) || v > UINT32_MAX)
-				return usage_error(c, "invalid --top '%s'", optarg);
-			opt.top = (uint32_t)v;
-			break;
-		case 'm':
-			if (is_report || !parse_u64(optarg, &opt.min_bytes))
-				return usage_error(c, "invalid --min-bytes '%s'", optarg);
-			break;
-		case 'j':
-			opt.format = GW_REPORT_JSON;
-			break;
-		case 'f':
-			if (strcmp(optarg, "text") == 0)
-				opt.format = GW_REPORT_TEXT;
-			else if (strcmp(optarg, "json") == 0)
-				opt.format = GW_REPORT_JSON;
-			else if (strcmp(optarg, "folded") == 0 && !is_report)
-				opt.format = GW_REPORT_FOLDED;
-			else
-				return usage_error(c, "unknown format '%s'", optarg);
-			break;
-		case 'n':
-			symbols = false;
-			break;
-		case 'd':
-			dir = optarg;
-			break;
-		case 'h':
-			return print_help(c);
-		default:
-			switch (symbolize_opt(&so, ch, optarg)) {
-			case 1: break;
-			case -1: return GWMEM_EXIT_USAGE;
-			default: return usage_error(c, "unknown option '%s'", argv[optind - 1]);
-			}
-			break;
-		}
-	}
-	if (optind != argc - 1)
-		return usage_error(c, optind >= argc ? "missing PID" : "too many arguments");
-
-	struct target t;
-	rc = target_open(c->name, argv[optind], shm_dir(dir), &t);
-	if (rc)
+	a->opt = (struct gw_report_opts){ .top = 20, .format = GW_REPORT_TEXT, .stats = c == &cmd_report };
+	rc = parse_options(c, argc, argv, COMMON_SHM_DIR | COMMON_JSON | COMMON_SYMBOLS, own, "",
+			   leaks_option, a, &a->co, &operand);
+	if (rc != PARSE_OK)
 		return rc;
-	if (!have_older && !is_report)
-		opt.older_than_ds = (uint64_t)t.view.hdr.config.threshold_seconds * 10;
-	if (opt.format != GW_REPORT_TEXT)
-		opt.stats = false;
+	if (a->co.json)
+		a->opt.format = GW_REPORT_JSON;
+	if (operand != argc - 1)
+		return usage_error(c, operand >= argc ? "missing PID" : "too many arguments");
+	a->target = argv[operand];
+	return PARSE_OK;
+}
 
-	struct symbolizer *sym = symbols ? symbolizer_new(&t.view, &so) : NULL;
-	if (sym) {
-		opt.symbolize = symbolizer_frame;
-		opt.sym_ctx = sym;
-	}
-	struct gw_sites sites;
-	int err = gw_report_collect(&t.view, &opt, &sites);
-	if (err) {
-		rc = view_fail(c->name, t.path, err, NULL);
-		goto out;
-	}
+/* Snapshot, filter, group and rank; symbols are looked up while printing. */
+static int leaks_collect(const struct cmd *c, struct leaks_args *a, struct target *t, struct gw_sites *sites)
+{
+	int err;
+
+	if (!a->have_older && c != &cmd_report)
+		a->opt.older_than_ds = (uint64_t)t->view.hdr.config.threshold_seconds * 10;
+	if (a->opt.format != GW_REPORT_TEXT)
+		a->opt.stats = false;
+	err = gw_report_collect(&t->view, &a->opt, sites);
+	return err ? view_fail(c->name, t->path, err, NULL) : 0;
+}
+
+static int leaks_print(const struct cmd *c, const struct leaks_args *a, const struct target *t,
+		       const struct gw_sites *sites)
+{
+	uint64_t table_full = t->view.hdr.counters.untracked_table_full;
+	int err;
+
 	fflush(stdout);
-	err = gw_report_write(STDOUT_FILENO, &t.view, &sites, &opt);
+	err = gw_report_write(STDOUT_FILENO, &t->view, sites, &a->opt);
 	if (err) {
 		fprintf(stderr, "gwmem %s: write: %s\n", c->name, strerror(-err));
-		rc = GWMEM_EXIT_ERROR;
+		return GWMEM_EXIT_ERROR;
 	}
 	/* folded output has no room for a note: the text and JSON forms carry it in band */
-	if (opt.format == GW_REPORT_FOLDED && t.view.hdr.counters.untracked_table_full)
+	if (a->opt.format == GW_REPORT_FOLDED && table_full)
 		fprintf(stderr, "gwmem %s: warning: partial result: the allocation table was full and "
-			"%llu allocations were not tracked\n", c->name,
-			(unsigned long long)t.view.hdr.counters.untracked_table_full);
-	gw_report_sites_release(&sites);
-out:
+			"%llu allocations were not tracked\n", c->name, (unsigned long long)table_full);
+	return 0;
+}
+
+static int leaks_or_report(const struct cmd *c, int argc, char **argv)
+{
+	struct leaks_args a = { 0 };
+	struct gw_sites sites;
+	struct target t;
+	int rc = leaks_parse(c, argc, argv, &a);
+
+	if (rc != PARSE_OK)
+		return rc;
+	rc = target_open(c->name, a.target, a.co.shm_dir, &t);
+	if (rc)
+		return rc;
+	struct symbolizer *sym = a.co.symbols ? symbolizer_new(&t.view, &a.co.sym) : NULL;
+	if (sym) {
+		a.opt.symbolize = symbolizer_frame;
+		a.opt.sym_ctx = sym;
+	}
+	rc = leaks_collect(c, &a, &t, &sites);
+	if (!rc) {
+		rc = leaks_print(c, &a, &t, &sites);
+		gw_report_sites_release(&sites);
+	}
 	symbolizer_free(sym);
 	target_close(&t);
 	return rc;
 }
 
-static int leaks_run(int argc, char **argv)
+static int leaks_main(int argc, char **argv)
 {
-	return run(&cmd_leaks, false, argc, argv);
+	return leaks_or_report(&cmd_leaks, argc, argv);
 }
 
-static int report_run(int argc, char **argv)
+static int report_main(int argc, char **argv)
 {
-	return run(&cmd_report, true, argc, argv);
+	return leaks_or_report(&cmd_report, argc, argv);
 }
 
 const struct cmd cmd_leaks = {
 	.name = "leaks",
 	.summary = "live allocations grouped by allocation site, ranked by bytes",
-	.run = leaks_run,
+	.main = leaks_main,
 	.help = leaks_help,
 };
 
 const struct cmd cmd_report = {
 	.name = "report",
 	.summary = "the SIGUSR1 report: statistics and top allocation sites",
-	.run = report_run,
+	.main = report_main,
 	.help = report_help,
 };

@@ -1,11 +1,9 @@
 /*
- * cmd-ps.c - `gwmem ps`: the processes that have a segment.
+ * cmd-ps.c - `gwmem ps`: the processes that have a segment.  Collects one
+ * row per segment name (sorted by pid, then start time), then prints them.
  */
 #include "config.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,130 +39,166 @@ static const char help[] =
 "    gwmem ps\n"
 "    GWMEM_SHM_DIR=/run/gwmem gwmem ps --json\n";
 
-struct entry {
+/* One segment: read (err == 0) or the reason it could not be. */
+struct ps_row {
 	pid_t pid;
 	uint64_t starttime;
 	char name[256];
+	int err;                      /* a gw_view_error */
+	const char *state;
+	uint64_t bytes, count;
+	double tracked_pct;
+	char cmd[GWMEM_SHM_CMDLINE_MAX + 1];
+};
+
+struct ps_rows {
+	struct ps_row *row;
+	size_t n, cap;
 };
 
 static int by_pid(const void *a, const void *b)
 {
-	const struct entry *x = a, *y = b;
+	const struct ps_row *x = a, *y = b;
 	if (x->pid != y->pid)
 		return x->pid < y->pid ? -1 : 1;
 	return x->starttime < y->starttime ? -1 : x->starttime > y->starttime;
 }
 
-static int run(int argc, char **argv)
+static int ps_parse(int argc, char **argv, struct common_opts *co)
 {
-	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "shm-dir", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *dir = NULL;
-	bool json = false;
-	int ch;
-
-	optind = 1;
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'j': json = true; break;
-		case 'd': dir = optarg; break;
-		case 'h': return print_help(&cmd_ps);
-		default: return usage_error(&cmd_ps, "unknown option '%s'", argv[optind - 1]);
-		}
-	}
-	if (optind != argc)
+	int operand, rc = parse_options(&cmd_ps, argc, argv, COMMON_SHM_DIR | COMMON_JSON, NULL, NULL,
+					NULL, NULL, co, &operand);
+	if (rc != PARSE_OK)
+		return rc;
+	if (operand != argc)
 		return usage_error(&cmd_ps, "too many arguments");
-	dir = shm_dir(dir);
+	return PARSE_OK;
+}
 
-	DIR *d = opendir(dir);
-	if (!d) {
-		int e = errno;
-		fprintf(stderr, "gwmem ps: %s: %s\n", dir, strerror(e));
-		return e == EACCES ? GWMEM_EXIT_ACCESS : GWMEM_EXIT_NOENT;
-	}
-	struct entry *list = NULL;
-	size_t n = 0, cap = 0;
-	for (struct dirent *e; (e = readdir(d));) {
-		struct entry x;
-		if (!parse_segment_name(e->d_name, &x.pid, &x.starttime))
-			continue;
-		if (n == cap) {
-			cap = cap ? 2 * cap : 64;
-			struct entry *nl = realloc(list, cap * sizeof(*list));
-			if (!nl)
-				break;
-			list = nl;
-		}
-		snprintf(x.name, sizeof(x.name), "%s", e->d_name);
-		list[n++] = x;
-	}
-	closedir(d);
-	if (n)
-		qsort(list, n, sizeof(*list), by_pid);
+static int add_name(void *ctx, const struct segment_entry *e)
+{
+	struct ps_rows *r = ctx;
 
-	if (json)
-		printf("[");
-	else
-		printf("%-8s %-8s %14s %10s %8s  %s\n", "PID", "STATE", "LIVE-BYTES", "ALLOCS", "TRACKED", "COMMAND");
-	for (size_t i = 0; i < n; i++) {
-		char path[PATH_MAX], cmd[GWMEM_SHM_CMDLINE_MAX + 1];
-		struct gw_view v;
-		snprintf(path, sizeof(path), "%s/%s", dir, list[i].name);
-		int err = gw_view_open(&v, path);
-		if (err == GW_VIEW_ERR_NOENT)
-			continue;    /* removed since readdir */
-		if (err) {
-			if (json) {
-				printf("%s\n  {\"pid\": %d, \"state\": \"unreadable\", \"error\": ", i ? "," : "", (int)list[i].pid);
-				json_string(stdout, gw_view_strerror(err));
-				printf(", \"path\": ");
-				json_string(stdout, path);
-				printf("}");
-			} else {
-				printf("%-8d %-8s %14s %10s %8s  (%s: %s)\n", (int)list[i].pid, "?", "-", "-", "-",
-				       list[i].name, gw_view_strerror(err));
-			}
-			continue;
-		}
-		uint64_t count, bytes, inserted;
-		stripe_totals(&v, &count, &bytes, &inserted);
-		const struct gwmem_shm_counters *c = &v.hdr.counters;
-		uint64_t denom = inserted + c->untracked_table_full + c->sampled_out;
-		double pct = denom ? 100.0 * (double)inserted / (double)denom : 100.0;
-		if (!v.hdr.nstripes)
-			pct = 0;
-		gw_view_command(&v, cmd, sizeof(cmd));
-		const char *state = segment_state(&v);
-		if (json) {
-			printf("%s\n  {\"pid\": %u, \"state\": \"%s\", \"live_bytes\": %llu, \"live_count\": %llu, "
-			       "\"tracked_percent\": %.1f, \"command\": ", i ? "," : "", v.hdr.pid, state,
-			       (unsigned long long)bytes, (unsigned long long)count, pct);
-			json_string(stdout, cmd);
-			printf(", \"path\": ");
-			json_string(stdout, path);
-			printf("}");
-		} else {
-			printf("%-8u %-8s %14llu %10llu %7.1f%%  ", v.hdr.pid, state,
-			       (unsigned long long)bytes, (unsigned long long)count, pct);
-			put_escaped(stdout, GW_ESC_TEXT, cmd);
-			putchar('\n');
-		}
-		gw_view_close(&v);
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? 2 * r->cap : 64;
+		struct ps_row *nr = realloc(r->row, cap * sizeof(*nr));
+		if (!nr)
+			return GWMEM_EXIT_ERROR;
+		r->row = nr;
+		r->cap = cap;
 	}
-	if (json)
-		printf(n ? "\n]\n" : "]\n");
-	free(list);
+	struct ps_row *x = &r->row[r->n++];
+	memset(x, 0, sizeof(*x));
+	x->pid = e->pid;
+	x->starttime = e->starttime;
+	snprintf(x->name, sizeof(x->name), "%s", e->name);
 	return 0;
+}
+
+/* Live figures from the stripe heads: cheap, not a snapshot. */
+static void ps_read(const char *dir, struct ps_row *x)
+{
+	char path[PATH_MAX];
+	struct gw_view v;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, x->name);
+	x->err = gw_view_open(&v, path);
+	if (x->err)
+		return;
+	uint64_t inserted;
+	stripe_totals(&v, &x->count, &x->bytes, &inserted);
+	const struct gwmem_shm_counters *c = &v.hdr.counters;
+	uint64_t denom = inserted + c->untracked_table_full + c->sampled_out;
+	x->tracked_pct = denom ? 100.0 * (double)inserted / (double)denom : 100.0;
+	if (!v.hdr.nstripes)
+		x->tracked_pct = 0;
+	x->pid = (pid_t)v.hdr.pid;
+	x->state = segment_state(&v);
+	gw_view_command(&v, x->cmd, sizeof(x->cmd));
+	gw_view_close(&v);
+}
+
+static int ps_collect(const struct common_opts *co, struct ps_rows *r)
+{
+	int rc = segment_foreach("ps", co->shm_dir, add_name, r);
+	if (rc)
+		return rc;
+	if (r->n)
+		qsort(r->row, r->n, sizeof(*r->row), by_pid);
+	for (size_t i = 0; i < r->n; i++)
+		ps_read(co->shm_dir, &r->row[i]);
+	return 0;
+}
+
+static void ps_print_text(const struct ps_rows *r)
+{
+	printf("%-8s %-8s %14s %10s %8s  %s\n", "PID", "STATE", "LIVE-BYTES", "ALLOCS", "TRACKED", "COMMAND");
+	for (size_t i = 0; i < r->n; i++) {
+		const struct ps_row *x = &r->row[i];
+		if (x->err == GW_VIEW_ERR_NOENT)
+			continue;    /* removed since the scan */
+		if (x->err) {
+			printf("%-8d %-8s %14s %10s %8s  (%s: %s)\n", (int)x->pid, "?", "-", "-", "-",
+			       x->name, gw_view_strerror(x->err));
+			continue;
+		}
+		printf("%-8d %-8s %14llu %10llu %7.1f%%  ", (int)x->pid, x->state,
+		       (unsigned long long)x->bytes, (unsigned long long)x->count, x->tracked_pct);
+		put_escaped(stdout, GW_ESC_TEXT, x->cmd);
+		putchar('\n');
+	}
+}
+
+static void ps_print_json(const char *dir, const struct ps_rows *r)
+{
+	char path[PATH_MAX];
+	size_t shown = 0;
+
+	printf("[");
+	for (size_t i = 0; i < r->n; i++) {
+		const struct ps_row *x = &r->row[i];
+		if (x->err == GW_VIEW_ERR_NOENT)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, x->name);
+		printf("%s\n  {\"pid\": %d, ", shown++ ? "," : "", (int)x->pid);
+		if (x->err) {
+			printf("\"state\": \"unreadable\", \"error\": ");
+			json_string(stdout, gw_view_strerror(x->err));
+		} else {
+			printf("\"state\": \"%s\", \"live_bytes\": %llu, \"live_count\": %llu, "
+			       "\"tracked_percent\": %.1f, \"command\": ", x->state,
+			       (unsigned long long)x->bytes, (unsigned long long)x->count, x->tracked_pct);
+			json_string(stdout, x->cmd);
+		}
+		printf(", \"path\": ");
+		json_string(stdout, path);
+		printf("}");
+	}
+	printf(shown ? "\n]\n" : "]\n");
+}
+
+static int ps_main(int argc, char **argv)
+{
+	struct common_opts co;
+	struct ps_rows rows = { 0 };
+	int rc = ps_parse(argc, argv, &co);
+
+	if (rc != PARSE_OK)
+		return rc;
+	rc = ps_collect(&co, &rows);
+	if (!rc) {
+		if (co.json)
+			ps_print_json(co.shm_dir, &rows);
+		else
+			ps_print_text(&rows);
+	}
+	free(rows.row);
+	return rc;
 }
 
 const struct cmd cmd_ps = {
 	.name = "ps",
 	.summary = "list processes with a segment: pid, state, live bytes, tracked %",
-	.run = run,
+	.main = ps_main,
 	.help = help,
 };

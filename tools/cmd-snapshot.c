@@ -15,7 +15,6 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <limits.h>
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -106,50 +105,49 @@ static int write_file(const char *path, const void *buf, size_t len)
 	return err;
 }
 
-static int run(int argc, char **argv)
+struct snapshot_args {
+	struct common_opts co;
+	const char *output;
+	const char *target;
+};
+
+static int snapshot_option(const struct cmd *c, void *args, int ch, const char *arg)
 {
-	static const struct option longopts[] = {
+	struct snapshot_args *a = args;
+
+	(void)c;
+	if (ch == 'o')
+		a->output = arg;
+	return 0;
+}
+
+static int snapshot_parse(int argc, char **argv, struct snapshot_args *a)
+{
+	static const struct option own[] = {
 		{ "output", required_argument, NULL, 'o' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "shm-dir", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *dir = NULL, *output = NULL;
-	bool json = false;
-	int ch, rc;
-
-	optind = 1;
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'o': output = optarg; break;
-		case 'j': json = true; break;
-		case 'd': dir = optarg; break;
-		case 'h': return print_help(&cmd_snapshot);
-		default: return usage_error(&cmd_snapshot, "unknown option or missing argument '%s'", argv[optind - 1]);
-		}
-	}
-	if (argc - optind != 1)
-		return usage_error(&cmd_snapshot, optind >= argc ? "missing PID" : "too many arguments");
-	if (!output)
-		return usage_error(&cmd_snapshot, "missing -o OUTPUT");
-
-	struct target t;
-	rc = target_open("snapshot", argv[optind], shm_dir(dir), &t);
-	if (rc)
+	int operand, rc = parse_options(&cmd_snapshot, argc, argv, COMMON_SHM_DIR | COMMON_JSON, own, "o:",
+					snapshot_option, a, &a->co, &operand);
+	if (rc != PARSE_OK)
 		return rc;
-	const struct gw_view *v = &t.view;
-	const struct gwmem_shm_header *h = &v->hdr;
-	unsigned char *buf = calloc(1, v->size);
-	if (!buf) {
-		fprintf(stderr, "gwmem snapshot: out of memory (%zu bytes)\n", v->size);
-		rc = GWMEM_EXIT_ERROR;
-		goto out;
-	}
+	if (argc - operand != 1)
+		return usage_error(&cmd_snapshot, operand >= argc ? "missing PID" : "too many arguments");
+	if (!a->output)
+		return usage_error(&cmd_snapshot, "missing -o OUTPUT");
+	a->target = argv[operand];
+	return PARSE_OK;
+}
 
-	/* header: the validated copy refreshed for counters and classes */
-	gw_view_refresh(&t.view);
+/*
+ * The snapshot image in buf[v->size]: header, records, stacks, module map,
+ * checked to read back.  Returns 0 or an exit status.
+ */
+static int snapshot_collect(const struct target *t, unsigned char *buf, struct gw_view_snap_stats *st)
+{
+	const struct gw_view *v = &t->view;
+	const struct gwmem_shm_header *h = &v->hdr;
+
 	memcpy(buf, h, sizeof(*h));
 
 	/* records and stripe heads */
@@ -157,12 +155,9 @@ static int run(int argc, char **argv)
 	if (h->nstripes)
 		memcpy(buf + h->stripes_offset, live_sh, (size_t)h->nstripes * sizeof(*live_sh));
 	struct copy_ctx ctx = { buf, v };
-	struct gw_view_snap_stats st;
-	int err = gw_view_snapshot(v, copy_stripe, &ctx, &st);
-	if (err) {
-		rc = view_fail("snapshot", t.path, err, NULL);
-		goto out;
-	}
+	int err = gw_view_snapshot(v, copy_stripe, &ctx, st);
+	if (err)
+		return view_fail("snapshot", t->path, err, NULL);
 
 	/* stacks after the records: every stack a copied record names was published before it */
 	for (uint32_t i = 0; i < h->stack_capacity; i++) {
@@ -200,25 +195,58 @@ static int run(int argc, char **argv)
 	err = gw_view_from_memory(&check, buf, v->size);
 	if (!err)
 		err = gw_view_snapshot(&check, NULL, NULL, NULL);
-	if (err) {
-		rc = view_fail("snapshot", t.path, err, &check);
-		goto out;
-	}
-	err = write_file(output, buf, v->size);
-	if (err) {
-		fprintf(stderr, "gwmem snapshot: %s: %s\n", output, strerror(-err));
-		rc = err == -EACCES || err == -EPERM ? GWMEM_EXIT_ACCESS : GWMEM_EXIT_ERROR;
-		goto out;
-	}
-	if (json) {
+	if (err)
+		return view_fail("snapshot", t->path, err, &check);
+	return 0;
+}
+
+static void snapshot_print(const struct snapshot_args *a, const struct target *t,
+			   const struct gw_view_snap_stats *st)
+{
+	const struct gwmem_shm_header *h = &t->view.hdr;
+
+	if (a->co.json) {
 		printf("{\"path\": ");
-		json_string(stdout, output);
+		json_string(stdout, a->output);
 		printf(", \"pid\": %u, \"live_count\": %llu, \"live_bytes\": %llu, \"size\": %zu}\n",
-		       h->pid, (unsigned long long)st.records, (unsigned long long)st.bytes, v->size);
+		       h->pid, (unsigned long long)st->records, (unsigned long long)st->bytes, t->view.size);
 	} else {
-		printf("%s: pid %u, %llu live allocations, %llu bytes\n", output, h->pid,
-		       (unsigned long long)st.records, (unsigned long long)st.bytes);
+		printf("%s: pid %u, %llu live allocations, %llu bytes\n", a->output, h->pid,
+		       (unsigned long long)st->records, (unsigned long long)st->bytes);
 	}
+}
+
+static int snapshot_main(int argc, char **argv)
+{
+	struct snapshot_args a = { 0 };
+	struct gw_view_snap_stats st;
+	struct target t;
+	unsigned char *buf = NULL;
+	int rc = snapshot_parse(argc, argv, &a);
+
+	if (rc != PARSE_OK)
+		return rc;
+	rc = target_open("snapshot", a.target, a.co.shm_dir, &t);
+	if (rc)
+		return rc;
+	buf = calloc(1, t.view.size);
+	if (!buf) {
+		fprintf(stderr, "gwmem snapshot: out of memory (%zu bytes)\n", t.view.size);
+		rc = GWMEM_EXIT_ERROR;
+		goto out;
+	}
+	/* the validated header copy, refreshed for counters and classes */
+	gw_view_refresh(&t.view);
+	rc = snapshot_collect(&t, buf, &st);
+	if (rc)
+		goto out;
+	int err = write_file(a.output, buf, t.view.size);
+	if (err) {
+		fprintf(stderr, "gwmem snapshot: %s: %s\n", a.output, strerror(-err));
+		rc = exit_for_errno(-err) == GWMEM_EXIT_ACCESS ? GWMEM_EXIT_ACCESS : GWMEM_EXIT_ERROR;
+		goto out;
+	}
+	snapshot_print(&a, &t, &st);
 out:
 	free(buf);
 	target_close(&t);
@@ -228,6 +256,6 @@ out:
 const struct cmd cmd_snapshot = {
 	.name = "snapshot",
 	.summary = "save a consistent copy of a segment to a file",
-	.run = run,
+	.main = snapshot_main,
 	.help = help,
 };

@@ -1,13 +1,16 @@
 /*
  * cmd-stats.c - `gwmem stats`: pool statistics per size class, totals,
  * fragmentation, tracking table fill and untracked/dropped counts, as text,
- * JSON, or Prometheus textfile-collector gauges.
+ * JSON, or Prometheus textfile-collector samples.
+ *
+ * One table lists every figure once (metrics[] per process, class_metrics[]
+ * per pool size class): where it sits in the collected struct, its JSON key,
+ * its text line, its Prometheus family, type and help.  The three printers
+ * walk the tables; a new counter is one new row.
  */
 #include "config.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <getopt.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,87 +52,415 @@ static const char help[] =
 "    gwmem stats --format prometheus > /var/lib/node_exporter/gwmem.prom.$$ &&\n"
 "        mv /var/lib/node_exporter/gwmem.prom.$$ /var/lib/node_exporter/gwmem.prom\n";
 
-enum fmt { FMT_TEXT, FMT_JSON, FMT_PROM };
+/* --- the figures ---------------------------------------------------------- */
 
-struct totals {
-	uint64_t count, bytes, slots;
+/* Everything printed about one process, collected once. */
+struct stats {
+	uint64_t segment_size, live_bytes, live_count, table_slots, stripes;
+	uint64_t stacks_used, stack_capacity, max_frames, threshold_seconds, sample_rate;
+	uint64_t untracked_table_full, untracked_internal, sampled_out, dropped_stacks;
+	uint64_t invalid_frees, double_frees, forwarded_allocs, mmap_failures, reports_written;
 	uint64_t pool_active_bytes, pool_free_bytes, pool_chunks;
+	double table_fill, uptime_seconds, pool_fragmentation;
 };
+
+/* One pool size class. */
+struct class_stats {
+	struct gwmem_shm_class k;
+	double fragmentation;         /* free carved bytes / carved bytes */
+};
+
+enum kind {
+	COUNT,                        /* uint64_t */
+	RATIO,                        /* double in 0..1: text as a percentage */
+	SECONDS,                      /* double */
+};
+
+enum prom_type { GAUGE, COUNTER };
+
+/* JSON objects the per-process figures sit in. */
+enum section { TOP, COUNTERS, POOL, NSECTIONS };
+
+/* Text lines, in the order printed. */
+enum line { NO_TEXT, LIVE, TABLE, STACKS, UNTRACKED, DROPPED, MISUSE, OTHER, POOLS, NLINES };
+
+static const char *const line_label[NLINES] = {
+	[LIVE] = "live tracked:     ",
+	[TABLE] = "allocation table: ",
+	[STACKS] = "stack table:      ",
+	[UNTRACKED] = "untracked:        ",
+	[DROPPED] = "dropped stacks:   ",
+	[MISUSE] = "misuse:           ",
+	[OTHER] = "other:            ",
+	[POOLS] = "pools:            ",
+};
+
+struct metric {
+	const char *name;             /* JSON key in 'section'; NULL: not in JSON */
+	enum section section;
+	enum line line;               /* NO_TEXT: not in the text output */
+	const char *text;             /* the value's words on its line; "%v" is the value */
+	const char *prom;             /* Prometheus family; NULL: not exported */
+	const char *label;            /* this sample's own label in the family, or NULL */
+	enum prom_type type;
+	const char *help;
+	enum kind kind;
+	size_t offset;                /* in struct stats */
+};
+
+#define S(field) offsetof(struct stats, field)
+
+/*
+ * Order: the text fragments of a line, the keys of a JSON object and the
+ * Prometheus families each follow the row order; the rows of one family
+ * (its labelled samples) are adjacent.
+ */
+static const struct metric metrics[] = {
+	{ "segment_size", TOP, NO_TEXT, NULL, NULL, NULL, GAUGE, NULL, COUNT, S(segment_size) },
+	{ "live_bytes", TOP, LIVE, "%v bytes", "gwmem_live_bytes", NULL, GAUGE,
+	  "Bytes in live tracked allocations.", COUNT, S(live_bytes) },
+	{ "live_count", TOP, LIVE, " in %v allocations", "gwmem_live_allocations", NULL, GAUGE,
+	  "Live tracked allocations.", COUNT, S(live_count) },
+	{ NULL, TOP, TABLE, "%v of", NULL, NULL, GAUGE, NULL, COUNT, S(live_count) },
+	{ "table_slots", TOP, TABLE, " %v slots", "gwmem_table_slots", NULL, GAUGE,
+	  "Allocation table capacity (slots).", COUNT, S(table_slots) },
+	{ NULL, TOP, TABLE, " (%v)", "gwmem_table_fill_ratio", NULL, GAUGE,
+	  "Allocation table fill (live / slots).", RATIO, S(table_fill) },
+	{ "stripes", TOP, TABLE, ", %v stripes", NULL, NULL, GAUGE, NULL, COUNT, S(stripes) },
+	{ "stacks_used", TOP, STACKS, "%v of", "gwmem_stacks_used", NULL, GAUGE,
+	  "Distinct backtraces in the stack table.", COUNT, S(stacks_used) },
+	{ "stack_capacity", TOP, STACKS, " %v stacks", "gwmem_stack_capacity", NULL, GAUGE,
+	  "Stack table capacity.", COUNT, S(stack_capacity) },
+	{ "max_frames", TOP, STACKS, ", %v frames max", NULL, NULL, GAUGE, NULL, COUNT, S(max_frames) },
+	{ "threshold_seconds", TOP, NO_TEXT, NULL, NULL, NULL, GAUGE, NULL, COUNT, S(threshold_seconds) },
+	{ "untracked_table_full", COUNTERS, UNTRACKED, "%v table full",
+	  "gwmem_untracked_allocations_total", "reason=\"table_full\"", COUNTER,
+	  "Allocations served but not tracked, by reason.", COUNT, S(untracked_table_full) },
+	{ "untracked_internal", COUNTERS, UNTRACKED, ", %v internal",
+	  "gwmem_untracked_allocations_total", "reason=\"internal\"", COUNTER,
+	  NULL, COUNT, S(untracked_internal) },
+	{ "sampled_out", COUNTERS, UNTRACKED, ", %v sampled out",
+	  "gwmem_untracked_allocations_total", "reason=\"sampled_out\"", COUNTER,
+	  NULL, COUNT, S(sampled_out) },
+	{ "sample_rate", TOP, UNTRACKED, " (1 in %v)", NULL, NULL, GAUGE, NULL, COUNT, S(sample_rate) },
+	{ "dropped_stacks", COUNTERS, DROPPED, "%v", "gwmem_dropped_stacks_total", NULL, COUNTER,
+	  "Allocations recorded without a stack (stack table full).", COUNT, S(dropped_stacks) },
+	{ "invalid_frees", COUNTERS, MISUSE, "%v invalid frees", "gwmem_invalid_frees_total", NULL, COUNTER,
+	  "Frees of pointers gwmem never handed out.", COUNT, S(invalid_frees) },
+	{ "double_frees", COUNTERS, MISUSE, ", %v double frees", "gwmem_double_frees_total", NULL, COUNTER,
+	  "Frees of pool blocks already free.", COUNT, S(double_frees) },
+	{ "forwarded_allocs", COUNTERS, OTHER, "%v forwarded allocations",
+	  "gwmem_forwarded_allocations_total", NULL, COUNTER,
+	  "Allocations served by the next allocator.", COUNT, S(forwarded_allocs) },
+	{ "mmap_failures", COUNTERS, OTHER, ", %v mmap failures", "gwmem_mmap_failures_total", NULL, COUNTER,
+	  "Chunk or segment mappings that failed.", COUNT, S(mmap_failures) },
+	{ "reports_written", COUNTERS, OTHER, ", %v reports written", "gwmem_reports_written_total", NULL,
+	  COUNTER, "Signal reports written.", COUNT, S(reports_written) },
+	{ NULL, TOP, NO_TEXT, NULL, "gwmem_uptime_seconds", NULL, GAUGE,
+	  "Seconds since the segment was created.", SECONDS, S(uptime_seconds) },
+	{ "active_bytes", POOL, POOLS, "%v bytes active", NULL, NULL, GAUGE, NULL, COUNT, S(pool_active_bytes) },
+	{ "free_bytes", POOL, POOLS, ", %v bytes free", NULL, NULL, GAUGE, NULL, COUNT, S(pool_free_bytes) },
+	{ "chunks", POOL, POOLS, ", %v chunks", NULL, NULL, GAUGE, NULL, COUNT, S(pool_chunks) },
+	{ "fragmentation", POOL, POOLS, ", fragmentation %v", NULL, NULL, GAUGE, NULL, RATIO,
+	  S(pool_fragmentation) },
+};
+
+struct class_metric {
+	const char *name;             /* JSON key */
+	const char *column;           /* text table heading; NULL: not in the table */
+	int width;
+	const char *prom;             /* Prometheus family, labelled class_size; NULL: not exported */
+	enum prom_type type;
+	const char *help;
+	enum kind kind;
+	size_t offset;                /* in struct class_stats */
+};
+
+#define C(field) offsetof(struct class_stats, field)
+
+static const struct class_metric class_metrics[] = {
+	{ "block_size", "CLASS", 8, NULL, GAUGE, NULL, COUNT, C(k.block_size) },
+	{ "total_allocated", "ALLOCATED", 12, NULL, GAUGE, NULL, COUNT, C(k.total_allocated) },
+	{ "total_freed", "FREED", 12, NULL, GAUGE, NULL, COUNT, C(k.total_freed) },
+	{ "active_blocks", "ACTIVE", 10, "gwmem_pool_active_blocks", GAUGE,
+	  "Pool blocks handed out, per size class.", COUNT, C(k.active_blocks) },
+	{ "free_blocks", "FREE", 8, "gwmem_pool_free_blocks", GAUGE,
+	  "Carved pool blocks on free lists, per size class.", COUNT, C(k.free_blocks) },
+	{ "total_chunks", "CHUNKS", 9, "gwmem_pool_chunks", GAUGE,
+	  "Pool chunks backed by memory, per size class.", COUNT, C(k.total_chunks) },
+	{ "released_chunks", NULL, 0, NULL, GAUGE, NULL, COUNT, C(k.released_chunks) },
+	{ "overflow", "OVERFLOW", 9, "gwmem_pool_overflow_total", COUNTER,
+	  "Requests sent to the next allocator because the class was full.", COUNT, C(k.overflow) },
+	{ "fragmentation", "FRAG", 7, "gwmem_pool_fragmentation_ratio", GAUGE,
+	  "Free carved bytes / carved bytes, per size class.", RATIO, C(fragmentation) },
+};
+
+#define NMETRICS (sizeof(metrics) / sizeof(metrics[0]))
+#define NCLASS_METRICS (sizeof(class_metrics) / sizeof(class_metrics[0]))
+
+static uint64_t count_at(const void *base, size_t offset)
+{
+	uint64_t v;
+	memcpy(&v, (const char *)base + offset, sizeof(v));
+	return v;
+}
+
+static double real_at(const void *base, size_t offset)
+{
+	double v;
+	memcpy(&v, (const char *)base + offset, sizeof(v));
+	return v;
+}
+
+static double value_at(const void *base, enum kind kind, size_t offset)
+{
+	return kind == COUNT ? (double)count_at(base, offset) : real_at(base, offset);
+}
 
 static double frag(uint64_t active, uint64_t free_)
 {
 	return active + free_ ? (double)free_ / (double)(active + free_) : 0.0;
 }
 
-static int gather(const char *path, const struct gw_view *v, struct totals *t)
-{
-	struct gw_view_snap_stats st;
-	const struct gwmem_shm_header *h = &v->hdr;
-	int err = gw_view_snapshot(v, NULL, NULL, &st);
+/* --- parse ---------------------------------------------------------------- */
 
-	if (err)
-		return err;
-	memset(t, 0, sizeof(*t));
-	t->count = st.records;
-	t->bytes = st.bytes;
-	t->slots = (uint64_t)h->nstripes * h->slots_per_stripe;
-	for (uint32_t i = 0; i < h->nclasses; i++) {
-		t->pool_active_bytes += h->classes[i].active_blocks * h->classes[i].block_size;
-		t->pool_free_bytes += h->classes[i].free_blocks * h->classes[i].block_size;
-		t->pool_chunks += h->classes[i].total_chunks;
-	}
-	(void)path;
+enum format { FMT_TEXT, FMT_JSON, FMT_PROM };
+
+struct stats_args {
+	struct common_opts co;
+	enum format format;
+	const char *target;           /* NULL: every running process */
+};
+
+static int stats_option(const struct cmd *c, void *args, int ch, const char *arg)
+{
+	struct stats_args *a = args;
+
+	if (ch != 'f')
+		return usage_error(c, "unknown option");
+	if (strcmp(arg, "text") == 0)
+		a->format = FMT_TEXT;
+	else if (strcmp(arg, "json") == 0)
+		a->format = FMT_JSON;
+	else if (strcmp(arg, "prometheus") == 0)
+		a->format = FMT_PROM;
+	else
+		return usage_error(c, "unknown format '%s'", arg);
 	return 0;
 }
 
-static void print_text(const struct target *tg, const struct totals *t)
+static int stats_parse(int argc, char **argv, struct stats_args *a)
+{
+	static const struct option own[] = {
+		{ "format", required_argument, NULL, 'f' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int operand, rc = parse_options(&cmd_stats, argc, argv, COMMON_SHM_DIR | COMMON_JSON, own, "",
+					stats_option, a, &a->co, &operand);
+	if (rc != PARSE_OK)
+		return rc;
+	if (a->co.json)
+		a->format = FMT_JSON;
+	if (argc - operand > 1)
+		return usage_error(&cmd_stats, "too many arguments");
+	a->target = operand < argc ? argv[operand] : NULL;
+	return PARSE_OK;
+}
+
+/* --- collect -------------------------------------------------------------- */
+
+struct stats_set {
+	struct target *t;
+	struct stats *st;
+	size_t n, cap;
+};
+
+static int stats_gather(const struct target *tg, struct stats *s)
+{
+	const struct gw_view *v = &tg->view;
+	const struct gwmem_shm_header *h = &v->hdr;
+	const struct gwmem_shm_counters *c = &h->counters;
+	struct gw_view_snap_stats snap;
+	int err = gw_view_snapshot(v, NULL, NULL, &snap);
+
+	if (err)
+		return err;
+	memset(s, 0, sizeof(*s));
+	s->segment_size = h->segment_size;
+	s->live_bytes = snap.bytes;
+	s->live_count = snap.records;
+	s->table_slots = (uint64_t)h->nstripes * h->slots_per_stripe;
+	s->table_fill = s->table_slots ? (double)s->live_count / (double)s->table_slots : 0.0;
+	s->stripes = h->nstripes;
+	s->stacks_used = c->stacks_used;
+	s->stack_capacity = h->stack_capacity;
+	s->max_frames = h->max_frames;
+	s->threshold_seconds = h->config.threshold_seconds;
+	s->sample_rate = h->config.sample_rate;
+	s->untracked_table_full = c->untracked_table_full;
+	s->untracked_internal = c->untracked_internal;
+	s->sampled_out = c->sampled_out;
+	s->dropped_stacks = c->dropped_stacks;
+	s->invalid_frees = c->invalid_frees;
+	s->double_frees = c->double_frees;
+	s->forwarded_allocs = c->forwarded_allocs;
+	s->mmap_failures = c->mmap_failures;
+	s->reports_written = c->reports_written;
+	s->uptime_seconds = (double)gw_view_now_ds(v) / 10.0;
+	for (uint32_t i = 0; i < h->nclasses; i++) {
+		s->pool_active_bytes += h->classes[i].active_blocks * h->classes[i].block_size;
+		s->pool_free_bytes += h->classes[i].free_blocks * h->classes[i].block_size;
+		s->pool_chunks += h->classes[i].total_chunks;
+	}
+	s->pool_fragmentation = frag(s->pool_active_bytes, s->pool_free_bytes);
+	return 0;
+}
+
+static struct target *set_add(struct stats_set *set)
+{
+	if (set->n == set->cap) {
+		size_t cap = set->cap ? 2 * set->cap : 16;
+		struct target *nt = realloc(set->t, cap * sizeof(*nt));
+		if (!nt)
+			return NULL;
+		set->t = nt;
+		set->cap = cap;
+	}
+	memset(&set->t[set->n], 0, sizeof(set->t[0]));
+	return &set->t[set->n];
+}
+
+/* Every segment whose process runs now. */
+static int add_running(void *ctx, const struct segment_entry *e)
+{
+	struct stats_set *set = ctx;
+	struct target *t;
+
+	if (!proc_alive(e->pid, e->starttime))
+		return 0;
+	t = set_add(set);
+	if (!t)
+		return GWMEM_EXIT_ERROR;
+	snprintf(t->path, sizeof(t->path), "%s/%s", e->dir, e->name);
+	if (gw_view_open(&t->view, t->path) == 0) {
+		t->live = true;
+		set->n++;
+	}
+	return 0;
+}
+
+/*
+ * Open the target (or every running one) and gather its figures.  A
+ * segment that fails its snapshot is reported and left out; its exit
+ * status is returned after the others are printed.
+ */
+static int stats_collect(const struct stats_args *a, struct stats_set *set, int *partial_rc)
+{
+	int rc;
+
+	if (a->target) {
+		struct target *t = set_add(set);
+		if (!t)
+			return GWMEM_EXIT_ERROR;
+		rc = target_open("stats", a->target, a->co.shm_dir, t);
+		if (rc)
+			return rc;
+		set->n = 1;
+	} else {
+		rc = segment_foreach("stats", a->co.shm_dir, add_running, set);
+		if (rc)
+			return rc;
+	}
+	set->st = calloc(set->n ? set->n : 1, sizeof(*set->st));
+	if (!set->st)
+		return GWMEM_EXIT_ERROR;
+	size_t ok = 0;
+	for (size_t i = 0; i < set->n; i++) {
+		int err = stats_gather(&set->t[i], &set->st[ok]);
+		if (err) {
+			*partial_rc = view_fail("stats", set->t[i].path, err, NULL);
+			target_close(&set->t[i]);
+			continue;
+		}
+		if (ok != i)
+			set->t[ok] = set->t[i];
+		ok++;
+	}
+	set->n = ok;
+	return 0;
+}
+
+/* --- print ---------------------------------------------------------------- */
+
+/* fragment with "%v" replaced by the value */
+static void text_fragment(const char *fragment, const struct stats *s, const struct metric *m)
+{
+	const char *v = strstr(fragment, "%v");
+
+	fwrite(fragment, 1, (size_t)(v - fragment), stdout);
+	if (m->kind == COUNT)
+		printf("%llu", (unsigned long long)count_at(s, m->offset));
+	else if (m->kind == RATIO)
+		printf("%.1f%%", 100.0 * real_at(s, m->offset));
+	else
+		printf("%.1f", real_at(s, m->offset));
+	fputs(v + 2, stdout);
+}
+
+static void print_text(const struct target *tg, const struct stats *s)
 {
 	const struct gwmem_shm_header *h = &tg->view.hdr;
-	const struct gwmem_shm_counters *c = &h->counters;
 	char cmd[GWMEM_SHM_CMDLINE_MAX + 1];
 
 	gw_view_command(&tg->view, cmd, sizeof(cmd));
 	printf("pid %u (", h->pid);
 	put_escaped(stdout, GW_ESC_TEXT, cmd);
 	printf("), %s\n", segment_state(&tg->view));
-	printf("segment:          %s, %llu bytes\n", tg->path, (unsigned long long)h->segment_size);
-	printf("live tracked:     %llu bytes in %llu allocations\n",
-	       (unsigned long long)t->bytes, (unsigned long long)t->count);
-	printf("allocation table: %llu of %llu slots (%.1f%%), %u stripes\n",
-	       (unsigned long long)t->count, (unsigned long long)t->slots,
-	       t->slots ? 100.0 * (double)t->count / (double)t->slots : 0.0, h->nstripes);
-	printf("stack table:      %llu of %u stacks, %u frames max\n",
-	       (unsigned long long)c->stacks_used, h->stack_capacity, h->max_frames);
-	printf("untracked:        %llu table full, %llu internal, %llu sampled out (1 in %u)\n",
-	       (unsigned long long)c->untracked_table_full, (unsigned long long)c->untracked_internal,
-	       (unsigned long long)c->sampled_out, h->config.sample_rate);
-	printf("dropped stacks:   %llu\n", (unsigned long long)c->dropped_stacks);
-	printf("misuse:           %llu invalid frees, %llu double frees\n",
-	       (unsigned long long)c->invalid_frees, (unsigned long long)c->double_frees);
-	printf("other:            %llu forwarded allocations, %llu mmap failures, %llu reports written\n",
-	       (unsigned long long)c->forwarded_allocs, (unsigned long long)c->mmap_failures,
-	       (unsigned long long)c->reports_written);
-	printf("pools:            %llu bytes active, %llu bytes free, %llu chunks, fragmentation %.1f%%\n",
-	       (unsigned long long)t->pool_active_bytes, (unsigned long long)t->pool_free_bytes,
-	       (unsigned long long)t->pool_chunks, 100.0 * frag(t->pool_active_bytes, t->pool_free_bytes));
+	printf("segment:          %s, %llu bytes\n", tg->path, (unsigned long long)s->segment_size);
+	for (int line = LIVE; line < NLINES; line++) {
+		fputs(line_label[line], stdout);
+		for (size_t i = 0; i < NMETRICS; i++)
+			if (metrics[i].line == (enum line)line)
+				text_fragment(metrics[i].text, s, &metrics[i]);
+		putchar('\n');
+	}
 	if (!h->nclasses)
 		return;
-	printf("\n%8s %12s %12s %10s %8s %9s %9s %7s\n", "CLASS", "ALLOCATED", "FREED", "ACTIVE", "FREE",
-	       "CHUNKS", "OVERFLOW", "FRAG");
-	for (uint32_t i = 0; i < h->nclasses; i++) {
-		const struct gwmem_shm_class *k = &h->classes[i];
-		printf("%8llu %12llu %12llu %10llu %8llu %9llu %9llu %6.1f%%\n",
-		       (unsigned long long)k->block_size, (unsigned long long)k->total_allocated,
-		       (unsigned long long)k->total_freed, (unsigned long long)k->active_blocks,
-		       (unsigned long long)k->free_blocks, (unsigned long long)k->total_chunks,
-		       (unsigned long long)k->overflow, 100.0 * frag(k->active_blocks, k->free_blocks));
+	putchar('\n');
+	for (size_t i = 0, col = 0; i < NCLASS_METRICS; i++)
+		if (class_metrics[i].column)
+			printf("%s%*s", col++ ? " " : "", class_metrics[i].width, class_metrics[i].column);
+	putchar('\n');
+	for (uint32_t k = 0; k < h->nclasses; k++) {
+		struct class_stats cs = { h->classes[k], frag(h->classes[k].active_blocks, h->classes[k].free_blocks) };
+		for (size_t i = 0, col = 0; i < NCLASS_METRICS; i++) {
+			const struct class_metric *m = &class_metrics[i];
+			if (!m->column)
+				continue;
+			fputs(col++ ? " " : "", stdout);
+			if (m->kind == COUNT)
+				printf("%*llu", m->width, (unsigned long long)count_at(&cs, m->offset));
+			else
+				printf("%*.1f%%", m->width - 1, 100.0 * real_at(&cs, m->offset));
+		}
+		putchar('\n');
 	}
 }
 
-static void print_json(const struct target *tg, const struct totals *t)
+static void json_value(const void *base, enum kind kind, size_t offset)
 {
+	if (kind == COUNT)
+		printf("%llu", (unsigned long long)count_at(base, offset));
+	else
+		printf("%.4f", real_at(base, offset));
+}
+
+static void print_json(const struct target *tg, const struct stats *s)
+{
+	static const char *const opening[NSECTIONS] = {
+		[TOP] = "", [COUNTERS] = ",\n \"counters\": {", [POOL] = ",\n \"pool\": {",
+	};
 	const struct gwmem_shm_header *h = &tg->view.hdr;
-	const struct gwmem_shm_counters *c = &h->counters;
 	char cmd[GWMEM_SHM_CMDLINE_MAX + 1];
 
 	gw_view_command(&tg->view, cmd, sizeof(cmd));
@@ -137,251 +468,137 @@ static void print_json(const struct target *tg, const struct totals *t)
 	json_string(stdout, cmd);
 	printf(", \"state\": \"%s\", \"segment\": ", segment_state(&tg->view));
 	json_string(stdout, tg->path);
-	printf(", \"segment_size\": %llu, \"live_bytes\": %llu, \"live_count\": %llu, "
-	       "\"table_slots\": %llu, \"stripes\": %u, \"stacks_used\": %llu, \"stack_capacity\": %u, "
-	       "\"max_frames\": %u, \"threshold_seconds\": %u, \"sample_rate\": %u,\n",
-	       (unsigned long long)h->segment_size, (unsigned long long)t->bytes,
-	       (unsigned long long)t->count, (unsigned long long)t->slots, h->nstripes,
-	       (unsigned long long)c->stacks_used, h->stack_capacity, h->max_frames,
-	       h->config.threshold_seconds, h->config.sample_rate);
-	printf(" \"counters\": {\"untracked_table_full\": %llu, \"untracked_internal\": %llu, "
-	       "\"sampled_out\": %llu, \"dropped_stacks\": %llu, \"invalid_frees\": %llu, "
-	       "\"double_frees\": %llu, \"forwarded_allocs\": %llu, \"mmap_failures\": %llu, "
-	       "\"reports_written\": %llu},\n",
-	       (unsigned long long)c->untracked_table_full, (unsigned long long)c->untracked_internal,
-	       (unsigned long long)c->sampled_out, (unsigned long long)c->dropped_stacks,
-	       (unsigned long long)c->invalid_frees, (unsigned long long)c->double_frees,
-	       (unsigned long long)c->forwarded_allocs, (unsigned long long)c->mmap_failures,
-	       (unsigned long long)c->reports_written);
-	printf(" \"pool\": {\"active_bytes\": %llu, \"free_bytes\": %llu, \"chunks\": %llu, "
-	       "\"fragmentation\": %.4f},\n \"classes\": [",
-	       (unsigned long long)t->pool_active_bytes, (unsigned long long)t->pool_free_bytes,
-	       (unsigned long long)t->pool_chunks, frag(t->pool_active_bytes, t->pool_free_bytes));
-	for (uint32_t i = 0; i < h->nclasses; i++) {
-		const struct gwmem_shm_class *k = &h->classes[i];
-		printf("%s\n  {\"block_size\": %llu, \"total_allocated\": %llu, \"total_freed\": %llu, "
-		       "\"active_blocks\": %llu, \"free_blocks\": %llu, \"total_chunks\": %llu, "
-		       "\"released_chunks\": %llu, \"overflow\": %llu, \"fragmentation\": %.4f}",
-		       i ? "," : "", (unsigned long long)k->block_size,
-		       (unsigned long long)k->total_allocated, (unsigned long long)k->total_freed,
-		       (unsigned long long)k->active_blocks, (unsigned long long)k->free_blocks,
-		       (unsigned long long)k->total_chunks, (unsigned long long)k->released_chunks,
-		       (unsigned long long)k->overflow, frag(k->active_blocks, k->free_blocks));
+	for (int sec = TOP; sec < NSECTIONS; sec++) {
+		bool first = sec != TOP;    /* the top object already has keys */
+		fputs(opening[sec], stdout);
+		for (size_t i = 0; i < NMETRICS; i++) {
+			const struct metric *m = &metrics[i];
+			if (!m->name || m->section != (enum section)sec)
+				continue;
+			printf("%s\"%s\": ", first ? "" : ", ", m->name);
+			json_value(s, m->kind, m->offset);
+			first = false;
+		}
+		if (sec != TOP)
+			putchar('}');
+	}
+	printf(",\n \"classes\": [");
+	for (uint32_t k = 0; k < h->nclasses; k++) {
+		struct class_stats cs = { h->classes[k], frag(h->classes[k].active_blocks, h->classes[k].free_blocks) };
+		printf("%s\n  {", k ? "," : "");
+		for (size_t i = 0; i < NCLASS_METRICS; i++) {
+			printf("%s\"%s\": ", i ? ", " : "", class_metrics[i].name);
+			json_value(&cs, class_metrics[i].kind, class_metrics[i].offset);
+		}
+		putchar('}');
 	}
 	printf("%s]}\n", h->nclasses ? "\n " : "");
 }
 
-struct prom_metric {
-	const char *name;
-	const char *help;
-};
-
-static const struct prom_metric prom[] = {
-	{ "gwmem_live_bytes", "Bytes in live tracked allocations." },
-	{ "gwmem_live_allocations", "Live tracked allocations." },
-	{ "gwmem_table_slots", "Allocation table capacity (slots)." },
-	{ "gwmem_table_fill_ratio", "Allocation table fill (live / slots)." },
-	{ "gwmem_stacks_used", "Distinct backtraces in the stack table." },
-	{ "gwmem_stack_capacity", "Stack table capacity." },
-	{ "gwmem_untracked_allocations_total", "Allocations served but not tracked, by reason." },
-	{ "gwmem_dropped_stacks_total", "Allocations recorded without a stack (stack table full)." },
-	{ "gwmem_invalid_frees_total", "Frees of pointers gwmem never handed out." },
-	{ "gwmem_double_frees_total", "Frees of pool blocks already free." },
-	{ "gwmem_forwarded_allocations_total", "Allocations served by the next allocator." },
-	{ "gwmem_uptime_seconds", "Seconds since the segment was created." },
-	{ "gwmem_pool_active_blocks", "Pool blocks handed out, per size class." },
-	{ "gwmem_pool_free_blocks", "Carved pool blocks on free lists, per size class." },
-	{ "gwmem_pool_chunks", "Pool chunks backed by memory, per size class." },
-	{ "gwmem_pool_overflow_total", "Requests sent to the next allocator because the class was full." },
-	{ "gwmem_pool_fragmentation_ratio", "Free carved bytes / carved bytes, per size class." },
-};
-
-static void prom_value(int m, const struct target *tg, const char *extra, double value)
+/* name{pid="P",command="C"[,label]} value: the command escaped as a label value */
+static void prom_sample(const char *name, const struct target *tg, const char *label, double value)
 {
 	char cmd[GWMEM_SHM_CMDLINE_MAX + 1];
 
 	command_name(&tg->view, cmd, sizeof(cmd));
-	printf("%s{pid=\"%u\",command=\"", prom[m].name, tg->view.hdr.pid);
+	printf("%s{pid=\"%u\",command=\"", name, tg->view.hdr.pid);
 	put_escaped(stdout, GW_ESC_PROM, cmd);
-	printf("\"%s} %.17g\n", extra ? extra : "", value);
+	printf("\"%s%s} %.17g\n", label ? "," : "", label ? label : "", value);
 }
 
-static void print_prom(const struct target *tgs, const struct totals *ts, size_t n)
+static void prom_family(const char *name, const char *text, enum prom_type type)
 {
-	for (int m = 0; m < (int)(sizeof(prom) / sizeof(prom[0])); m++) {
-		/* monotonically growing counts are counters (the _total names) */
-		size_t len = strlen(prom[m].name);
-		bool counter = len > 6 && strcmp(prom[m].name + len - 6, "_total") == 0;
-		printf("# HELP %s %s\n# TYPE %s %s\n", prom[m].name, prom[m].help, prom[m].name,
-		       counter ? "counter" : "gauge");
-		for (size_t i = 0; i < n; i++) {
-			const struct target *tg = &tgs[i];
-			const struct totals *t = &ts[i];
-			const struct gwmem_shm_header *h = &tg->view.hdr;
-			const struct gwmem_shm_counters *c = &h->counters;
-			char extra[96];
-			switch (m) {
-			case 0: prom_value(m, tg, NULL, (double)t->bytes); break;
-			case 1: prom_value(m, tg, NULL, (double)t->count); break;
-			case 2: prom_value(m, tg, NULL, (double)t->slots); break;
-			case 3: prom_value(m, tg, NULL, t->slots ? (double)t->count / (double)t->slots : 0); break;
-			case 4: prom_value(m, tg, NULL, (double)c->stacks_used); break;
-			case 5: prom_value(m, tg, NULL, (double)h->stack_capacity); break;
-			case 6:
-				prom_value(m, tg, ",reason=\"table_full\"", (double)c->untracked_table_full);
-				prom_value(m, tg, ",reason=\"internal\"", (double)c->untracked_internal);
-				prom_value(m, tg, ",reason=\"sampled_out\"", (double)c->sampled_out);
-				break;
-			case 7: prom_value(m, tg, NULL, (double)c->dropped_stacks); break;
-			case 8: prom_value(m, tg, NULL, (double)c->invalid_frees); break;
-			case 9: prom_value(m, tg, NULL, (double)c->double_frees); break;
-			case 10: prom_value(m, tg, NULL, (double)c->forwarded_allocs); break;
-			case 11: prom_value(m, tg, NULL, (double)gw_view_now_ds(&tg->view) / 10.0); break;
-			default:
-				for (uint32_t k = 0; k < h->nclasses; k++) {
-					const struct gwmem_shm_class *cl = &h->classes[k];
-					snprintf(extra, sizeof(extra), ",class_size=\"%llu\"",
-						 (unsigned long long)cl->block_size);
-					double val = m == 12 ? (double)cl->active_blocks :
-						     m == 13 ? (double)cl->free_blocks :
-						     m == 14 ? (double)cl->total_chunks :
-						     m == 15 ? (double)cl->overflow :
-						     frag(cl->active_blocks, cl->free_blocks);
-					prom_value(m, tg, extra, val);
-				}
-			}
-		}
-	}
+	printf("# HELP %s %s\n# TYPE %s %s\n", name, text, name, type == COUNTER ? "counter" : "gauge");
 }
 
-static int run(int argc, char **argv)
+/*
+ * One family at a time, every process inside it: the exposition format
+ * wants all samples of a family together.
+ */
+static void print_prom(const struct target *tgs, const struct stats *ss, size_t n)
 {
-	static const struct option longopts[] = {
-		{ "format", required_argument, NULL, 'f' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "shm-dir", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *dir = NULL;
-	enum fmt fmt = FMT_TEXT;
-	int ch, rc = 0;
-
-	optind = 1;
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'f':
-			if (strcmp(optarg, "text") == 0)
-				fmt = FMT_TEXT;
-			else if (strcmp(optarg, "json") == 0)
-				fmt = FMT_JSON;
-			else if (strcmp(optarg, "prometheus") == 0)
-				fmt = FMT_PROM;
-			else
-				return usage_error(&cmd_stats, "unknown format '%s'", optarg);
-			break;
-		case 'j': fmt = FMT_JSON; break;
-		case 'd': dir = optarg; break;
-		case 'h': return print_help(&cmd_stats);
-		default: return usage_error(&cmd_stats, "unknown option '%s'", argv[optind - 1]);
-		}
-	}
-	if (argc - optind > 1)
-		return usage_error(&cmd_stats, "too many arguments");
-	dir = shm_dir(dir);
-
-	struct target *tgs = NULL;
-	struct totals *ts = NULL;
-	size_t n = 0;
-
-	if (optind < argc) {
-		tgs = calloc(1, sizeof(*tgs));
-		ts = calloc(1, sizeof(*ts));
-		if (!tgs || !ts)
-			return GWMEM_EXIT_ERROR;
-		rc = target_open("stats", argv[optind], dir, &tgs[0]);
-		if (rc)
-			goto out;
-		n = 1;
-	} else {
-		DIR *d = opendir(dir);
-		if (!d) {
-			int e = errno;
-			fprintf(stderr, "gwmem stats: %s: %s\n", dir, strerror(e));
-			return e == EACCES ? GWMEM_EXIT_ACCESS : GWMEM_EXIT_NOENT;
-		}
-		size_t cap = 0;
-		for (struct dirent *e; (e = readdir(d));) {
-			pid_t pid;
-			uint64_t st;
-			if (!parse_segment_name(e->d_name, &pid, &st) || !proc_alive(pid, st))
-				continue;
-			if (n == cap) {
-				cap = cap ? cap * 2 : 16;
-				struct target *nt = realloc(tgs, cap * sizeof(*tgs));
-				if (!nt)
-					break;
-				tgs = nt;
-			}
-			struct target *t = &tgs[n];
-			memset(t, 0, sizeof(*t));
-			snprintf(t->path, sizeof(t->path), "%s/%s", dir, e->d_name);
-			if (gw_view_open(&t->view, t->path) == 0) {
-				t->live = true;
-				n++;
-			}
-		}
-		closedir(d);
-		ts = calloc(n ? n : 1, sizeof(*ts));
-		if (!ts) {
-			rc = GWMEM_EXIT_ERROR;
-			goto out;
-		}
-	}
-
-	size_t ok = 0;
-	for (size_t i = 0; i < n; i++) {
-		int err = gather(tgs[i].path, &tgs[i].view, &ts[ok]);
-		if (err) {
-			rc = view_fail("stats", tgs[i].path, err, NULL);
-			gw_view_close(&tgs[i].view);
+	for (size_t i = 0; i < NMETRICS;) {
+		size_t end = i + 1;
+		if (!metrics[i].prom) {
+			i++;
 			continue;
 		}
-		if (ok != i)
-			tgs[ok] = tgs[i];
-		ok++;
+		while (end < NMETRICS && metrics[end].prom && strcmp(metrics[end].prom, metrics[i].prom) == 0)
+			end++;
+		prom_family(metrics[i].prom, metrics[i].help, metrics[i].type);
+		for (size_t t = 0; t < n; t++)
+			for (size_t j = i; j < end; j++)
+				prom_sample(metrics[j].prom, &tgs[t], metrics[j].label,
+					    value_at(&ss[t], metrics[j].kind, metrics[j].offset));
+		i = end;
 	}
-	if (fmt == FMT_PROM) {
-		print_prom(tgs, ts, ok);
-	} else if (fmt == FMT_JSON) {
-		if (optind == argc)
-			printf("[");
-		for (size_t i = 0; i < ok; i++) {
-			if (optind == argc)
-				printf(i ? ",\n" : "\n");
-			print_json(&tgs[i], &ts[i]);
+	for (size_t i = 0; i < NCLASS_METRICS; i++) {
+		const struct class_metric *m = &class_metrics[i];
+		if (!m->prom)
+			continue;
+		prom_family(m->prom, m->help, m->type);
+		for (size_t t = 0; t < n; t++) {
+			const struct gwmem_shm_header *h = &tgs[t].view.hdr;
+			for (uint32_t k = 0; k < h->nclasses; k++) {
+				struct class_stats cs = { h->classes[k],
+					frag(h->classes[k].active_blocks, h->classes[k].free_blocks) };
+				char label[64];
+				snprintf(label, sizeof(label), "class_size=\"%llu\"",
+					 (unsigned long long)cs.k.block_size);
+				prom_sample(m->prom, &tgs[t], label, value_at(&cs, m->kind, m->offset));
+			}
 		}
-		if (optind == argc)
+	}
+}
+
+static void stats_print(const struct stats_args *a, const struct stats_set *set)
+{
+	if (a->format == FMT_PROM) {
+		print_prom(set->t, set->st, set->n);
+	} else if (a->format == FMT_JSON) {
+		/* one object for one target, an array for the whole device */
+		if (!a->target)
+			printf("[");
+		for (size_t i = 0; i < set->n; i++) {
+			if (!a->target)
+				printf(i ? ",\n" : "\n");
+			print_json(&set->t[i], &set->st[i]);
+		}
+		if (!a->target)
 			printf("]\n");
 	} else {
-		for (size_t i = 0; i < ok; i++) {
+		for (size_t i = 0; i < set->n; i++) {
 			if (i)
 				printf("\n");
-			print_text(&tgs[i], &ts[i]);
+			print_text(&set->t[i], &set->st[i]);
 		}
 	}
-	for (size_t i = 0; i < ok; i++)
-		target_close(&tgs[i]);
-out:
-	free(tgs);
-	free(ts);
+}
+
+static int stats_main(int argc, char **argv)
+{
+	struct stats_args a = { .format = FMT_TEXT };
+	struct stats_set set = { 0 };
+	int partial_rc = 0;
+	int rc = stats_parse(argc, argv, &a);
+
+	if (rc != PARSE_OK)
+		return rc;
+	rc = stats_collect(&a, &set, &partial_rc);
+	if (!rc) {
+		stats_print(&a, &set);
+		rc = partial_rc;
+	}
+	for (size_t i = 0; i < set.n; i++)
+		target_close(&set.t[i]);
+	free(set.t);
+	free(set.st);
 	return rc;
 }
 
 const struct cmd cmd_stats = {
 	.name = "stats",
 	.summary = "pool statistics per size class, table fill, untracked counts",
-	.run = run,
+	.main = stats_main,
 	.help = help,
 };

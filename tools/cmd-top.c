@@ -4,7 +4,6 @@
  */
 #include "config.h"
 
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -46,122 +45,144 @@ SYMBOLIZE_HELP
 "    gwmem top $(pidof mosquitto)\n"
 "    gwmem top 1234 --iterations 10 --interval 0.5 > top.log\n";
 
-static int run(int argc, char **argv)
+struct top_args {
+	struct common_opts co;
+	uint64_t interval_ds, iterations, lines;
+	const char *target;
+};
+
+static int top_option(const struct cmd *c, void *args, int ch, const char *arg)
 {
-	static const struct option longopts[] = {
+	struct top_args *a = args;
+
+	switch (ch) {
+	case 'i':
+		if (!parse_seconds_ds(arg, &a->interval_ds) || !a->interval_ds)
+			return usage_error(c, "invalid --interval '%s'", arg);
+		return 0;
+	case 'n':
+		if (!parse_u64(arg, &a->iterations))
+			return usage_error(c, "invalid --iterations '%s'", arg);
+		return 0;
+	case 'l':
+		if (!parse_u64(arg, &a->lines) || !a->lines)
+			return usage_error(c, "invalid --lines '%s'", arg);
+		return 0;
+	default:
+		return usage_error(c, "unknown option");
+	}
+}
+
+static int top_parse(int argc, char **argv, struct top_args *a)
+{
+	static const struct option own[] = {
 		{ "interval", required_argument, NULL, 'i' },
 		{ "iterations", required_argument, NULL, 'n' },
 		{ "lines", required_argument, NULL, 'l' },
-		{ "no-symbols", no_argument, NULL, 's' },
-		{ "shm-dir", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
-		SYMBOLIZE_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *dir = NULL;
-	uint64_t interval = 10, iterations = 0, lines = 20;
-	bool symbols = true;
-	int ch, rc;
-	struct symbolize_opts so;
+	int operand, rc = parse_options(&cmd_top, argc, argv, COMMON_SHM_DIR | COMMON_SYMBOLS, own, "",
+					top_option, a, &a->co, &operand);
+	if (rc != PARSE_OK)
+		return rc;
+	if (argc - operand != 1)
+		return usage_error(&cmd_top, operand >= argc ? "missing PID" : "too many arguments");
+	a->target = argv[operand];
+	return PARSE_OK;
+}
 
-	symbolize_opts_init(&so, "top");
+/* One refresh: the sites now, matched against the first collection. */
+static int top_collect(struct target *t, const struct gw_sites *base, struct gw_sites *cur,
+		       struct growth_site **g, size_t *ng)
+{
+	struct gw_report_opts opt = { .top = 0 };
+	int err;
 
-	optind = 1;
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'i':
-			if (!parse_seconds_ds(optarg, &interval) || !interval)
-				return usage_error(&cmd_top, "invalid --interval '%s'", optarg);
-			break;
-		case 'n':
-			if (!parse_u64(optarg, &iterations))
-				return usage_error(&cmd_top, "invalid --iterations '%s'", optarg);
-			break;
-		case 'l':
-			if (!parse_u64(optarg, &lines) || !lines)
-				return usage_error(&cmd_top, "invalid --lines '%s'", optarg);
-			break;
-		case 's': symbols = false; break;
-		case 'd': dir = optarg; break;
-		case 'h': return print_help(&cmd_top);
-		default:
-			switch (symbolize_opt(&so, ch, optarg)) {
-			case 1: break;
-			case -1: return GWMEM_EXIT_USAGE;
-			default: return usage_error(&cmd_top, "unknown option '%s'", argv[optind - 1]);
-			}
-			break;
-		}
+	gw_view_refresh(&t->view);
+	err = gw_report_collect(&t->view, &opt, cur);
+	if (err)
+		return view_fail("top", t->path, err, NULL);
+	*g = growth_compute(&t->view, base, &t->view, cur, ng);
+	if (!*g) {
+		gw_report_sites_release(cur);
+		return GWMEM_EXIT_ERROR;
 	}
-	if (argc - optind != 1)
-		return usage_error(&cmd_top, optind >= argc ? "missing PID" : "too many arguments");
+	return 0;
+}
 
+static void top_print(const struct top_args *a, const struct target *t, struct symbolizer *sym,
+		      const struct gw_sites *base, const struct gw_sites *cur,
+		      const struct growth_site *g, size_t ng, bool clear)
+{
+	char cmd[GWMEM_SHM_CMDLINE_MAX + 1];
+
+	gw_view_command(&t->view, cmd, sizeof(cmd));
+	if (clear)
+		printf("\033[H\033[2J");
+	printf("gwmem top - pid %u (", t->view.hdr.pid);
+	put_escaped(stdout, GW_ESC_TEXT, cmd);
+	printf(") %s, %.1f s\n", segment_state(&t->view), (double)cur->now_ds / 10.0);
+	printf("live: %llu bytes in %llu allocations (%+lld bytes, %+lld allocations since start)\n\n",
+	       (unsigned long long)cur->live_bytes, (unsigned long long)cur->live_count,
+	       (long long)cur->live_bytes - (long long)base->live_bytes,
+	       (long long)cur->live_count - (long long)base->live_count);
+	printf("%12s %10s %12s %9s  %s\n", "GROWTH", "+COUNT", "LIVE-BYTES", "COUNT", "SITE");
+	for (size_t i = 0; i < ng && i < a->lines; i++) {
+		char site[320] = "[no stack]";
+		uint64_t frames[1];
+		if (g[i].in_new && gw_view_stack(&t->view, g[i].stack_id, frames, 1) == 1) {
+			struct gw_frame_info fi;
+			if (sym)
+				symbolizer_frame(sym, frames[0], &fi);
+			else
+				gw_report_symbolize_modules((void *)&t->view, frames[0], &fi);
+			fi.address = frames[0];
+			frame_short(&fi, site, sizeof(site));
+		}
+		printf("%+12lld %+10lld %12llu %9llu  ", (long long)g[i].dbytes,
+		       (long long)g[i].dcount, (unsigned long long)g[i].bytes,
+		       (unsigned long long)g[i].count);
+		put_escaped(stdout, GW_ESC_TEXT, site);
+		putchar('\n');
+	}
+	fflush(stdout);
+}
+
+static int top_main(int argc, char **argv)
+{
+	struct top_args a = { .interval_ds = 10, .lines = 20 };
+	struct gw_report_opts opt = { .top = 0 };
+	struct gw_sites base = { 0 };
 	struct target t;
-	rc = target_open("top", argv[optind], shm_dir(dir), &t);
+	int rc = top_parse(argc, argv, &a);
+
+	if (rc != PARSE_OK)
+		return rc;
+	rc = target_open("top", a.target, a.co.shm_dir, &t);
 	if (rc)
 		return rc;
-	struct gw_report_opts opt = { .top = 0 };
-	struct gw_sites base = { 0 }, cur = { 0 };
-	struct symbolizer *sym = symbols ? symbolizer_new(&t.view, &so) : NULL;
+	struct symbolizer *sym = a.co.symbols ? symbolizer_new(&t.view, &a.co.sym) : NULL;
 	bool tty = isatty(STDOUT_FILENO);
 	int err = gw_report_collect(&t.view, &opt, &base);
 	if (err) {
 		rc = view_fail("top", t.path, err, NULL);
 		goto out;
 	}
-	char cmd[GWMEM_SHM_CMDLINE_MAX + 1];
-	gw_view_command(&t.view, cmd, sizeof(cmd));
-
-	for (uint64_t it = 0; !iterations || it < iterations; it++) {
+	for (uint64_t it = 0; !a.iterations || it < a.iterations; it++) {
+		struct gw_sites cur = { 0 };
+		struct growth_site *g = NULL;
+		size_t ng = 0;
 		if (it) {
-			struct timespec ts = { (time_t)(interval / 10), (long)(interval % 10) * 100000000L };
+			struct timespec ts = { (time_t)(a.interval_ds / 10), (long)(a.interval_ds % 10) * 100000000L };
 			nanosleep(&ts, NULL);
 		}
-		gw_view_refresh(&t.view);
-		err = gw_report_collect(&t.view, &opt, &cur);
-		if (err) {
-			rc = view_fail("top", t.path, err, NULL);
+		rc = top_collect(&t, &base, &cur, &g, &ng);
+		if (rc)
 			goto out;
-		}
-		size_t ng = 0;
-		struct growth_site *g = growth_compute(&t.view, &base, &t.view, &cur, &ng);
-		if (!g) {
-			rc = GWMEM_EXIT_ERROR;
-			gw_report_sites_release(&cur);
-			goto out;
-		}
-		if (tty)
-			printf("\033[H\033[2J");
-		else if (it)
+		/* a terminal is redrawn; a file or pipe gets one block per refresh */
+		if (!tty && it)
 			printf("\n");
-		printf("gwmem top - pid %u (", t.view.hdr.pid);
-		put_escaped(stdout, GW_ESC_TEXT, cmd);
-		printf(") %s, %.1f s\n", segment_state(&t.view), (double)cur.now_ds / 10.0);
-		printf("live: %llu bytes in %llu allocations (%+lld bytes, %+lld allocations since start)\n\n",
-		       (unsigned long long)cur.live_bytes, (unsigned long long)cur.live_count,
-		       (long long)cur.live_bytes - (long long)base.live_bytes,
-		       (long long)cur.live_count - (long long)base.live_count);
-		printf("%12s %10s %12s %9s  %s\n", "GROWTH", "+COUNT", "LIVE-BYTES", "COUNT", "SITE");
-		for (size_t i = 0; i < ng && i < lines; i++) {
-			char site[320] = "[no stack]";
-			uint64_t frames[1];
-			if (g[i].in_new && gw_view_stack(&t.view, g[i].stack_id, frames, 1) == 1) {
-				struct gw_frame_info fi;
-				if (sym)
-					symbolizer_frame(sym, frames[0], &fi);
-				else
-					gw_report_symbolize_modules((void *)&t.view, frames[0], &fi);
-				fi.address = frames[0];
-				frame_short(&fi, site, sizeof(site));
-			}
-			printf("%+12lld %+10lld %12llu %9llu  ", (long long)g[i].dbytes,
-			       (long long)g[i].dcount, (unsigned long long)g[i].bytes,
-			       (unsigned long long)g[i].count);
-			put_escaped(stdout, GW_ESC_TEXT, site);
-			putchar('\n');
-		}
-		fflush(stdout);
+		top_print(&a, &t, sym, &base, &cur, g, ng, tty);
 		free(g);
 		gw_report_sites_release(&cur);
 	}
@@ -175,6 +196,6 @@ out:
 const struct cmd cmd_top = {
 	.name = "top",
 	.summary = "allocation sites and their growth, refreshed every second",
-	.run = run,
+	.main = top_main,
 	.help = help,
 };

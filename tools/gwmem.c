@@ -98,5 +98,5 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return GWMEM_EXIT_USAGE;
 	}
-	return c->run(argc - 1, argv + 1);
+	return c->main(argc - 1, argv + 1);
 }

@@ -1,7 +1,8 @@
 /*
- * shared.c - segment lookup, error reporting and small parsers shared by the
- * gwmem subcommands.  The segment is untrusted: everything that reads it goes
- * through lib/view.c.
+ * shared.c - the common options, the segment-directory scan, segment lookup,
+ * error reporting and small parsers shared by the gwmem subcommands.  The
+ * segment is untrusted: everything that reads it goes through
+ * lib/segment/view.c, and its strings reach stdout through put_escaped().
  */
 #include "config.h"
 
@@ -15,6 +16,92 @@
 
 #include "os.h"
 #include "shared.h"
+
+/* --- common options ----------------------------------------------------- */
+
+/* getopt_long values of the common options: above every short option letter */
+enum {
+	OPT_SHM_DIR = 0x100,
+	OPT_JSON,
+	OPT_NO_SYMBOLS,
+};
+
+static const struct option symbolize_options[] = { SYMBOLIZE_LONGOPTS };
+
+static const struct {
+	unsigned flag;
+	struct option opt;
+} common_options[] = {
+	{ COMMON_SHM_DIR, { "shm-dir", required_argument, NULL, OPT_SHM_DIR } },
+	{ COMMON_JSON, { "json", no_argument, NULL, OPT_JSON } },
+	{ COMMON_SYMBOLS, { "no-symbols", no_argument, NULL, OPT_NO_SYMBOLS } },
+	{ 0, { "help", no_argument, NULL, 'h' } },
+};
+
+#define MAX_OPTIONS 32
+
+int parse_options(const struct cmd *c, int argc, char **argv, unsigned common,
+		  const struct option *own, const char *shortopts, option_fn fn, void *args,
+		  struct common_opts *co, int *operand)
+{
+	struct option longopts[MAX_OPTIONS];
+	char shorts[64];
+	size_t n = 0;
+	int ch;
+
+	for (; own && own->name && n < MAX_OPTIONS - 8; own++)
+		longopts[n++] = *own;
+	for (size_t i = 0; i < sizeof(common_options) / sizeof(common_options[0]); i++)
+		if (!common_options[i].flag || (common & common_options[i].flag))
+			longopts[n++] = common_options[i].opt;
+	if (common & COMMON_SYMBOLS)
+		for (size_t i = 0; i < sizeof(symbolize_options) / sizeof(symbolize_options[0]); i++)
+			longopts[n++] = symbolize_options[i];
+	memset(&longopts[n], 0, sizeof(longopts[n]));
+	/* leading ':': a missing argument is told apart from an unknown option */
+	snprintf(shorts, sizeof(shorts), ":h%s", shortopts ? shortopts : "");
+
+	co->shm_dir = NULL;
+	co->json = false;
+	co->symbols = true;
+	symbolize_opts_init(&co->sym, c->name);
+	optind = 1;
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, shorts, longopts, NULL)) != -1) {
+		int rc = 0;
+		switch (ch) {
+		case 'h':
+			return print_help(c);
+		case OPT_SHM_DIR:
+			co->shm_dir = optarg;
+			break;
+		case OPT_JSON:
+			co->json = true;
+			break;
+		case OPT_NO_SYMBOLS:
+			co->symbols = false;
+			break;
+		case ':':
+			return usage_error(c, "option '%s' needs an argument", argv[optind - 1]);
+		case '?':
+			return usage_error(c, "unknown option '%s'", argv[optind - 1]);
+		default:
+			if (common & COMMON_SYMBOLS) {
+				int taken = symbolize_opt(&co->sym, ch, optarg);
+				if (taken < 0)
+					return GWMEM_EXIT_USAGE;    /* symbolize_opt() said why */
+				if (taken)
+					break;
+			}
+			rc = fn ? fn(c, args, ch, optarg) : usage_error(c, "unknown option '%s'", argv[optind - 1]);
+			if (rc)
+				return rc;
+		}
+	}
+	co->shm_dir = shm_dir(co->shm_dir);
+	*operand = optind;
+	return PARSE_OK;
+}
 
 const char *shm_dir(const char *opt)
 {
@@ -167,37 +254,94 @@ static bool all_digits(const char *s)
 	return true;
 }
 
+/* --- the segment directory ---------------------------------------------- */
+
+int exit_for_errno(int err)
+{
+	switch (err) {
+	case EACCES:
+	case EPERM:
+		return GWMEM_EXIT_ACCESS;
+	case ENOENT:
+	case ENOTDIR:
+		return GWMEM_EXIT_NOENT;
+	default:
+		return GWMEM_EXIT_ERROR;
+	}
+}
+
+static int dir_error(const char *cmd, const char *dir, int err)
+{
+	fprintf(stderr, "gwmem %s: cannot read segment directory %s: %s\n", cmd, dir, strerror(err));
+	return exit_for_errno(err);
+}
+
+int segment_foreach(const char *cmd, const char *dir, segment_fn fn, void *ctx)
+{
+	struct segment_entry e = { .dir = dir };
+	DIR *d = opendir(dir);
+	int rc = 0;
+
+	if (!d)
+		return dir_error(cmd, dir, errno);
+	e.dfd = dirfd(d);
+	for (;;) {
+		errno = 0;
+		struct dirent *de = readdir(d);
+		if (!de) {
+			int err = errno;    /* 0 at the end of the directory */
+			if (err)
+				rc = dir_error(cmd, dir, err);
+			break;
+		}
+		if (!parse_segment_name(de->d_name, &e.pid, &e.starttime))
+			continue;
+		e.name = de->d_name;
+		rc = fn(ctx, &e);
+		if (rc)
+			break;
+	}
+	closedir(d);
+	return rc;
+}
+
+/* --- targets ------------------------------------------------------------ */
+
+struct find_ctx {
+	pid_t pid;
+	uint64_t live_st;      /* start time of the running process, 0 if none */
+	uint64_t best;
+	bool found, exact;
+	char name[256];
+};
+
+static int find_one(void *ctx, const struct segment_entry *e)
+{
+	struct find_ctx *f = ctx;
+
+	if (e->pid != f->pid || f->exact)
+		return 0;
+	if (f->live_st && e->starttime == f->live_st)
+		f->exact = true;
+	else if (f->found && e->starttime < f->best)
+		return 0;
+	f->best = e->starttime;
+	f->found = true;
+	snprintf(f->name, sizeof(f->name), "%s", e->name);
+	return 0;
+}
+
 /* Newest gwmem.<pid>.* in dir, preferring the one of the running process. */
 static int find_segment(const char *cmd, const char *dir, pid_t pid, char *path, size_t cap)
 {
-	uint64_t live_st = proc_alive(pid, 0) ? gw_os_proc_starttime(pid) : 0;
-	uint64_t best = 0;
-	bool found = false, exact = false;
-	char name[256];
-	DIR *d = opendir(dir);
+	struct find_ctx f = { .pid = pid };
+	int rc;
 
-	if (!d) {
-		fprintf(stderr, "gwmem %s: cannot read segment directory %s: %s\n", cmd, dir, strerror(errno));
-		return errno == EACCES ? GWMEM_EXIT_ACCESS : GWMEM_EXIT_NOENT;
-	}
-	for (struct dirent *e; (e = readdir(d));) {
-		pid_t p;
-		uint64_t st;
-		if (!parse_segment_name(e->d_name, &p, &st) || p != pid)
-			continue;
-		if (exact)
-			continue;
-		if (live_st && st == live_st) {
-			exact = true;
-		} else if (found && st < best) {
-			continue;
-		}
-		best = st;
-		found = true;
-		snprintf(name, sizeof(name), "%s", e->d_name);
-	}
-	closedir(d);
-	if (!found) {
+	f.live_st = proc_alive(pid, 0) ? gw_os_proc_starttime(pid) : 0;
+	rc = segment_foreach(cmd, dir, find_one, &f);
+	if (rc)
+		return rc;
+	if (!f.found) {
 		if (proc_alive(pid, 0))
 			fprintf(stderr, "gwmem %s: process %d has no gwmem segment in %s "
 				"(was it started with LD_PRELOAD=libgwmem-preload.so?)\n", cmd, (int)pid, dir);
@@ -206,7 +350,7 @@ static int find_segment(const char *cmd, const char *dir, pid_t pid, char *path,
 				cmd, (int)pid, dir);
 		return GWMEM_EXIT_NOENT;
 	}
-	snprintf(path, cap, "%s/%s", dir, name);
+	snprintf(path, cap, "%s/%s", dir, f.name);
 	return 0;
 }
 
