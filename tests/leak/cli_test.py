@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""CLI output of strings that come from a segment, on segments written by
-mkseg (tests/common/segbuild.h) rather than by a real process.
+"""The CLI on segments written by mkseg (tests/common/segbuild.h) rather
+than by a real process: content no real process gives, and exact figures.
 
-    cli_strings_test.py GWMEM MKSEG TEST
+    cli_test.py GWMEM MKSEG TEST
 
 TEST is one of:
   escapes  command line, executable and module path hold terminal escapes,
@@ -12,6 +12,8 @@ TEST is one of:
            value follows the exposition format, folded lines keep their shape.
   partial  the table refused allocations (untracked_table_full): `leaks` and
            `report` say that the result is partial, in text and in JSON.
+  stats    text, JSON and Prometheus give the same figures, which are those
+           the segment holds; usage and directory errors give their exit codes.
 Exit 0 = pass, 1 = fail, 77 = skipped.
 """
 import json
@@ -146,6 +148,51 @@ def test_partial():
     doc = json_ok("leaks", gwmem("leaks", seg, "--older-than", "0", "--json").stdout)
     check(doc and doc.get("partial") is False and doc.get("untracked_table_full") == 0,
           "complete: %r" % ({k: (doc or {}).get(k) for k in ("partial", "untracked_table_full")}))
+
+
+def test_stats():
+    seg = mkseg("gwmem.4242.12345", "full")
+    # the segment: 4 records of 158 bytes, 4 x 8 slots, 2 stacks of 16, class 16 with 3 active
+    want = {"live_bytes": 158, "live_count": 4, "table_slots": 32, "stacks_used": 2,
+            "stack_capacity": 16, "untracked_table_full": 1234567}
+    doc = json_ok("stats --json", gwmem("stats", seg, "--json").stdout) or {}
+    got = dict((k, doc.get(k, doc.get("counters", {}).get(k))) for k in want)
+    check(got == want, "stats --json: %r" % got)
+    check([c["active_blocks"] for c in doc.get("classes", [])] == [3, 0], "classes %r" % doc.get("classes"))
+    text = gwmem("stats", seg).stdout.decode()
+    for line in ("live tracked:     158 bytes in 4 allocations",
+                 "allocation table: 4 of 32 slots (12.5%), 4 stripes",
+                 "stack table:      2 of 16 stacks, 8 frames max",
+                 "untracked:        1234567 table full, 0 internal, 0 sampled out (1 in 0)"):
+        check(line in text, "stats text lacks %r:\n%s" % (line, text))
+    prom = gwmem("stats", seg, "--format", "prometheus").stdout.decode()
+    samples = {}
+    families = []
+    for line in prom.splitlines():
+        if line.startswith("# TYPE "):
+            families.append(line.split()[2])
+            continue
+        if line.startswith("#"):
+            continue
+        check(PROM_SAMPLE.match(line), "prometheus: malformed sample %r" % line)
+        name_labels, value = line.rsplit(" ", 1)
+        samples[name_labels] = float(value)
+    check(len(families) == len(set(families)), "a Prometheus family appears twice: %r" % families)
+    lbl = 'pid="4242",command="testprog"'
+    for name, v in (("gwmem_live_bytes", 158), ("gwmem_live_allocations", 4), ("gwmem_table_slots", 32),
+                    ("gwmem_table_fill_ratio", 0.125), ("gwmem_stacks_used", 2),
+                    ("gwmem_untracked_allocations_total{%s,reason=\"table_full\"}" % lbl, 1234567),
+                    ('gwmem_pool_active_blocks{%s,class_size="16"}' % lbl, 3)):
+        key = name if "{" in name else "%s{%s}" % (name, lbl)
+        check(samples.get(key) == v, "prometheus %s = %r, want %r" % (key, samples.get(key), v))
+    # errors and their exit codes
+    check(gwmem("stats", "--format").returncode == 1, "missing argument is a usage error")
+    check(b"needs an argument" in gwmem("leaks", seg, "--top").stderr, "missing argument message")
+    check(gwmem("stats", "--shm-dir", os.path.join(TMP, "nonexistent")).returncode == 2,
+          "a missing segment directory gives 2")
+    p = gwmem("ps", "--shm-dir", os.path.join(TMP, "nonexistent"))
+    check(p.returncode == 2 and b"cannot read segment directory" in p.stderr, "ps: %r" % p.stderr)
+    check(gwmem("leaks", "4242", "--json", "--older-than", "0").returncode == 0, "leaks by pid")
 
 
 def main():
