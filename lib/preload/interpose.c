@@ -316,17 +316,29 @@ out:
 	return p;
 }
 
+/*
+ * A pool pointer that is not a live block (an interior or stray address, a
+ * block already freed) is refused before anything changes: reported and
+ * counted once, NULL with EINVAL, the block and its record untouched.
+ * Going on would hand a free block out as live, or copy from the middle
+ * of another one.
+ */
+static inline bool realloc_refused(void *old)
+{
+	if (gw_pool_owns_inline(old) && gw_unlikely(gw_pool_check_realloc(old) != 0)) {
+		errno = EINVAL;
+		return true;
+	}
+	return false;
+}
+
+/* old is not NULL and, when pooled, a live block (realloc_refused said so). */
 static void *realloc_impl(void *old, size_t n)
 {
 	void *p;
 
 	if (gw_pool_owns_inline(old)) {
 		size_t have = gw_pool_usable_size(old);
-		if (have == 0) {
-			gw_pool_bad_free(old, 0);
-			errno = EINVAL;
-			return NULL;
-		}
 		/* stay in place while the block fits and is not too large for n */
 		if (n <= have && (n > have / 2 || have <= 32))
 			return old;
@@ -363,6 +375,8 @@ static GW_NOINLINE void *realloc_tracked(void *old, size_t n)
 	int saved = errno;
 	size_t have = usable_size(old);
 
+	if (realloc_refused(old))
+		return NULL;
 	gw_track_free(old);
 	errno = saved;
 	void *p = realloc_impl(old, n);
@@ -390,6 +404,8 @@ EXPORT void *realloc(void *old, size_t n)
 	}
 	if (gw_unlikely(gw_track_on))
 		return realloc_tracked(old, n);
+	if (realloc_refused(old))
+		return NULL;
 	return realloc_impl(old, n);
 }
 

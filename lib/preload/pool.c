@@ -8,8 +8,12 @@
  * usable (mprotect) the first time a slot is needed and carved lazily, so
  * untouched blocks cost no memory.  A block's class follows from its
  * address (regions are equal powers of two), so blocks carry no header; a freed block holds
- * the free-list link in its first word and a canary in its second, which
- * detects most double frees (the same idea as glibc's tcache key).
+ * the free-list link in its first word and a canary in its second (the
+ * same idea as glibc's tcache key).  A free claims its block by exchanging
+ * the canary in atomically: of two frees of one block, however close, one
+ * gets the canary back and is reported as a double free, so no block is
+ * ever on two free lists.  Every block on a free list carries the canary,
+ * carved ones included.
  *
  * The fast paths live in pool.h (inlined into the interposer): they touch
  * only the calling thread's cache.  This file holds the slow paths, which
@@ -423,10 +427,13 @@ static uint32_t central_take(struct gw_size_class *c, uint32_t want, void **head
 			if (n > c->blocks_per_chunk - k->carved)
 				n = c->blocks_per_chunk - k->carved;
 			char *start = (char *)chunk_start(c, idx) + (size_t)k->carved * c->size;
-			/* link from the end so the list hands out ascending addresses */
+			/* link from the end so the list hands out ascending addresses;
+			 * the canary makes a free of a block not yet handed out (a
+			 * late double free into a chunk carved again) a double free */
 			for (uint32_t i = n; i-- > 0;) {
 				void **b = (void **)(start + (size_t)i * c->size);
 				b[0] = list;
+				b[1] = (void *)gw_pool_canary(b);
 				list = b;
 			}
 			k->carved += n;
@@ -671,7 +678,7 @@ void *gw_pool_alloc_slow(unsigned cls)
 	bin->count = got - 1;
 	bin->moved += got;
 	bin->allocs++;
-	b[1] = NULL;
+	__atomic_store_n(&b[1], NULL, __ATOMIC_RELAXED);
 	if (tc->state == CACHE_DEAD) {
 		/* nothing may stay cached in a dead thread's cache */
 		pthread_mutex_lock(&c->lock);
@@ -696,7 +703,6 @@ void gw_pool_free_slow(void *p, unsigned cls)
 		cache_setup(tc);
 		if (bin->count < bin->limit) {
 			b[0] = bin->head;
-			b[1] = (void *)gw_pool_canary(p);
 			bin->head = b;
 			bin->count++;
 			return;
@@ -717,7 +723,6 @@ void gw_pool_free_slow(void *p, unsigned cls)
 	bin->head = rest;
 	bin->count -= n;
 	bin->moved -= (int64_t)n + 1;
-	b[1] = (void *)gw_pool_canary(p);
 	b[0] = n ? list : NULL;
 	pthread_mutex_lock(&c->lock);
 	fold_bin(c, bin);
@@ -732,16 +737,30 @@ void gw_pool_free_slow(void *p, unsigned cls)
 	pthread_mutex_unlock(&c->lock);
 }
 
-void gw_pool_bad_free(void *p, int why)
+void gw_pool_bad_free(void *p, enum gw_pool_misuse why)
 {
-	if (why == 1) {
+	switch (why) {
+	case GW_POOL_DOUBLE_FREE:
 		gw_count(double_frees);
 		gw_counters_event(GW_EVENT_DOUBLE_FREE, true,
 				  "double free of %p (block is already free); ignored", p);
-	} else {
+		break;
+	case GW_POOL_FREED_REALLOC:
+		gw_count(double_frees);
+		gw_counters_event(GW_EVENT_DOUBLE_FREE, true,
+				  "realloc of %p, which is already free; returning NULL (EINVAL)", p);
+		break;
+	case GW_POOL_INVALID_REALLOC:
+		gw_count(invalid_frees);
+		gw_counters_event(GW_EVENT_INVALID_FREE, true,
+				  "realloc of %p, which is not a block the pools handed out; returning NULL "
+				  "(EINVAL)", p);
+		break;
+	default:
 		gw_count(invalid_frees);
 		gw_counters_event(GW_EVENT_INVALID_FREE, true,
 				  "free of %p, which is not a block the pools handed out; ignored", p);
+		break;
 	}
 }
 
@@ -775,7 +794,7 @@ bool gw_pool_owns(const void *p)
 void gw_pool_free(void *p)
 {
 	if (!gw_pool_owns_inline(p)) {
-		gw_pool_bad_free(p, 0);
+		gw_pool_bad_free(p, GW_POOL_INVALID_FREE);
 		return;
 	}
 	gw_pool_free_inline(p);
@@ -792,6 +811,19 @@ size_t gw_pool_usable_size(const void *p)
 	if (roff >= gw_pool_ro[cls].committed || roff % gw_pool_ro[cls].size)
 		return 0;
 	return gw_pool_ro[cls].size;
+}
+
+int gw_pool_check_realloc(void *p)
+{
+	if (gw_pool_usable_size(p) == 0) {
+		gw_pool_bad_free(p, GW_POOL_INVALID_REALLOC);
+		return GW_POOL_INVALID_REALLOC;
+	}
+	if (__atomic_load_n((uintptr_t *)p + 1, __ATOMIC_RELAXED) == gw_pool_canary(p)) {
+		gw_pool_bad_free(p, GW_POOL_FREED_REALLOC);
+		return GW_POOL_FREED_REALLOC;
+	}
+	return 0;
 }
 
 /* --- statistics --------------------------------------------------------- */

@@ -73,9 +73,19 @@ extern struct gw_pool_global gw_pool_g GW_HIDDEN;
 extern struct gw_pool_class_ro gw_pool_ro[GW_POOL_MAX_CLASSES] GW_HIDDEN;
 extern GW_TLS struct gw_pool_cache gw_pool_tc GW_HIDDEN;
 
+/* What gw_pool_bad_free reports: counted (invalid_frees, double_frees),
+ * logged once per kind and rate-limited. */
+enum gw_pool_misuse {
+	GW_POOL_INVALID_FREE,      /* free of an address the pools never handed out */
+	GW_POOL_DOUBLE_FREE,       /* free of a block that is free */
+	GW_POOL_INVALID_REALLOC,   /* realloc of an address the pools never handed out */
+	GW_POOL_FREED_REALLOC,     /* realloc of a block that is free */
+};
+
 void *gw_pool_alloc_slow(unsigned cls) GW_HIDDEN;
+/* The rest of a free whose block is claimed already (canary exchanged in). */
 void gw_pool_free_slow(void *p, unsigned cls) GW_HIDDEN;
-void gw_pool_bad_free(void *p, int why) GW_HIDDEN;
+void gw_pool_bad_free(void *p, enum gw_pool_misuse why) GW_HIDDEN;
 
 static inline unsigned gw_pool_size_class_calc(size_t n)
 {
@@ -127,7 +137,9 @@ static GW_ALWAYS_INLINE void *gw_pool_alloc_inline(size_t n)
 			bin->head = next;
 			bin->count--;
 			bin->allocs++;
-			b[1] = NULL;    /* clear the double-free canary */
+			/* clear the double-free canary: from here on a free may claim
+			 * the block (atomic because a racing free exchanges it) */
+			__atomic_store_n(&b[1], NULL, __ATOMIC_RELAXED);
 			return b;
 		}
 	}
@@ -152,18 +164,28 @@ static GW_ALWAYS_INLINE void gw_pool_free_inline(void *p)
 	uint32_t q = (uint32_t)roff * ro->inv;
 	q = (q >> ro->tz) | (q << ((32 - ro->tz) & 31));
 	if (gw_unlikely(roff >= ro->committed || q > ro->limit)) {
-		gw_pool_bad_free(p, 0);
+		gw_pool_bad_free(p, GW_POOL_INVALID_FREE);
 		return;
 	}
+	/*
+	 * The double-free check and the change to "free" are one atomic step:
+	 * whoever exchanges the canary in owns the block and links it; a free
+	 * that gets the canary back (the block is free already, or another
+	 * thread's free of it won the race) touches nothing else.  So a block
+	 * is on at most one free list, whatever the timing.  Relaxed is enough:
+	 * read-modify-writes of one word read the latest value in its
+	 * modification order; the link is published by the list's own
+	 * synchronisation (this thread's cache, or the class lock).
+	 */
 	void **b = p;
-	if (gw_unlikely((uintptr_t)b[1] == gw_pool_canary(p))) {
-		gw_pool_bad_free(p, 1);
+	if (gw_unlikely(__atomic_exchange_n((uintptr_t *)&b[1], gw_pool_canary(p), __ATOMIC_RELAXED) ==
+			gw_pool_canary(p))) {
+		gw_pool_bad_free(p, GW_POOL_DOUBLE_FREE);
 		return;
 	}
 	struct gw_pool_bin *bin = &gw_pool_tc.bins[cls];
 	if (gw_likely(bin->count < bin->limit)) {
 		b[0] = bin->head;
-		b[1] = (void *)gw_pool_canary(p);
 		bin->head = b;
 		bin->count++;
 		return;
@@ -188,6 +210,12 @@ bool gw_pool_owns(const void *p) GW_HIDDEN;
 void gw_pool_free(void *p) GW_HIDDEN;
 /* Usable size of a pool block (its class size), 0 for an invalid pointer. */
 size_t gw_pool_usable_size(const void *p) GW_HIDDEN;
+/*
+ * For realloc: 0 if p is a live pool block, else the misuse it is (also
+ * counted and reported).  A block that is free carries the canary; a
+ * racing free may still change that, which the free's own claim settles.
+ */
+int gw_pool_check_realloc(void *p) GW_HIDDEN;
 
 /* Statistics: summed from central and every thread cache; nclasses returned. */
 unsigned gw_pool_stats(struct gwmem_shm_class *out, unsigned max) GW_HIDDEN;
