@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "elffile.h"
+#include "shared.h"
 #include "symbolize.h"
 
 #define CACHE_SIZE 4096u
@@ -135,8 +136,13 @@ static void warn_mismatch(const struct symbolizer *s, const struct mod *m, const
 	char hex[2 * GW_ELFFILE_BUILD_ID_MAX + 1];
 
 	gw_elffile_build_id_hex(m->shm.build_id, m->shm.build_id_len, hex, sizeof(hex));
-	fprintf(stderr, "gwmem %s: warning: %s: %s %s has another build-id than the recorded %s; "
-		"not used, its frames show module+offset\n", s->opts.cmd, m->path, what, where, hex);
+	/* both paths come from the segment's module map: escaped like stdout */
+	fprintf(stderr, "gwmem %s: warning: ", s->opts.cmd);
+	put_escaped(stderr, GW_ESC_TEXT, m->path);
+	fprintf(stderr, ": %s ", what);
+	put_escaped(stderr, GW_ESC_TEXT, where);
+	fprintf(stderr, " has another build-id than the recorded %s; "
+		"not used, its frames show module+offset\n", hex);
 }
 
 /*
