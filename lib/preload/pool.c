@@ -547,7 +547,15 @@ static struct gwmem_shm_class class_snapshot(const struct gw_size_class *c, uint
 		.released_chunks = c->released_chunks,
 		.overflow = c->overflow,
 	};
-	s.active_blocks = s.total_allocated >= s.total_freed ? s.total_allocated - s.total_freed : 0;
+	/*
+	 * Threads' deltas are read one after another without stopping them: a
+	 * block allocated by one thread after its bin was read and freed by
+	 * another before its bin was read counts as freed but not allocated.
+	 * Published totals are therefore clamped; they settle at the next fold.
+	 */
+	if (s.total_freed > s.total_allocated)
+		s.total_freed = s.total_allocated;
+	s.active_blocks = s.total_allocated - s.total_freed;
 	s.free_blocks = c->carved_blocks >= s.active_blocks ? c->carved_blocks - s.active_blocks : 0;
 	return s;
 }
