@@ -167,15 +167,34 @@ static void diff_print(const struct diff_args *a, const struct diff_data *d)
 					  GWMEM_SHM_MAX_FRAMES);
 		if (depth < 0)
 			depth = 0;
+		/* the label: first frame outside the allocation wrappers */
+		struct gw_report_opts lopt = { .wrappers = a->co.sym.wrappers };
+		struct gw_frame_info lfi;
+		char label[600] = "";
+		if (d->sym && s->in_new) {
+			lopt.symbolize = symbolizer_frame;
+			lopt.sym_ctx = d->sym;
+		}
+		if (depth) {
+			gw_report_site_frame(v, &lopt, frames, depth, &lfi);
+			gw_report_frame_label(&lfi, label, sizeof(label));
+		}
 		if (json) {
 			printf("%s\n  {\"stack_id\": %u, \"bytes_delta\": %lld, \"count_delta\": %lld, "
-			       "\"bytes\": %llu, \"count\": %llu, \"frames\": [", shown ? "," : "",
+			       "\"bytes\": %llu, \"count\": %llu, \"site\": ", shown ? "," : "",
 			       s->stack_id, (long long)s->dbytes, (long long)s->dcount,
 			       (unsigned long long)s->bytes, (unsigned long long)s->count);
+			json_string(stdout, label);
+			printf(", \"frames\": [");
 		} else {
-			printf("\n#%zu  %+lld bytes (%+lld allocations), now %llu bytes in %llu allocations  [stack %u]\n",
+			printf("\n#%zu  %+lld bytes (%+lld allocations), now %llu bytes in %llu allocations  [stack %u]",
 			       shown + 1, (long long)s->dbytes, (long long)s->dcount,
 			       (unsigned long long)s->bytes, (unsigned long long)s->count, s->stack_id);
+			if (label[0]) {
+				printf("  in ");
+				put_escaped(stdout, GW_ESC_TEXT, label);
+			}
+			putchar('\n');
 		}
 		for (int f = 0; f < depth; f++) {
 			struct gw_frame_info fi;

@@ -176,6 +176,7 @@ static int leaks_parse(const struct cmd *c, int argc, char **argv, struct leaks_
 		return rc;
 	if (a->co.json)
 		a->opt.format = GW_REPORT_JSON;
+	a->opt.wrappers = a->co.sym.wrappers;
 	if (operand != argc - 1)
 		return usage_error(c, operand >= argc ? "missing PID" : "too many arguments");
 	a->target = argv[operand];

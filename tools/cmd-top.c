@@ -128,16 +128,20 @@ static void top_print(const struct top_args *a, const struct target *t, struct s
 	       (long long)cur->live_count - (long long)base->live_count);
 	printf("%12s %10s %12s %9s  %s\n", "GROWTH", "+COUNT", "LIVE-BYTES", "COUNT", "SITE");
 	for (size_t i = 0; i < ng && i < a->lines; i++) {
-		char site[320] = "[no stack]";
-		uint64_t frames[1];
-		if (g[i].in_new && gw_view_stack(&t->view, g[i].stack_id, frames, 1) == 1) {
+		char site[600] = "[no stack]";
+		uint64_t frames[GWMEM_SHM_MAX_FRAMES];
+		int depth = g[i].in_new ? gw_view_stack(&t->view, g[i].stack_id, frames,
+							GWMEM_SHM_MAX_FRAMES) : 0;
+		if (depth > 0) {
+			/* named by the first frame outside the allocation wrappers */
+			struct gw_report_opts lopt = { .wrappers = a->co.sym.wrappers };
 			struct gw_frame_info fi;
-			if (sym)
-				symbolizer_frame(sym, frames[0], &fi);
-			else
-				gw_report_symbolize_modules((void *)&t->view, frames[0], &fi);
-			fi.address = frames[0];
-			frame_short(&fi, site, sizeof(site));
+			if (sym) {
+				lopt.symbolize = symbolizer_frame;
+				lopt.sym_ctx = sym;
+			}
+			gw_report_site_frame(&t->view, &lopt, frames, depth, &fi);
+			gw_report_frame_label(&fi, site, sizeof(site));
 		}
 		printf("%+12lld %+10lld %12llu %9llu  ", (long long)g[i].dbytes,
 		       (long long)g[i].dcount, (unsigned long long)g[i].bytes,

@@ -165,19 +165,3 @@ void print_frame_json(FILE *f, const struct gw_frame_info *fi)
 	fprintf(f, ", \"line\": %u}", fi->line);
 }
 
-void frame_short(const struct gw_frame_info *fi, char *dst, size_t cap)
-{
-	const char *file = strrchr(fi->file, '/');
-	file = file ? file + 1 : fi->file;
-	const char *mod = strrchr(fi->module, '/');
-	mod = mod ? mod + 1 : fi->module;
-
-	if (fi->function[0] && file[0])
-		snprintf(dst, cap, "%s (%s:%u)", fi->function, file, fi->line);
-	else if (fi->function[0])
-		snprintf(dst, cap, "%s (%s)", fi->function, mod);
-	else if (mod[0])
-		snprintf(dst, cap, "%s+0x%llx", mod, (unsigned long long)fi->offset);
-	else
-		snprintf(dst, cap, "0x%llx", (unsigned long long)fi->address);
-}

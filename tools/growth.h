@@ -32,7 +32,5 @@ bool same_process(const struct gw_view *a, const struct gw_view *b);
 
 void print_frame_text(FILE *f, unsigned idx, const struct gw_frame_info *fi);
 void print_frame_json(FILE *f, const struct gw_frame_info *fi);
-/* "function (file:line)" or module+offset: one short line. */
-void frame_short(const struct gw_frame_info *fi, char *dst, size_t cap);
 
 #endif /* GWMEM_TOOLS_GROWTH_H */

@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "shared.h"
@@ -16,6 +17,7 @@ void symbolize_opts_init(struct symbolize_opts *o, const char *cmd)
 	memset(o, 0, sizeof(*o));
 	o->timeout_ds = SYMBOLIZE_DEFAULT_TIMEOUT_DS;
 	o->cmd = cmd;
+	o->wrappers = getenv("GWMEM_ALLOC_WRAPPERS");
 }
 
 int symbolize_opt(struct symbolize_opts *o, int ch, const char *arg)
@@ -38,6 +40,9 @@ int symbolize_opt(struct symbolize_opts *o, int ch, const char *arg)
 			fprintf(stderr, "gwmem %s: invalid --symbol-timeout '%s'\n", o->cmd, arg);
 			return -1;
 		}
+		return 1;
+	case SYMBOLIZE_OPT_WRAPPERS:
+		o->wrappers = arg;
 		return 1;
 	default:
 		return 0;

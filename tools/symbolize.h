@@ -27,6 +27,7 @@ struct symbolize_opts {
 	const char *debug_dirs[SYMBOLIZE_MAX_DEBUG_DIRS];
 	unsigned ndebug;
 	uint64_t timeout_ds;                          /* bound on symbolization time, tenths of s */
+	const char *wrappers;                         /* --alloc-wrappers / $GWMEM_ALLOC_WRAPPERS */
 	const char *cmd;                              /* "leaks", for messages */
 };
 
@@ -37,13 +38,15 @@ enum {
 	SYMBOLIZE_OPT_SYSROOT = 0x300,
 	SYMBOLIZE_OPT_DEBUG_DIR,
 	SYMBOLIZE_OPT_TIMEOUT,
+	SYMBOLIZE_OPT_WRAPPERS,
 };
 
 /* The long options every frame-printing command accepts, for its option table. */
 #define SYMBOLIZE_LONGOPTS \
 	{ "sysroot", required_argument, NULL, SYMBOLIZE_OPT_SYSROOT }, \
 	{ "debug-dir", required_argument, NULL, SYMBOLIZE_OPT_DEBUG_DIR }, \
-	{ "symbol-timeout", required_argument, NULL, SYMBOLIZE_OPT_TIMEOUT }
+	{ "symbol-timeout", required_argument, NULL, SYMBOLIZE_OPT_TIMEOUT }, \
+	{ "alloc-wrappers", required_argument, NULL, SYMBOLIZE_OPT_WRAPPERS }
 
 /* Their help text, for the OPTIONS section. */
 #define SYMBOLIZE_HELP \
@@ -57,7 +60,12 @@ enum {
 "        is never used: its frames keep module+offset, with one warning.\n" \
 "    --symbol-timeout SECONDS\n" \
 "        Stop symbolizing after this long (default 30); later frames show\n" \
-"        module+offset.\n"
+"        module+offset.\n" \
+"    --alloc-wrappers NAMES\n" \
+"        More allocation wrappers, comma-separated (\"name*\" is a prefix;\n" \
+"        default $GWMEM_ALLOC_WRAPPERS).  A site is named by its first frame\n" \
+"        outside them and outside strdup, asprintf, getline, operator new,\n" \
+"        g_malloc, xmalloc and the like.\n"
 
 void symbolize_opts_init(struct symbolize_opts *o, const char *cmd);
 /*

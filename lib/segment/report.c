@@ -18,8 +18,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "elfsym.h"
 #include "escape.h"
 #include "fmt.h"
+#include "os.h"
 #include "report.h"
 
 /* --- buffered output ---------------------------------------------------- */
@@ -306,6 +308,76 @@ void gw_report_symbolize_dladdr(void *ctx, uint64_t address, struct gw_frame_inf
 	}
 }
 
+/* --- site labels -------------------------------------------------------- */
+
+/* libc, libstdc++, GLib and the usual x-helpers; "name*" is a prefix. */
+static const char *const default_wrappers[] = {
+	"malloc", "calloc", "realloc", "reallocarray", "__libc_malloc", "__libc_calloc",
+	"__libc_realloc", "memalign", "aligned_alloc", "posix_memalign", "valloc", "pvalloc",
+	"strdup", "__strdup", "strndup", "__strndup", "wcsdup", "__wcsdup",
+	"asprintf", "__asprintf*", "vasprintf", "__vasprintf*", "___vasprintf*",
+	"getline", "getdelim", "__getdelim", "_IO_getdelim", "open_memstream", "open_wmemstream",
+	"_Znwm", "_Znam", "_Znwj", "_Znaj", "_ZnwmRKSt9nothrow_t", "_ZnamRKSt9nothrow_t",
+	"_ZnwmSt11align_val_t*", "_ZnamSt11align_val_t*", "operator new*",
+	"g_malloc*", "g_try_malloc*", "g_realloc*", "g_try_realloc*", "g_strdup*", "g_strndup",
+	"g_memdup*", "g_slice_alloc*", "g_new*",
+	"xmalloc", "xcalloc", "xrealloc", "xzalloc", "xstrdup", "xstrndup", "xmemdup", "xasprintf",
+	"zmalloc", "zcalloc", "zrealloc", "zstrdup", "ztrymalloc*",
+};
+
+/* name (up to '@' or its end) against pattern[0..plen) */
+static bool name_matches(const char *name, size_t nlen, const char *pat, size_t plen)
+{
+	if (plen && pat[plen - 1] == '*')
+		return nlen >= plen - 1 && memcmp(name, pat, plen - 1) == 0;
+	return nlen == plen && memcmp(name, pat, plen) == 0;
+}
+
+bool gw_report_is_wrapper(const char *fn, const char *extra)
+{
+	if (!fn || !fn[0])
+		return false;
+	const char *at = strchr(fn, '@');
+	size_t nlen = at ? (size_t)(at - fn) : strlen(fn);
+
+	for (size_t i = 0; i < GW_ARRAY_SIZE(default_wrappers); i++)
+		if (name_matches(fn, nlen, default_wrappers[i], strlen(default_wrappers[i])))
+			return true;
+	for (const char *p = extra; p && *p;) {
+		const char *comma = strchr(p, ',');
+		size_t plen = comma ? (size_t)(comma - p) : strlen(p);
+		while (plen && *p == ' ') {
+			p++;
+			plen--;
+		}
+		while (plen && p[plen - 1] == ' ')
+			plen--;
+		if (plen && name_matches(fn, nlen, p, plen))
+			return true;
+		if (!comma)
+			break;
+		p = comma + 1;
+	}
+	return false;
+}
+
+void gw_report_frame_label(const struct gw_frame_info *fi, char *dst, size_t cap)
+{
+	const char *file = basename_of(fi->file);
+	const char *mod = basename_of(fi->module);
+
+	if (fi->function[0] && file[0])
+		gw_snprintf(dst, cap, "%s (%s:%u)", fi->function, file, fi->line);
+	else if (fi->function[0] && mod[0])
+		gw_snprintf(dst, cap, "%s (%s)", fi->function, mod);
+	else if (fi->function[0])
+		gw_snprintf(dst, cap, "%s", fi->function);
+	else if (mod[0])
+		gw_snprintf(dst, cap, "%s+0x%llx", mod, (unsigned long long)fi->offset);
+	else
+		gw_snprintf(dst, cap, "0x%llx", (unsigned long long)fi->address);
+}
+
 /* --- writers ------------------------------------------------------------ */
 
 static void symbolize(const struct gw_view *v, const struct gw_report_opts *o, uint64_t addr,
@@ -319,6 +391,63 @@ static void symbolize(const struct gw_view *v, const struct gw_report_opts *o, u
 	fi->module[sizeof(fi->module) - 1] = '\0';
 	fi->function[sizeof(fi->function) - 1] = '\0';
 	fi->file[sizeof(fi->file) - 1] = '\0';
+}
+
+int gw_report_site_frame(const struct gw_view *v, const struct gw_report_opts *o,
+			 const uint64_t *frames, int depth, struct gw_frame_info *fi)
+{
+	for (int f = 0; f < depth; f++) {
+		symbolize(v, o, frames[f], fi);
+		if (!gw_report_is_wrapper(fi->function, o->wrappers))
+			return f;
+	}
+	if (depth > 0)
+		symbolize(v, o, frames[0], fi);
+	else
+		memset(fi, 0, sizeof(*fi));
+	return 0;
+}
+
+/* Each module with its build-id: what a host needs to find the right files. */
+static void write_modules(struct out *o, const struct gw_view *v, enum gw_report_format format)
+{
+	uint32_t cap = v->hdr.modules_capacity;
+	size_t size = GW_ALIGN_UP((size_t)cap * sizeof(struct gwmem_shm_module) + 1, gw_os_page_size());
+	struct gwmem_shm_module *mods = cap ? gw_os_map(size) : NULL;
+	char hex[2 * sizeof(mods->build_id) + 1];
+	int n = mods ? gw_view_modules(v, mods, cap) : 0;
+
+	if (format == GW_REPORT_JSON)
+		out_puts(o, ", \"modules\": [");
+	else if (n > 0)
+		out_puts(o, "\nmodules (start-end, build-id, path):\n");
+	for (int i = 0; i < n; i++) {
+		const struct gwmem_shm_module *m = &mods[i];
+		const char *path = m->path[0] ? m->path : v->hdr.exe;
+		uint32_t len = m->build_id_len < sizeof(m->build_id) ? m->build_id_len : sizeof(m->build_id);
+		size_t k = 0;
+		for (uint32_t b = 0; b < len; b++) {
+			hex[k++] = "0123456789abcdef"[m->build_id[b] >> 4];
+			hex[k++] = "0123456789abcdef"[m->build_id[b] & 15];
+		}
+		hex[k] = '\0';
+		if (format == GW_REPORT_JSON) {
+			out_fmt(o, "%s\n  {\"start\": \"0x%llx\", \"end\": \"0x%llx\", \"bias\": \"0x%llx\", "
+				"\"build_id\": \"%s\", \"path\": ", i ? "," : "", (unsigned long long)m->start,
+				(unsigned long long)m->end, (unsigned long long)m->bias, hex);
+			out_json_str(o, path);
+			out_puts(o, "}");
+		} else {
+			out_fmt(o, "  0x%llx-0x%llx %s ", (unsigned long long)m->start,
+				(unsigned long long)m->end, k ? hex : "-");
+			out_esc(o, GW_ESC_TEXT, path);
+			out_puts(o, "\n");
+		}
+	}
+	if (format == GW_REPORT_JSON)
+		out_puts(o, n > 0 ? "\n]" : "]");
+	if (mods)
+		gw_os_unmap(mods, size);
 }
 
 static void write_stats(struct out *o, const struct gw_view *v, const struct gw_sites *s)
@@ -421,6 +550,7 @@ int gw_report_write(int fd, const struct gw_view *v, const struct gw_sites *s,
 	uint64_t frames[GWMEM_SHM_MAX_FRAMES];
 	struct gw_frame_info fi;
 	char cmd[GWMEM_SHM_CMDLINE_MAX + 1];
+	char label[600];
 	/* allocations served but never recorded: the result misses them */
 	uint64_t table_full = v->hdr.counters.untracked_table_full;
 
@@ -471,6 +601,10 @@ int gw_report_write(int fd, const struct gw_view *v, const struct gw_sites *s,
 				i ? "," : "", site->stack_id, (unsigned long long)site->count,
 				(unsigned long long)site->bytes);
 			out_ds(&o, age);
+			gw_report_site_frame(v, opt, frames, depth, &fi);
+			gw_report_frame_label(&fi, label, sizeof(label));
+			out_puts(&o, ", \"site\": ");
+			out_json_str(&o, depth ? label : "");
 			out_puts(&o, ", \"frames\": [");
 			for (int f = 0; f < depth; f++) {
 				symbolize(v, opt, frames[f], &fi);
@@ -479,10 +613,12 @@ int gw_report_write(int fd, const struct gw_view *v, const struct gw_sites *s,
 			}
 			out_puts(&o, "]}");
 		} else if (opt->format == GW_REPORT_FOLDED) {
-			for (int f = depth - 1; f >= 0; f--) {
+			/* the innermost frames are the caller's, not the wrapper's */
+			int first = gw_report_site_frame(v, opt, frames, depth, &fi);
+			for (int f = depth - 1; f >= first; f--) {
 				symbolize(v, opt, frames[f], &fi);
 				write_frame_folded(&o, &fi);
-				if (f)
+				if (f > first)
 					out_puts(&o, ";");
 			}
 			if (!depth)
@@ -492,7 +628,14 @@ int gw_report_write(int fd, const struct gw_view *v, const struct gw_sites *s,
 			out_fmt(&o, "\n#%u  %llu bytes in %llu allocations, oldest ", i + 1,
 				(unsigned long long)site->bytes, (unsigned long long)site->count);
 			out_ds(&o, age);
-			out_fmt(&o, " s  [stack %u]\n", site->stack_id);
+			out_fmt(&o, " s  [stack %u]", site->stack_id);
+			if (depth) {
+				gw_report_site_frame(v, opt, frames, depth, &fi);
+				gw_report_frame_label(&fi, label, sizeof(label));
+				out_puts(&o, "  in ");
+				out_esc(&o, GW_ESC_TEXT, label);
+			}
+			out_puts(&o, "\n");
 			if (!depth)
 				out_puts(&o, "      (no stack: stack table full or backtrace unavailable)\n");
 			for (int f = 0; f < depth; f++) {
@@ -501,8 +644,13 @@ int gw_report_write(int fd, const struct gw_view *v, const struct gw_sites *s,
 			}
 		}
 	}
-	if (opt->format == GW_REPORT_JSON)
-		out_puts(&o, s->nsites ? "\n]}\n" : "]}\n");
+	if (opt->format == GW_REPORT_JSON) {
+		out_puts(&o, s->nsites ? "\n]" : "]");
+		write_modules(&o, v, opt->format);
+		out_puts(&o, "}\n");
+	} else if (opt->format == GW_REPORT_TEXT && opt->stats) {
+		write_modules(&o, v, opt->format);
+	}
 	out_flush(&o);
 	return o.err;
 }
@@ -516,17 +664,20 @@ int gw_report_self(int fd, const void *segment, size_t size)
 	err = gw_view_from_memory(&v, segment, size);
 	if (err)
 		return err;
+	/* names from the module files (static functions, file:line); dladdr if they cannot be mapped */
+	struct gw_elfsym *sym = gw_elfsym_new(&v);
 	struct gw_report_opts opt = {
 		.top = 20,
 		.format = GW_REPORT_TEXT,
 		.stats = true,
-		.symbolize = gw_report_symbolize_dladdr,
-		.sym_ctx = &v,
+		.symbolize = sym ? gw_elfsym_frame : gw_report_symbolize_dladdr,
+		.sym_ctx = sym ? (void *)sym : (void *)&v,
 	};
 	err = gw_report_collect(&v, &opt, &s);
-	if (err)
-		return err;
-	err = gw_report_write(fd, &v, &s, &opt);
-	gw_report_sites_release(&s);
+	if (!err) {
+		err = gw_report_write(fd, &v, &s, &opt);
+		gw_report_sites_release(&s);
+	}
+	gw_elfsym_free(sym);
 	return err;
 }

@@ -69,6 +69,7 @@ struct gw_report_opts {
 	bool stats;                   /* text: write the stats header first */
 	gw_symbolize_fn symbolize;    /* NULL: module+offset from the segment's module map */
 	void *sym_ctx;
+	const char *wrappers;         /* more allocation wrappers (gw_report_is_wrapper), or NULL */
 };
 
 /* Snapshot the view, group, filter and rank.  0 or a gw_view_error. */
@@ -85,8 +86,29 @@ void gw_report_symbolize_dladdr(void *ctx, uint64_t address, struct gw_frame_inf
 void gw_report_symbolize_modules(void *ctx, uint64_t address, struct gw_frame_info *out) GW_HIDDEN;
 
 /*
+ * Allocation wrappers: functions that allocate on behalf of their caller
+ * (strdup, asprintf, getline, operator new, g_malloc, xmalloc...).  A site
+ * is named by its first frame outside them, so two callers of strdup are
+ * two sites in labels, `top`, `diff` and folded output; detailed views and
+ * JSON keep every frame.  extra: a comma-separated list of more names,
+ * "name*" matching a prefix (NULL for none).  A versioned name
+ * ("strdup@@GLIBC_2.2.5") matches as its bare name.
+ */
+bool gw_report_is_wrapper(const char *function, const char *extra) GW_HIDDEN;
+/*
+ * Symbolize frames[0..depth) until the first frame outside the wrappers;
+ * *fi is that frame (frame 0 if every frame is a wrapper).  Returns its index.
+ */
+int gw_report_site_frame(const struct gw_view *v, const struct gw_report_opts *o,
+			 const uint64_t *frames, int depth, struct gw_frame_info *fi) GW_HIDDEN;
+/* One-line label of a frame: "func (file.c:42)", "func (module)", "module+0x1a2b". */
+void gw_report_frame_label(const struct gw_frame_info *fi, char *dst, size_t cap) GW_HIDDEN;
+
+/*
  * The SIGUSR1 report of this process's own segment: stats and the top
- * sites by live bytes, symbolized with dladdr.  Allocation-free, no stdio.
+ * sites by live bytes, named from the module files (elfsym.c: .symtab and
+ * DWARF line data, build-ids checked), and the module list with build-ids.
+ * Allocation-free, no stdio.
  * Returns 0 or a negative gw_view_error / -errno.
  */
 int gw_report_self(int fd, const void *segment, size_t size) GW_HIDDEN;

@@ -5,8 +5,8 @@ checks what `gwmem` reports about it.
     leak_test.py GWMEM PRELOAD LEAKY TEST [FIELDLEAK]
 
 TEST is one of: sites, churn, sigusr1, corrupt, diff, million, commands,
-sysroot, debugdir, mismatch, fifo (the last four symbolize a stripped
-FIELDLEAK offline).
+sysroot, debugdir, mismatch, fifo, fieldreport, wrappers (these use
+FIELDLEAK, an -O2 -g program without -rdynamic, often stripped).
 Every test works in its own temporary directory (segments and reports),
 starts its own target and stops it by pid.  Exit 0 = pass, 1 = fail,
 77 = skipped.
@@ -14,6 +14,7 @@ starts its own target and stops it by pid.  Exit 0 = pass, 1 = fail,
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import stat
@@ -547,6 +548,91 @@ def test_fifo():
             check(p.returncode == 0, "%s on a FIFO module: exit %d %s" % (args, p.returncode, p.stderr))
         except subprocess.TimeoutExpired:
             check(False, "%s hangs on a FIFO module path" % (args,))
+
+
+def report_of(t):
+    """SIGUSR1 the target and return its report text (complete once 'modules' is written)."""
+    os.kill(t.pid, signal.SIGUSR1)
+    for _ in range(200):
+        files = [f for f in os.listdir(TMP) if f.startswith("gwmem-report.%d." % t.pid)]
+        if files:
+            text = open(os.path.join(TMP, files[0])).read()
+            if "modules (start-end, build-id, path):" in text and text.endswith("\n"):
+                time.sleep(0.1)
+                return open(os.path.join(TMP, files[0])).read()
+        time.sleep(0.05)
+    check(False, "no complete report in %s" % TMP)
+    return ""
+
+
+def test_fieldreport():
+    """The SIGUSR1 report of an -O2 -g program without -rdynamic names its static
+    functions with file:line, and lists its module with its build-id."""
+    if not FIELDLEAK:
+        raise SystemExit(77)
+    t = FieldTarget(FIELDLEAK)
+    try:
+        text = report_of(t)
+        for fn in FIELD_SITES:
+            want = "in %s (fieldleak.c:%d)" % (fn, t.lines[fn])
+            check(want in text, "report lacks %r" % want)
+            check(re.search(r"#\d+ 0x[0-9a-f]+ %s \(.*fieldleak\+0x[0-9a-f]+\) at .*fieldleak.c:%d"
+                            % (fn, t.lines[fn]), text), "report lacks the frame of %s" % fn)
+        bid = build_id(FIELDLEAK)
+        check(re.search(r"^  0x[0-9a-f]+-0x[0-9a-f]+ %s %s$" % (bid, re.escape(os.path.realpath(FIELDLEAK))), text, re.M),
+              "report lacks the module line of %s with build-id %s" % (FIELDLEAK, bid))
+    finally:
+        check(t.stop() == 0, "target exit status")
+    # stripped, it still reports: module+offset and the build-id to find the files by
+    dev, full = field_setup()
+    t = FieldTarget(dev)
+    try:
+        text = report_of(t)
+        check("leak_alpha" not in text and re.search(r"\(%s\+0x[0-9a-f]+\)" % re.escape(dev), text),
+              "stripped report: %s" % text[:2000])
+        check(build_id(full) in text, "stripped report lacks the build-id")
+    finally:
+        check(t.stop() == 0, "target exit status")
+
+
+def test_wrappers():
+    """Two strdup callers are two sites in labels, top, diff, folded and the report."""
+    if not FIELDLEAK:
+        raise SystemExit(77)
+    t = FieldTarget(FIELDLEAK)
+    try:
+        want = {fn: "%s (fieldleak.c:%d)" % (fn, t.lines[fn]) for fn in ("dup_one", "dup_two")}
+        doc = gwmem_json("leaks", t.pid, "--older-than", "0", "--top", "0", "--json")
+        if doc:
+            labels = {s["site"] for s in doc["sites"]}
+            for fn, w in want.items():
+                check(w in labels, "JSON site labels lack %r: %r" % (w, labels))
+            dups = [s for s in doc["sites"] if s["site"] in want.values()]
+            check(all(s["frames"][0]["function"] in ("__strdup", "strdup") for s in dups),
+                  "JSON frames must keep the strdup frame: %r" % [s["frames"][0] for s in dups])
+        p = gwmem("leaks", t.pid, "--older-than", "0", "--top", "0", "--format", "folded")
+        lines = p.stdout.splitlines()
+        for fn in want:
+            check(any(l.split(" ")[0].endswith(";" + fn) for l in lines),
+                  "folded: no stack ends in %s: %r" % (fn, lines))
+        check(not any("strdup" in l for l in lines), "folded keeps strdup: %r" % lines)
+        p = gwmem("report", t.pid)
+        for w in want.values():
+            check(("in " + w) in p.stdout, "report lacks label %r" % w)
+        p = gwmem("top", t.pid, "--iterations", "1")
+        for w in want.values():
+            check(w in p.stdout, "top lacks %r: %s" % (w, p.stdout))
+        check("__strdup" not in p.stdout, "top names the wrapper")
+        # a configurable list: with dup_one a wrapper too, its site is named by main
+        p = gwmem("top", t.pid, "--iterations", "1", "--alloc-wrappers", "dup_one, leak_*")
+        check(want["dup_one"] not in p.stdout and "main (fieldleak.c:" in p.stdout,
+              "--alloc-wrappers: %s" % p.stdout)
+        # the target's own report names them the same way
+        text = report_of(t)
+        for w in want.values():
+            check(("in " + w) in text, "SIGUSR1 report lacks label %r" % w)
+    finally:
+        check(t.stop() == 0, "target exit status")
 
 
 def main():

@@ -160,6 +160,39 @@ static char *render(const struct gw_view *v, struct gw_report_opts *o)
 	return buf;
 }
 
+START_TEST(test_wrappers)
+{
+	ck_assert(gw_report_is_wrapper("strdup", NULL));
+	ck_assert(gw_report_is_wrapper("__strdup", NULL));
+	ck_assert(gw_report_is_wrapper("strdup@@GLIBC_2.2.5", NULL));
+	ck_assert(gw_report_is_wrapper("_Znwm", NULL));
+	ck_assert(gw_report_is_wrapper("g_strdup_printf", NULL));
+	ck_assert(gw_report_is_wrapper("__vasprintf_internal", NULL));
+	ck_assert(!gw_report_is_wrapper("strdupx", NULL));
+	ck_assert(!gw_report_is_wrapper("main", NULL));
+	ck_assert(!gw_report_is_wrapper("", NULL));
+	ck_assert(!gw_report_is_wrapper(NULL, NULL));
+	ck_assert(gw_report_is_wrapper("my_alloc", "foo, my_alloc"));
+	ck_assert(gw_report_is_wrapper("pool_get_buf", "x,pool_get*"));
+	ck_assert(!gw_report_is_wrapper("pool_put", "x,pool_get*,"));
+	ck_assert(!gw_report_is_wrapper("my_alloc", "my_allo"));
+
+	struct gw_frame_info fi = { .address = 0x1000, .offset = 0x10, .line = 42 };
+	char label[128];
+	strcpy(fi.function, "leak_fn");
+	strcpy(fi.file, "/src/app/leak.c");
+	strcpy(fi.module, "/usr/bin/app");
+	gw_report_frame_label(&fi, label, sizeof(label));
+	ck_assert_str_eq(label, "leak_fn (leak.c:42)");
+	fi.file[0] = '\0';
+	gw_report_frame_label(&fi, label, sizeof(label));
+	ck_assert_str_eq(label, "leak_fn (app)");
+	fi.function[0] = '\0';
+	gw_report_frame_label(&fi, label, sizeof(label));
+	ck_assert_str_eq(label, "app+0x10");
+}
+END_TEST
+
 START_TEST(test_formats)
 {
 	void *seg = segment();
@@ -169,11 +202,13 @@ START_TEST(test_formats)
 	struct gw_report_opts o = { .format = GW_REPORT_JSON };
 	char *out = render(&v, &o);
 	ck_assert_ptr_nonnull(strstr(out, "{\"pid\": 777, "));
-	ck_assert_ptr_nonnull(strstr(out, "\"stack_id\": 2, \"count\": 1, \"bytes\": 100, \"oldest_age_s\": 9.9, \"frames\": ["));
+	ck_assert_ptr_nonnull(strstr(out, "\"stack_id\": 2, \"count\": 1, \"bytes\": 100, \"oldest_age_s\": 9.9, "
+					  "\"site\": \"testprog+0x101\", \"frames\": ["));
 	ck_assert_ptr_nonnull(strstr(out, "\"count\": 3, \"bytes\": 60, \"oldest_age_s\": 9.5"));
 	/* stack 2 frame 0 = 0x400000 + 16*16 + 1: module+offset from the segment's module map */
 	ck_assert_ptr_nonnull(strstr(out, "{\"address\": \"0x400101\", \"module\": \"/usr/bin/testprog\", \"offset\": \"0x101\", \"function\": \"\", \"file\": \"\", \"line\": 0}"));
-	ck_assert_ptr_nonnull(strstr(out, "\n]}\n"));
+	ck_assert_ptr_nonnull(strstr(out, "\n], \"modules\": [\n  {\"start\": \"0x400000\", "));
+	ck_assert_ptr_nonnull(strstr(out, "\"path\": \"/usr/bin/testprog\"}\n]}\n"));
 	free(out);
 
 	o = (struct gw_report_opts){ .format = GW_REPORT_FOLDED };
@@ -185,7 +220,8 @@ START_TEST(test_formats)
 	o = (struct gw_report_opts){ .format = GW_REPORT_TEXT, .stats = true };
 	out = render(&v, &o);
 	ck_assert_ptr_nonnull(strstr(out, "gwmem report: pid 777 (testprog --flag)"));
-	ck_assert_ptr_nonnull(strstr(out, "#1  100 bytes in 1 allocations, oldest 9.9 s  [stack 2]"));
+	ck_assert_ptr_nonnull(strstr(out, "#1  100 bytes in 1 allocations, oldest 9.9 s  [stack 2]  in testprog+0x101\n"));
+	ck_assert_ptr_nonnull(strstr(out, "\nmodules (start-end, build-id, path):\n  0x400000-"));
 	ck_assert_ptr_nonnull(strstr(out, "live:           230 bytes in 8 allocations"));
 	free(out);
 
@@ -209,6 +245,7 @@ static Suite *suite_report(void)
 	tcase_add_test(tc, test_filters);
 	tcase_add_test(tc, test_top_selection);
 	tcase_add_test(tc, test_formats);
+	tcase_add_test(tc, test_wrappers);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,163 @@
+/*
+ * elfsym.c - the allocation-free symbolizer: module+offset from the
+ * segment's module map, then function and file:line from the module's
+ * files through elffile.c.
+ *
+ * Owns the per-report state: a copy of the module map, each module's
+ * mapped file and debug file (opened on first use, build-id checked), and
+ * a cache of symbolized addresses (the same frames repeat across sites,
+ * and a line lookup walks the module's whole line table).  All of it lives
+ * in one anonymous mapping; nothing here calls malloc or stdio.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "elffile.h"
+#include "elfsym.h"
+#include "fmt.h"
+#include "os.h"
+
+#define CACHE_SLOTS 512u
+
+struct mod_files {
+	bool tried;
+	bool have_file;
+	bool have_debug;
+	struct gw_elffile file;
+	struct gw_elffile debug;
+};
+
+struct cache_slot {
+	bool used;
+	struct gw_frame_info info;
+};
+
+struct gw_elfsym {
+	const struct gw_view *view;
+	size_t map_size;
+	int nmods;
+	struct gwmem_shm_module *mods;
+	struct mod_files *files;
+	struct cache_slot *cache;
+	char dir[GWMEM_SHM_PATH_MAX];
+	char dotdir[GWMEM_SHM_PATH_MAX + 8];
+	char link[256];
+	char where[GWMEM_SHM_PATH_MAX + 128];
+};
+
+struct gw_elfsym *gw_elfsym_new(const struct gw_view *v)
+{
+	uint32_t cap = v->hdr.modules_capacity;
+	size_t size;
+	struct gw_elfsym *s;
+
+	if (!cap)
+		return NULL;
+	size = sizeof(*s) + (size_t)cap * (sizeof(struct gwmem_shm_module) + sizeof(struct mod_files)) +
+	       CACHE_SLOTS * sizeof(struct cache_slot);
+	size = GW_ALIGN_UP(size, gw_os_page_size());
+	s = gw_os_map(size);
+	if (!s)
+		return NULL;
+	s->view = v;
+	s->map_size = size;
+	s->mods = (struct gwmem_shm_module *)(s + 1);
+	s->files = (struct mod_files *)(s->mods + cap);
+	s->cache = (struct cache_slot *)(s->files + cap);
+	int n = gw_view_modules(v, s->mods, cap);
+	s->nmods = n > 0 ? n : 0;
+	return s;
+}
+
+void gw_elfsym_free(struct gw_elfsym *s)
+{
+	if (!s)
+		return;
+	for (int i = 0; i < s->nmods; i++) {
+		if (s->files[i].have_file)
+			gw_elffile_close(&s->files[i].file);
+		if (s->files[i].have_debug)
+			gw_elffile_close(&s->files[i].debug);
+	}
+	gw_os_unmap(s, s->map_size);
+}
+
+static bool has_section(const struct gw_elffile *e, const char *name)
+{
+	struct gw_elffile_section sec;
+	return gw_elffile_section_by_name(e, name, &sec) && sec.data;
+}
+
+/* Open module i's file and, when it lacks line data, its debug file. */
+static void open_module(struct gw_elfsym *s, int i)
+{
+	struct mod_files *f = &s->files[i];
+	const struct gwmem_shm_module *m = &s->mods[i];
+	const char *path = m->path[0] ? m->path : s->view->hdr.exe;
+
+	f->tried = true;
+	if (path[0] != '/')
+		return;                          /* linux-vdso.so.1 and the like */
+	if (gw_elffile_find_module(&f->file, path, NULL, m->build_id, m->build_id_len, s->where,
+				   sizeof(s->where)) != GW_ELFFILE_FOUND)
+		return;
+	f->have_file = true;
+	if (has_section(&f->file, ".debug_line") && has_section(&f->file, ".symtab"))
+		return;
+
+	const char *slash = strrchr(path, '/');
+	size_t dlen = (size_t)(slash - path);
+	if (dlen >= sizeof(s->dir))
+		dlen = sizeof(s->dir) - 1;
+	memcpy(s->dir, path, dlen);
+	s->dir[dlen] = '\0';
+	gw_snprintf(s->dotdir, sizeof(s->dotdir), "%s/.debug", s->dir);
+	const char *dirs[] = { "/usr/lib/debug", s->dir, s->dotdir };
+	const char *link = gw_elffile_debuglink(&f->file, s->link, sizeof(s->link)) ? s->link : NULL;
+	if (gw_elffile_find_debug(&f->debug, path, link, dirs, 3, m->build_id, m->build_id_len,
+				  s->where, sizeof(s->where)) == GW_ELFFILE_FOUND)
+		f->have_debug = true;
+}
+
+static void lookup(struct gw_elfsym *s, uint64_t address, struct gw_frame_info *fi)
+{
+	gw_report_symbolize_modules((void *)s->view, address, fi);
+	if (!address)
+		return;
+	uint64_t pc = address - 1;
+	for (int i = 0; i < s->nmods; i++) {
+		const struct gwmem_shm_module *m = &s->mods[i];
+		if (pc < m->start || pc >= m->end)
+			continue;
+		struct mod_files *f = &s->files[i];
+		if (!f->tried)
+			open_module(s, i);
+		if (!f->have_file)
+			return;
+		uint64_t vaddr = pc - m->bias, off;
+		/* the debug file has the full .symtab when the module was stripped */
+		if (!(f->have_debug && gw_elffile_symbol(&f->debug, vaddr, fi->function,
+							 sizeof(fi->function), &off)))
+			gw_elffile_symbol(&f->file, vaddr, fi->function, sizeof(fi->function), &off);
+		if (!(f->have_debug && gw_elffile_line(&f->debug, vaddr, fi->file, sizeof(fi->file),
+						       &fi->line)))
+			gw_elffile_line(&f->file, vaddr, fi->file, sizeof(fi->file), &fi->line);
+		return;
+	}
+}
+
+void gw_elfsym_frame(void *ctx, uint64_t address, struct gw_frame_info *out)
+{
+	struct gw_elfsym *s = ctx;
+	struct cache_slot *c = &s->cache[((address * UINT64_C(0x9e3779b97f4a7c15)) >> 40) % CACHE_SLOTS];
+
+	if (c->used && c->info.address == address) {
+		*out = c->info;
+		return;
+	}
+	lookup(s, address, out);
+	out->address = address;
+	c->used = true;
+	c->info = *out;
+}
