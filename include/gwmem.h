@@ -96,6 +96,18 @@ struct gwmem_config {
 #define GWMEM_CONFIG_NO_ENV   (1u << 0)  /**< ignore GWMEM_CONFIG and GWMEM_<SECTION>_<KEY> */
 #define GWMEM_CONFIG_QUIET    (1u << 1)  /**< do not print diagnostics to stderr */
 
+/** Largest configuration file read (bytes); a larger file is refused whole with one diagnostic. */
+#define GWMEM_CONFIG_FILE_MAX (64 * 1024)
+
+/**
+ * Receives one configuration diagnostic (see gwmem_config_load_diag()).
+ * @param file    the file, or "environment" for GWMEM_<SECTION>_<KEY> overrides
+ * @param line    line number in @p file, 0 when the problem is the whole file
+ * @param message what is wrong and what was done ("unknown key 'x' in [memory]; ignored")
+ * @param arg     the caller's pointer
+ */
+typedef void (*gwmem_config_diag_fn)(const char *file, unsigned line, const char *message, void *arg);
+
 /**
  * Fill @p cfg with the built-in defaults.
  */
@@ -109,7 +121,9 @@ GWMEM_EXPORT void gwmem_config_defaults(struct gwmem_config *cfg);
  * overrides.  The environment is ignored in set-uid programs and with
  * GWMEM_CONFIG_NO_ENV.  Every unknown key, bad value or unreadable file
  * prints one line "gwmem: FILE:LINE: message" on stderr (unless
- * GWMEM_CONFIG_QUIET) and keeps the default: a bad file never fails the call.
+ * GWMEM_CONFIG_QUIET; at most 20 lines, then one summary line) and keeps
+ * the default: a bad file never fails the call.  See
+ * gwmem_config_load_diag() for the file's limits.
  * Does not call malloc.
  *
  * @param cfg   filled in; never left half-initialised
@@ -119,6 +133,22 @@ GWMEM_EXPORT void gwmem_config_defaults(struct gwmem_config *cfg);
  *         @p cfg is NULL.  A missing default file is not a diagnostic.
  */
 GWMEM_EXPORT int gwmem_config_load(struct gwmem_config *cfg, const char *path, unsigned flags);
+
+/**
+ * gwmem_config_load() with the diagnostics handed to @p fn instead of
+ * stderr: every diagnostic, one call each, none rate-limited, whatever
+ * GWMEM_CONFIG_QUIET says.  With @p fn NULL it is gwmem_config_load().
+ *
+ * File format limits: a file larger than GWMEM_CONFIG_FILE_MAX bytes is
+ * refused whole; lines have no length limit of their own; a string value
+ * holds at most GWMEM_CONFIG_PATH_MAX - 1 bytes.  On stderr, the first 20
+ * diagnostics of a load are printed and the rest summed up in one line
+ * ("... and K more diagnostics not shown").
+ *
+ * @return as gwmem_config_load()
+ */
+GWMEM_EXPORT int gwmem_config_load_diag(struct gwmem_config *cfg, const char *path, unsigned flags,
+					gwmem_config_diag_fn fn, void *arg);
 
 /* GWMEM_API_BEGIN: pools, objects, rc and the compacting heap follow. */
 
@@ -169,6 +199,9 @@ struct gwmem_fixpool_stats {
 	size_t block_stride;       /**< distance between blocks (block size rounded to the alignment) */
 	size_t blocks_per_chunk;   /**< as created */
 	size_t max_chunks;         /**< as created */
+	uint64_t peak_active_blocks; /**< high-water mark of active_blocks since creation, to size max_chunks.
+				      *   Exact for single-threaded pools; a thread-safe pool samples it when a
+				      *   thread's free list runs dry and at every gwmem_fixpool_stats() call */
 };
 
 /**
@@ -391,6 +424,30 @@ GWMEM_EXPORT int gwmem_rc_unref(void *obj);
 GWMEM_EXPORT uint32_t gwmem_rc_count(const void *obj);
 
 /**
+ * Current number of weak references (gwmem_rc_weak_new() not yet released),
+ * 0 if @p obj is not a live rc object.
+ */
+GWMEM_EXPORT uint32_t gwmem_rc_weak_count(const void *obj);
+
+/** Process-wide counters of rc objects (gwmem_rc_stats()). */
+struct gwmem_rc_stats {
+	uint64_t created;         /**< objects made by gwmem_rc_new() and gwmem_rcpool_get() */
+	uint64_t destroyed;       /**< objects whose strong count reached 0 */
+	uint64_t live;            /**< created - destroyed: alive now; at exit, the leaked ones */
+	uint64_t live_bytes;      /**< payload bytes of the live objects */
+	uint64_t retained;        /**< dead objects whose memory weak references still hold */
+	uint64_t invalid_calls;   /**< calls refused: not an rc object, dead object, extra weak release */
+};
+
+/**
+ * Read the process-wide rc counters.  With [memory] stats_on_exit (or
+ * GWMEM_STATS=1) the same figures are printed on stderr at exit, so objects
+ * never released show up as "leaked at exit".
+ * @return 0, or -EINVAL if @p out is NULL
+ */
+GWMEM_EXPORT int gwmem_rc_stats(struct gwmem_rc_stats *out);
+
+/**
  * Create a weak reference to a live object.
  * @return the weak reference, or NULL with errno EINVAL
  */
@@ -482,9 +539,30 @@ struct gwmem_rcpool;
 GWMEM_EXPORT struct gwmem_rcpool *gwmem_rcpool_create(const struct gwmem_objpool_options *opts);
 
 /**
- * Destroy an rc pool.  Every object must have been released.
+ * Destroy an rc pool: no object can be got from it any more.  Idle objects
+ * are destroyed now.  Objects still referenced (strong or weak) stay valid;
+ * the pool's memory goes when the last of them is released, so destroying a
+ * pool never leaves a dangling reference.
+ * @param rp the pool, or NULL (no-op); a second call is ignored
  */
 GWMEM_EXPORT void gwmem_rcpool_destroy(struct gwmem_rcpool *rp);
+
+/**
+ * Number of idle objects the rc pool keeps for reuse.
+ */
+GWMEM_EXPORT size_t gwmem_rcpool_size(struct gwmem_rcpool *rp);
+
+/**
+ * Release idle objects until at most @p keep remain (destroy callback run).
+ * @return the number released
+ */
+GWMEM_EXPORT size_t gwmem_rcpool_shrink(struct gwmem_rcpool *rp, size_t keep);
+
+/**
+ * Release every idle object: gwmem_rcpool_shrink(rp, 0).
+ * @return the number released
+ */
+GWMEM_EXPORT size_t gwmem_rcpool_clear(struct gwmem_rcpool *rp);
 
 /**
  * Get an rc object with one strong reference; use gwmem_rc_ref(),

@@ -110,6 +110,7 @@ struct gwmem_fixpool {
 	uint64_t foreign;
 	uint64_t interior;
 	uint64_t dbl;
+	uint64_t peak;            /* high-water mark of live blocks, see note_peak() */
 	int logged;
 
 	struct stripe st[GW_FIXPOOL_STRIPES];
@@ -420,7 +421,7 @@ static size_t carve(struct gwmem_fixpool *fp, size_t want, void **head, void **t
 		*(void **)b = NULL;
 		if (fp->stride >= GW_FIXPOOL_IDX_STRIDE)
 			((uintptr_t *)b)[1] = g;
-		fp->carve_next = g + 1;
+		__atomic_store_n(&fp->carve_next, g + 1, __ATOMIC_RELAXED);
 		if (*tail)
 			*(void **)*tail = b;
 		else
@@ -465,59 +466,134 @@ static GW_COLD GW_NOINLINE int bad_free(struct gwmem_fixpool *fp, const void *p,
 
 /* --- general path: stripes, zeroing, hooks, small strides --------------- */
 
+/*
+ * Free blocks that exist somewhere (on a list, or on a list being moved
+ * between stripes), from the counters: carved - (allocations - frees).
+ * Every nalloc is read before every nfreed, so a concurrent free can only
+ * make the result larger, never hide a free block: the caller then merely
+ * looks once more.
+ */
+static size_t free_somewhere(const struct gwmem_fixpool *fp)
+{
+	uint64_t na = 0, nf = 0, carved;
+
+	for (unsigned i = 0; i < GW_FIXPOOL_STRIPES; i++)
+		na += __atomic_load_n(&fp->st[i].nalloc, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < GW_FIXPOOL_STRIPES; i++)
+		nf += __atomic_load_n(&fp->st[i].nfreed, __ATOMIC_RELAXED);
+	carved = __atomic_load_n(&fp->carve_next, __ATOMIC_RELAXED);
+	return na - nf < carved ? (size_t)(carved - (na - nf)) : 0;
+}
+
+/* Sample the number of live blocks into the high-water mark. */
+static void note_peak(struct gwmem_fixpool *fp)
+{
+	uint64_t na = 0, nf = 0, peak;
+
+	for (unsigned i = 0; i < GW_FIXPOOL_STRIPES; i++)
+		na += __atomic_load_n(&fp->st[i].nalloc, __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < GW_FIXPOOL_STRIPES; i++)
+		nf += __atomic_load_n(&fp->st[i].nfreed, __ATOMIC_RELAXED);
+	if (na < nf)
+		return;
+	peak = __atomic_load_n(&fp->peak, __ATOMIC_RELAXED);
+	while (na - nf > peak &&
+	       !__atomic_compare_exchange_n(&fp->peak, &peak, na - nf, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+}
+
+/*
+ * Take the first non-empty list of another stripe.  The thief has no lock of
+ * its own stripe while it holds the list: the list is "in flight", which
+ * free_somewhere() still counts, so a concurrent refill that finds every
+ * list empty looks again instead of failing.
+ */
+static void *steal(struct gwmem_fixpool *fp, struct stripe *s)
+{
+	for (unsigned j = 0; j < GW_FIXPOOL_STRIPES; j++) {
+		struct stripe *o = &fp->st[j];
+		void *head;
+
+		if (o == s || !__atomic_load_n(&o->head, __ATOMIC_RELAXED))
+			continue;
+		gw_spin_lock(&o->lock);
+		head = o->head;
+		__atomic_store_n(&o->head, NULL, __ATOMIC_RELAXED);
+		gw_spin_unlock(&o->lock);
+		if (head)
+			return head;
+	}
+	return NULL;
+}
+
+/*
+ * The stripe is empty.  In order: carve never-used blocks, take another
+ * stripe's list, look at our own list again (a free may have refilled it).
+ * Only when the counters say no block is free anywhere does a thread-safe
+ * pool report ENOMEM; otherwise a list is being moved by another thread and
+ * the search is repeated, yielding the CPU to that thread.
+ */
 static GW_NOINLINE void *stripe_refill(struct gwmem_fixpool *fp, bool ts, struct stripe *s)
 {
 	void *head, *tail, *b;
 	size_t n;
 
-	slock(ts, &fp->grow);
-	n = carve(fp, ts ? GW_FIXPOOL_BATCH : 1, &head, &tail);
-	sunlock(ts, &fp->grow);
-
-	if (n == 0 && ts) {
-		/* No room for new blocks: take another stripe's free list. */
-		for (unsigned j = 0; j < GW_FIXPOOL_STRIPES && !head; j++) {
-			struct stripe *o = &fp->st[j];
-
-			if (o == s || !__atomic_load_n(&o->head, __ATOMIC_RELAXED))
-				continue;
-			gw_spin_lock(&o->lock);
-			head = o->head;
-			o->head = NULL;
-			gw_spin_unlock(&o->lock);
+	for (unsigned attempt = 0;; attempt++) {
+		slock(ts, &fp->grow);
+		n = carve(fp, ts ? GW_FIXPOOL_BATCH : 1, &head, &tail);
+		sunlock(ts, &fp->grow);
+		if (n == 0 && ts) {
+			head = steal(fp, s);
+			if (head) {
+				tail = NULL; /* found only if our list is no longer empty */
+				n = 2;
+			}
 		}
-		if (head) {
-			size_t cap = gw_fixpool_capacity(fp);
+		slock(ts, &s->lock);
+		if (n > 0) {
+			b = head;
+			if (*(void **)head) {
+				/* Splice the rest in front of our list; walk it only
+				 * when a free refilled our list meanwhile. */
+				void *rest = *(void **)head;
 
-			tail = head;
-			for (size_t k = 0; k < cap && *(void **)tail; k++)
-				tail = *(void **)tail;
-			n = 2;
+				if (s->head) {
+					if (!tail) {
+						size_t cap = gw_fixpool_capacity(fp);
+
+						tail = rest;
+						for (size_t k = 0; k < cap && *(void **)tail; k++)
+							tail = *(void **)tail;
+					}
+					*(void **)tail = s->head;
+				}
+				__atomic_store_n(&s->head, rest, __ATOMIC_RELAXED);
+			}
+			__atomic_store_n(&s->nalloc, s->nalloc + 1, __ATOMIC_RELAXED);
+			sunlock(ts, &s->lock);
+			if (ts)
+				note_peak(fp);
+			return b;
 		}
-	}
-	slock(ts, &s->lock);
-	if (n == 0) {
-		/* A free may have refilled our stripe meanwhile. */
 		b = s->head;
 		if (b) {
-			s->head = *(void **)b;
-			s->nalloc++;
+			__atomic_store_n(&s->head, *(void **)b, __ATOMIC_RELAXED);
+			__atomic_store_n(&s->nalloc, s->nalloc + 1, __ATOMIC_RELAXED);
 		}
 		sunlock(ts, &s->lock);
-		if (!b) {
-			__atomic_fetch_add(&fp->failed, 1, __ATOMIC_RELAXED);
-			errno = ENOMEM;
-		}
-		return b;
+		if (b)
+			return b;
+		if (!ts || free_somewhere(fp) == 0 || attempt >= 100000)
+			break;
+		if (attempt < 16)
+			gw_cpu_relax();
+		else
+			sched_yield();
 	}
-	b = head;
-	if (head != tail) {
-		*(void **)tail = s->head;
-		s->head = *(void **)head;
-	}
-	s->nalloc++;
-	sunlock(ts, &s->lock);
-	return b;
+	__atomic_fetch_add(&fp->failed, 1, __ATOMIC_RELAXED);
+	errno = ENOMEM;
+	return NULL;
 }
 
 static GW_ALWAYS_INLINE void *stripe_alloc(struct gwmem_fixpool *fp, bool ts)
@@ -530,8 +606,8 @@ static GW_ALWAYS_INLINE void *stripe_alloc(struct gwmem_fixpool *fp, bool ts)
 	slock(ts, &s->lock);
 	b = s->head;
 	if (gw_likely(b)) {
-		s->head = *(void **)b;
-		s->nalloc++;
+		__atomic_store_n(&s->head, *(void **)b, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->nalloc, s->nalloc + 1, __ATOMIC_RELAXED);
 		sunlock(ts, &s->lock);
 	} else {
 		sunlock(ts, &s->lock);
@@ -539,6 +615,8 @@ static GW_ALWAYS_INLINE void *stripe_alloc(struct gwmem_fixpool *fp, bool ts)
 		if (!b)
 			return NULL;
 	}
+	if (!ts && s->nalloc - s->nfreed > fp->peak)
+		fp->peak = s->nalloc - s->nfreed;
 	/*
 	 * A free block keeps its index in its second word (written by carve()
 	 * and free, both of which validated it), which spares a division here.
@@ -579,8 +657,8 @@ static GW_ALWAYS_INLINE int stripe_free(struct gwmem_fixpool *fp, bool ts, void 
 	s = my_stripe(fp, ts);
 	slock(ts, &s->lock);
 	*(void **)p = s->head;
-	s->head = p;
-	s->nfreed++;
+	__atomic_store_n(&s->head, p, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->nfreed, s->nfreed + 1, __ATOMIC_RELAXED);
 	sunlock(ts, &s->lock);
 	return 0;
 }
@@ -594,6 +672,8 @@ static GW_ALWAYS_INLINE void *local_pop(struct gwmem_fixpool *fp, void **b)
 	fp->head = b[0];
 	fp->bitmap[g >> 6] |= (uint64_t)1 << (g & 63);
 	fp->nalloc++;
+	if (gw_unlikely(fp->nalloc - fp->nfreed > fp->peak))
+		fp->peak = fp->nalloc - fp->nfreed;
 	b[0] = NULL; /* do not hand out free-list state */
 	b[1] = NULL;
 	return b;
@@ -709,5 +789,10 @@ int gwmem_fixpool_stats(const struct gwmem_fixpool *fp, struct gwmem_fixpool_sta
 	out->block_stride = fp->stride;
 	out->blocks_per_chunk = fp->bpc;
 	out->max_chunks = fp->max_chunks;
+	if (is_ts(fp))
+		note_peak((struct gwmem_fixpool *)fp);
+	out->peak_active_blocks = __atomic_load_n(&fp->peak, __ATOMIC_RELAXED);
+	if (out->peak_active_blocks < out->active_blocks)
+		out->peak_active_blocks = out->active_blocks;
 	return 0;
 }

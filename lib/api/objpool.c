@@ -133,6 +133,11 @@ fail:
 	return NULL;
 }
 
+struct gwmem_fixpool *gw_objpool_fixpool(const struct gwmem_objpool *op)
+{
+	return op->fp;
+}
+
 struct gwmem_objpool *gwmem_objpool_create(const struct gwmem_objpool_options *opts)
 {
 	return gw_objpool_create(opts, true);
@@ -256,8 +261,24 @@ void *gwmem_objpool_get(struct gwmem_objpool *op)
 		goto out;
 
 	obj = gwmem_fixpool_alloc(op->fp);
-	if (!obj)
+	if (!obj) {
+		/* The fixpool is full only of objects in use or idle: a put may
+		 * have made one idle since we looked. */
+		gw_spin_lock(&op->lock);
+		if (op->nidle) {
+			obj = op->idle[--op->nidle];
+			op->state[gw_fixpool_index(op->fp, obj)] = SLOT_IN_USE;
+			op->in_use++;
+			op->st.gets++;
+			op->st.hits++;
+			note_op(op);
+		}
+		gw_spin_unlock(&op->lock);
+		if (obj)
+			goto out;
+		errno = ENOMEM;
 		return NULL;
+	}
 	memset(obj, 0, op->o.object_size);
 	if (op->o.init && (rc = op->o.init(obj, op->o.arg)) != 0) {
 		gwmem_fixpool_free(op->fp, obj);
@@ -283,9 +304,9 @@ int gwmem_objpool_put(struct gwmem_objpool *op, void *obj)
 	bool keep = false, window_end;
 	long i;
 
-	if (gw_unlikely(!op || !obj))
+	if (gw_unlikely(!op))
 		return -EINVAL;
-	i = gw_fixpool_index(op->fp, obj);
+	i = obj ? gw_fixpool_index(op->fp, obj) : -1;
 	gw_spin_lock(&op->lock);
 	if (gw_unlikely(i < 0 || op->state[i] != SLOT_IN_USE)) {
 		int ret = i < 0 ? -EINVAL : -EALREADY;

@@ -2,13 +2,18 @@
  * options.c - the TOML configuration file and GWMEM_<SECTION>_<KEY>
  * environment overrides, parsed once into one immutable struct gwmem_config.
  *
- * The file format is the TOML subset gwmem uses (sections, key = value,
- * comments, quoted strings, booleans, integers, decimals), which libinih
- * parses; this file strips TOML's '#' comments and quotes, types and
- * range-checks each value from one table, and reports problems as one line
- * "gwmem: FILE:LINE: ..." keeping the default.  libinih is driven through
- * ini_parse_stream() with our own line reader over a buffer we read with
- * open/read: no stdio, no malloc, and we know the line number of every key.
+ * The file format is the TOML subset gwmem uses: [section] headers (blanks
+ * inside the brackets allowed, as TOML allows them), key = value lines,
+ * '#' comments on their own line or after a value, basic "..." strings with
+ * the usual backslash escapes, literal '...' strings, booleans, integers
+ * (with '_' separators) and decimals.  The file is read with open/read into
+ * a mapped buffer of at most GW_CONFIG_MAX_BYTES and split into lines here:
+ * no stdio, no malloc, and every diagnostic carries its line number.  A line
+ * may be as long as the file; a value at most GWMEM_CONFIG_PATH_MAX - 1
+ * bytes.  Each value is typed and range-checked from one table, and every
+ * problem is one diagnostic "FILE:LINE: ..." that keeps the default.
+ * Diagnostics go to a caller's callback, or to stderr where the first
+ * GW_CONFIG_MAX_LINES are printed and the rest summed up in one line.
  */
 #include "config.h"
 
@@ -18,14 +23,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <ini.h>
-
 #include "gwmem.h"
 #include "fmt.h"
 #include "options.h"
 #include "os.h"
 
-#define CONFIG_MAX_BYTES (64 * 1024)
+#define CONFIG_MAX_BYTES GW_CONFIG_MAX_BYTES
+/* Diagnostics printed on stderr per load; the rest are counted in one line. */
+#define GW_CONFIG_MAX_LINES 20
 
 enum opt_type { OPT_BOOL, OPT_U32, OPT_DOUBLE, OPT_STRING, OPT_UNWINDER, OPT_SIGNAL };
 
@@ -200,10 +205,12 @@ struct parse_ctx {
 	const char *file;
 	unsigned flags;
 	int diagnostics;
-	/* line reader state */
-	const char *pos, *end;
-	unsigned line;
-	bool long_line;
+	int printed;              /* lines written to stderr */
+	int suppressed;           /* diagnostics past GW_CONFIG_MAX_LINES */
+	gwmem_config_diag_fn fn;  /* the caller's sink, or NULL for stderr */
+	void *fn_arg;
+	char section[64];         /* current [section] */
+	enum { SECTION_NONE, SECTION_OK, SECTION_BAD } section_state;
 };
 
 static void diag(struct parse_ctx *ctx, unsigned line, const char *fmt, ...)
@@ -216,16 +223,32 @@ static void diag(struct parse_ctx *ctx, unsigned line, const char *fmt, ...)
 	va_list ap;
 
 	ctx->diagnostics++;
-	if (ctx->flags & GWMEM_CONFIG_QUIET)
+	if (!ctx->fn && (ctx->flags & GWMEM_CONFIG_QUIET))
 		return;
-	if (line)
-		gw_format(&b, "%s:%u: ", ctx->file, line);
-	else
-		gw_format(&b, "%s: ", ctx->file);
+	if (!ctx->fn && ctx->printed >= GW_CONFIG_MAX_LINES) {
+		ctx->suppressed++;
+		return;
+	}
 	va_start(ap, fmt);
 	gw_vformat(&b, fmt, ap);
 	va_end(ap);
-	gw_log("%s", gw_buf_cstr(&b));
+	if (ctx->fn) {
+		ctx->fn(ctx->file, line, gw_buf_cstr(&b), ctx->fn_arg);
+		return;
+	}
+	ctx->printed++;
+	if (line)
+		gw_log("%s:%u: %s", ctx->file, line, gw_buf_cstr(&b));
+	else
+		gw_log("%s: %s", ctx->file, gw_buf_cstr(&b));
+}
+
+/* One line for everything not printed, so a flood stays one screen. */
+static void diag_flush(struct parse_ctx *ctx)
+{
+	if (ctx->suppressed)
+		gw_log("%s: ... and %d more diagnostics not shown", ctx->file, ctx->suppressed);
+	ctx->suppressed = 0;
 }
 
 /* --- applying one key --------------------------------------------------- */
@@ -248,37 +271,62 @@ static bool section_known(const char *section)
 	return false;
 }
 
-/* Strip a TOML '#' comment outside quotes, surrounding blanks, and quotes. */
-static bool clean_value(const char *in, char *out, size_t cap, bool *quoted)
+/*
+ * The value of one key: a basic "..." string (escapes \\ \" \t \n \r
+ * \b \f), a literal '...' string, or a bare word, each optionally followed
+ * by blanks and a '#' comment.  Returns NULL on success, or what is wrong.
+ */
+static const char *clean_value(const char *in, char *out, size_t cap, bool *quoted)
 {
 	size_t n = 0;
-	bool in_str = false;
-	char quote = 0;
+	const char *p = in;
 
 	*quoted = false;
-	for (const char *p = in; *p; p++) {
-		if (in_str) {
-			if (*p == quote) {
-				in_str = false;
-				continue;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p == '"' || *p == '\'') {
+		char q = *p++;
+
+		*quoted = true;
+		for (;; p++) {
+			char c = *p;
+
+			if (c == '\0')
+				return "unterminated string";
+			if (c == q)
+				break;
+			if (c == '\\' && q == '"') {
+				switch (*++p) {
+				case '\\': c = '\\'; break;
+				case '"': c = '"'; break;
+				case 't': c = '\t'; break;
+				case 'n': c = '\n'; break;
+				case 'r': c = '\r'; break;
+				case 'b': c = '\b'; break;
+				case 'f': c = '\f'; break;
+				default: return "unsupported escape in string";
+				}
 			}
-		} else if (*p == '"' || *p == '\'') {
-			in_str = *quoted = true;
-			quote = *p;
-			continue;
-		} else if (*p == '#') {
-			break;
+			if (n + 1 >= cap)
+				return "value too long";
+			out[n++] = c;
 		}
-		if (n + 1 >= cap)
-			return false;
-		out[n++] = *p;
+		p++;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p && *p != '#')
+			return "unexpected text after the string";
+	} else {
+		for (; *p && *p != '#'; p++) {
+			if (n + 1 >= cap)
+				return "value too long";
+			out[n++] = *p;
+		}
+		while (n && (out[n - 1] == ' ' || out[n - 1] == '\t'))
+			n--;
 	}
-	if (in_str)
-		return false;
-	while (n && isspace((unsigned char)out[n - 1]) && !*quoted)
-		n--;
 	out[n] = '\0';
-	return true;
+	return NULL;
 }
 
 static void apply(struct parse_ctx *ctx, unsigned line, const struct opt *o, const char *raw,
@@ -288,8 +336,14 @@ static void apply(struct parse_ctx *ctx, unsigned line, const struct opt *o, con
 	bool quoted;
 	void *field = (char *)ctx->cfg + o->offset;
 
-	if (!clean_value(raw, v, sizeof(v), &quoted)) {
-		diag(ctx, line, "%s: value too long or unterminated string; using the default", what);
+	const char *bad = clean_value(raw, v, sizeof(v), &quoted);
+
+	if (bad) {
+		if (strcmp(bad, "value too long") == 0)
+			diag(ctx, line, "%s: value longer than %d bytes; using the default", what,
+			     GWMEM_CONFIG_PATH_MAX - 1);
+		else
+			diag(ctx, line, "%s: %s; using the default", what, bad);
 		return;
 	}
 	switch (o->type) {
@@ -361,54 +415,125 @@ static void apply(struct parse_ctx *ctx, unsigned line, const struct opt *o, con
 
 /* --- the file ----------------------------------------------------------- */
 
-/*
- * inih's line reader: one line per call (so ctx->line is the line the
- * handler's key is on).  A line longer than inih's buffer is cut and the
- * rest skipped, rather than read as a second line.
- */
-static char *read_line(char *str, int num, void *stream)
+static bool is_blank(char c)
 {
-	struct parse_ctx *ctx = stream;
-	int n = 0;
-
-	if (ctx->pos >= ctx->end)
-		return NULL;
-	ctx->line++;
-	ctx->long_line = false;
-	while (ctx->pos < ctx->end) {
-		char c = *ctx->pos++;
-		if (c == '\n')
-			break;
-		if (c == '\0')
-			c = ' ';
-		if (n < num - 2)
-			str[n++] = c;
-		else
-			ctx->long_line = true;
-	}
-	str[n++] = '\n';
-	str[n] = '\0';
-	if (ctx->long_line)
-		diag(ctx, ctx->line, "line longer than %d characters, truncated", num - 2);
-	return str;
+	return c == ' ' || c == '\t';
 }
 
-static int on_key(void *user, const char *section, const char *name, const char *value)
+static bool is_bare(char c)
 {
-	struct parse_ctx *ctx = user;
-	const struct opt *o = find_opt(section, name);
-	char what[128];
+	return isalnum((unsigned char)c) || c == '_' || c == '-';
+}
 
-	if (!o) {
-		if (!section_known(section))
-			diag(ctx, ctx->line, "unknown key '%s' in unknown section [%s]; ignored", name, section);
-		else
-			diag(ctx, ctx->line, "unknown key '%s' in [%s]; ignored", name, section);
-		return 1;
+/* "[ name ]" with an optional comment after it. */
+static void parse_section(struct parse_ctx *ctx, unsigned line, const char *p, const char *end)
+{
+	const char *name, *name_end, *close = memchr(p, ']', (size_t)(end - p));
+	size_t len;
+
+	ctx->section[0] = '\0';
+	ctx->section_state = SECTION_BAD;
+	if (!close || p[1] == '[')
+		goto bad;
+	for (const char *q = close + 1; q < end && *q != '#'; q++)
+		if (!is_blank(*q))
+			goto bad;
+	for (name = p + 1; name < close && is_blank(*name); name++)
+		;
+	for (name_end = close; name_end > name && is_blank(name_end[-1]); name_end--)
+		;
+	len = (size_t)(name_end - name);
+	if (len == 0 || len >= sizeof(ctx->section))
+		goto bad;
+	for (size_t i = 0; i < len; i++)
+		if (!is_bare(name[i]))
+			goto bad;
+	memcpy(ctx->section, name, len);
+	ctx->section[len] = '\0';
+	ctx->section_state = SECTION_OK;
+	return;
+bad:
+	diag(ctx, line, "syntax error in section header (expected [name]); keys up to the next section ignored");
+}
+
+static void parse_key(struct parse_ctx *ctx, unsigned line, const char *p, const char *end)
+{
+	const char *eq = memchr(p, '=', (size_t)(end - p));
+	const char *k_end;
+	char key[64], what[96];
+	const struct opt *o;
+	size_t len;
+
+	if (!eq)
+		goto syntax;
+	for (k_end = eq; k_end > p && is_blank(k_end[-1]); k_end--)
+		;
+	len = (size_t)(k_end - p);
+	if (len == 0)
+		goto syntax;
+	for (size_t i = 0; i < len; i++)
+		if (!is_bare(p[i]))
+			goto syntax;
+	if (len >= sizeof(key)) {
+		diag(ctx, line, "unknown key '%.40s...'; ignored", p);
+		return;
 	}
-	gw_snprintf(what, sizeof(what), "'%s'", name);
-	apply(ctx, ctx->line, o, value, what);
-	return 1;
+	memcpy(key, p, len);
+	key[len] = '\0';
+	if (ctx->section_state != SECTION_OK) {
+		if (ctx->section_state == SECTION_NONE)
+			diag(ctx, line, "key '%s' before any [section]; ignored", key);
+		return;
+	}
+	o = find_opt(ctx->section, key);
+	if (!o) {
+		if (!section_known(ctx->section))
+			diag(ctx, line, "unknown key '%s' in unknown section [%s]; ignored", key, ctx->section);
+		else
+			diag(ctx, line, "unknown key '%s' in [%s]; ignored", key, ctx->section);
+		return;
+	}
+	gw_snprintf(what, sizeof(what), "'%s'", key);
+	/* the value runs to the end of the line; the buffer ends in a NUL and
+	 * the line's '\n' is replaced by one before this call */
+	apply(ctx, line, o, eq + 1, what);
+	return;
+syntax:
+	diag(ctx, line, "syntax error (expected [section] or key = value); line ignored");
+}
+
+/* Split the buffer into lines, in place ('\n' and a '\r' before it become NUL). */
+static void parse_buffer(struct parse_ctx *ctx, char *buf, size_t len)
+{
+	char *p = buf, *end = buf + len;
+	unsigned line = 0;
+
+	ctx->section[0] = '\0';
+	ctx->section_state = SECTION_NONE;
+	/* a UTF-8 byte order mark is allowed at the start */
+	if (len >= 3 && (unsigned char)p[0] == 0xef && (unsigned char)p[1] == 0xbb && (unsigned char)p[2] == 0xbf)
+		p += 3;
+	while (p < end) {
+		char *nl = memchr(p, '\n', (size_t)(end - p));
+		char *le = nl ? nl : end;
+
+		line++;
+		*le = '\0';
+		if (le > p && le[-1] == '\r')
+			*--le = '\0';
+		for (char *q = p; q < le; q++)
+			if (*q == '\0')
+				*q = ' ';
+		while (p < le && is_blank(*p))
+			p++;
+		if (p < le && *p != '#') {
+			if (*p == '[')
+				parse_section(ctx, line, p, le);
+			else
+				parse_key(ctx, line, p, le);
+		}
+		p = nl ? nl + 1 : end;
+	}
 }
 
 static const char *errno_name(int e)
@@ -430,6 +555,7 @@ static void parse_file(struct parse_ctx *ctx, const char *path, bool must_exist)
 	char *buf = gw_os_map(CONFIG_MAX_BYTES + 1);
 	ssize_t len;
 
+	ctx->file = path;
 	if (!buf) {
 		diag(ctx, 0, "cannot map a buffer to read the configuration; using the defaults");
 		return;
@@ -447,12 +573,7 @@ static void parse_file(struct parse_ctx *ctx, const char *path, bool must_exist)
 			diag(ctx, 0, "cannot read (%s); using the defaults", errno_name((int)-len));
 		goto out;
 	}
-	ctx->pos = buf;
-	ctx->end = buf + len;
-	ctx->line = 0;
-	int err = ini_parse_stream(read_line, ctx, on_key, ctx);
-	if (err > 0)
-		diag(ctx, (unsigned)err, "syntax error (expected [section] or key = value); line ignored");
+	parse_buffer(ctx, buf, (size_t)len);
 out:
 	gw_os_unmap(buf, CONFIG_MAX_BYTES + 1);
 }
@@ -479,9 +600,10 @@ static void apply_env(struct parse_ctx *ctx)
 		apply(ctx, 0, find_opt("memory", "stats_on_exit"), v, "GWMEM_STATS");
 }
 
-int gwmem_config_load(struct gwmem_config *cfg, const char *path, unsigned flags)
+int gwmem_config_load_diag(struct gwmem_config *cfg, const char *path, unsigned flags,
+			   gwmem_config_diag_fn fn, void *arg)
 {
-	struct parse_ctx ctx = { .cfg = cfg, .flags = flags };
+	struct parse_ctx ctx = { .cfg = cfg, .flags = flags, .fn = fn, .fn_arg = arg };
 	bool use_env = !(flags & GWMEM_CONFIG_NO_ENV) && !gw_os_secure();
 
 	if (!cfg)
@@ -496,9 +618,17 @@ int gwmem_config_load(struct gwmem_config *cfg, const char *path, unsigned flags
 		else
 			parse_file(&ctx, GWMEM_DEFAULT_CONFIG, false);
 	}
-	if (use_env)
+	diag_flush(&ctx);
+	if (use_env) {
 		apply_env(&ctx);
+		diag_flush(&ctx);
+	}
 	return ctx.diagnostics;
+}
+
+int gwmem_config_load(struct gwmem_config *cfg, const char *path, unsigned flags)
+{
+	return gwmem_config_load_diag(cfg, path, flags, NULL, NULL);
 }
 
 /* --- the process-wide options (preload) --------------------------------- */

@@ -8,6 +8,9 @@
 #include "gwmem.h"
 #include "internal.h"
 
+/* Largest configuration file read; a larger one is refused whole. */
+#define GW_CONFIG_MAX_BYTES (64 * 1024)
+
 /* Parse the configuration into the process-wide options; idempotent. */
 void gw_config_init(void) GW_HIDDEN;
 /* The options in force (defaults until gw_config_init ran). */

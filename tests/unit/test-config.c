@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <check.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -236,6 +237,159 @@ START_TEST(test_signal_names)
 }
 END_TEST
 
+/* A comment after a quoted value is not part of it. */
+START_TEST(test_value_then_comment)
+{
+	struct gwmem_config c;
+	char err[1024];
+	const char *f = write_file(
+		"[leak_detection]\n"
+		"report_dir = \"/var/log\" # where reports go\n"
+		"shm_dir = '/dev/shm/x'\t# literal string\n"
+		"unwinder = \"frame-pointer\"#no blank before it\n"
+		"threshold_seconds = 42 # seconds\n");
+
+	ck_assert_int_eq(load_capture(&c, f, GWMEM_CONFIG_NO_ENV, err, sizeof(err)), 0);
+	ck_assert_str_eq(err, "");
+	ck_assert_str_eq(c.leak_detection.report_dir, "/var/log");
+	ck_assert_str_eq(c.leak_detection.shm_dir, "/dev/shm/x");
+	ck_assert_int_eq(c.leak_detection.unwinder, GWMEM_UNWIND_FRAME_POINTER);
+	ck_assert_uint_eq(c.leak_detection.threshold_seconds, 42);
+	unlink(f);
+
+	/* text after the closing quote is refused, with the line named */
+	f = write_file("[leak_detection]\nreport_dir = \"/var/log\" junk\nshm_dir = \"/a\\\"b\\\\c\"\n");
+	ck_assert_int_eq(load_capture(&c, f, GWMEM_CONFIG_NO_ENV, err, sizeof(err)), 1);
+	ck_assert_ptr_nonnull(strstr(err, ":2: 'report_dir': unexpected text after the string"));
+	ck_assert_str_eq(c.leak_detection.report_dir, "/tmp");
+	ck_assert_str_eq(c.leak_detection.shm_dir, "/a\"b\\c");
+	unlink(f);
+}
+END_TEST
+
+/* Long lines: a 250-character path is read whole; a longer value is refused once. */
+START_TEST(test_long_lines)
+{
+	struct gwmem_config c;
+	char text[2048], dir[300], err[1024];
+	const char *f;
+
+	memset(dir, 'd', sizeof(dir));
+	dir[0] = '/';
+	dir[250] = '\0';
+	snprintf(text, sizeof(text), "[leak_detection]\nreport_dir = \"%s\"   # a comment after a long value\n"
+		 "threshold_seconds = 7\n", dir);
+	f = write_file(text);
+	ck_assert_int_eq(load_capture(&c, f, GWMEM_CONFIG_NO_ENV, err, sizeof(err)), 0);
+	ck_assert_str_eq(err, "");
+	ck_assert_str_eq(c.leak_detection.report_dir, dir);
+	ck_assert_uint_eq(c.leak_detection.threshold_seconds, 7);
+	unlink(f);
+
+	dir[250] = 'd';
+	dir[299] = '\0';
+	snprintf(text, sizeof(text), "[leak_detection]\nreport_dir = \"%s\"\nthreshold_seconds = 7\n", dir);
+	f = write_file(text);
+	ck_assert_int_eq(load_capture(&c, f, GWMEM_CONFIG_NO_ENV, err, sizeof(err)), 1);
+	ck_assert_ptr_nonnull(strstr(err, ":2: 'report_dir': value longer than 255 bytes"));
+	ck_assert_str_eq(c.leak_detection.report_dir, "/tmp");
+	ck_assert_uint_eq(c.leak_detection.threshold_seconds, 7);
+	unlink(f);
+}
+END_TEST
+
+START_TEST(test_section_with_blanks)
+{
+	struct gwmem_config c;
+	char err[1024];
+	const char *f = write_file(
+		"[ memory ]\n"
+		"pool_enabled = false\n"
+		"[\tmemory_pool ]   # trailing comment\n"
+		"max_chunks = 9\n"
+		"[mem ory]\n"
+		"pool_enabled = true\n"
+		"[leak_detection] x\n"
+		"threshold_seconds = 1\n");
+
+	ck_assert_int_eq(load_capture(&c, f, GWMEM_CONFIG_NO_ENV, err, sizeof(err)), 2);
+	ck_assert(!c.memory.pool_enabled);
+	ck_assert_uint_eq(c.memory_pool.max_chunks, 9);
+	ck_assert_uint_eq(c.leak_detection.threshold_seconds, 300);
+	ck_assert_ptr_nonnull(strstr(err, ":5: syntax error in section header"));
+	ck_assert_ptr_nonnull(strstr(err, ":7: syntax error in section header"));
+	unlink(f);
+}
+END_TEST
+
+/* A flood of bad keys prints a bounded number of lines, then one summary. */
+START_TEST(test_diagnostics_rate_limited)
+{
+	static char text[3000 * 16 + 32];
+	static char err[65536];
+	struct gwmem_config c;
+	size_t n = 0;
+	int lines = 0;
+	const char *f;
+
+	n += (size_t)sprintf(text + n, "[memory]\n");
+	for (int i = 0; i < 3000; i++)
+		n += (size_t)sprintf(text + n, "bad_%d = 1\n", i);
+	f = write_file(text);
+	ck_assert_int_eq(load_capture(&c, f, GWMEM_CONFIG_NO_ENV, err, sizeof(err)), 3000);
+	for (const char *p = err; *p; p++)
+		lines += *p == '\n';
+	ck_assert_int_eq(lines, 21);
+	ck_assert_ptr_nonnull(strstr(err, ":2: unknown key 'bad_0' in [memory]"));
+	ck_assert_ptr_nonnull(strstr(err, "... and 2980 more diagnostics not shown"));
+	unlink(f);
+}
+END_TEST
+
+struct diag_rec {
+	int n;
+	unsigned lines[8];
+	char last[256];
+};
+
+static void on_diag(const char *file, unsigned line, const char *msg, void *arg)
+{
+	struct diag_rec *r = arg;
+
+	ck_assert_ptr_nonnull(file);
+	if (r->n < 8)
+		r->lines[r->n] = line;
+	r->n++;
+	snprintf(r->last, sizeof(r->last), "%s", msg);
+}
+
+START_TEST(test_diagnostics_callback)
+{
+	struct gwmem_config c;
+	struct diag_rec r = {0};
+	char err[256];
+	const char *f = write_file("[memory]\nnope = 1\npool_enabled = maybe\n[compaction]\nauto_compact = no\n");
+	char errpath[] = "/tmp/gwmem-test-stderr.XXXXXX";
+	int fd = mkstemp(errpath), saved = dup(2);
+
+	dup2(fd, 2);
+	ck_assert_int_eq(gwmem_config_load_diag(&c, f, GWMEM_CONFIG_NO_ENV, on_diag, &r), 2);
+	dup2(saved, 2);
+	close(saved);
+	lseek(fd, 0, SEEK_SET);
+	ck_assert_int_le(read(fd, err, sizeof(err)), 0); /* nothing on stderr */
+	close(fd);
+	unlink(errpath);
+	ck_assert_int_eq(r.n, 2);
+	ck_assert_uint_eq(r.lines[0], 2);
+	ck_assert_uint_eq(r.lines[1], 3);
+	ck_assert_str_eq(r.last, "'pool_enabled': expected true or false, got 'maybe'; using the default");
+	ck_assert(!c.compaction.auto_compact);
+	ck_assert_int_eq(gwmem_config_load_diag(NULL, f, 0, on_diag, &r), -EINVAL);
+	unlink(f);
+}
+END_TEST
+
 static Suite *suite_config(void)
 {
 	Suite *s = suite_create("config");
@@ -245,6 +399,11 @@ static Suite *suite_config(void)
 	tcase_add_test(tc, test_bad_keys_keep_defaults);
 	tcase_add_test(tc, test_unreadable_files);
 	tcase_add_test(tc, test_signal_names);
+	tcase_add_test(tc, test_value_then_comment);
+	tcase_add_test(tc, test_long_lines);
+	tcase_add_test(tc, test_section_with_blanks);
+	tcase_add_test(tc, test_diagnostics_rate_limited);
+	tcase_add_test(tc, test_diagnostics_callback);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("env");
 	tcase_add_test(tc, test_env_overrides);

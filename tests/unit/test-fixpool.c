@@ -2,6 +2,7 @@
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -395,6 +396,212 @@ START_TEST(test_fixpool_double_free_race)
 }
 END_TEST
 
+/*
+ * Producer/consumer, the usual gateway pattern: one thread allocates, another
+ * frees, at most RING blocks live out of 1,024.  Every allocation must
+ * succeed: the pool may say ENOMEM only when its chunks are all in use.
+ */
+#define RING 128
+struct spsc {
+	struct gwmem_fixpool *p;
+	void *slot[RING];
+	unsigned long head, tail; /* written by the producer / the consumer */
+	unsigned long ops;
+	unsigned long failures;
+};
+
+static void *producer(void *arg)
+{
+	struct spsc *q = arg;
+
+	for (unsigned long i = 0; i < q->ops;) {
+		unsigned long h = q->head;
+		void *b;
+
+		if (h - __atomic_load_n(&q->tail, __ATOMIC_ACQUIRE) >= RING) {
+			sched_yield();
+			continue;
+		}
+		b = gwmem_fixpool_alloc(q->p);
+		if (!b) {
+			q->failures++;
+			continue;
+		}
+		*(unsigned long *)b = i;
+		q->slot[h % RING] = b;
+		__atomic_store_n(&q->head, h + 1, __ATOMIC_RELEASE);
+		i++;
+	}
+	return NULL;
+}
+
+static void *consumer(void *arg)
+{
+	struct spsc *q = arg;
+
+	for (unsigned long i = 0; i < q->ops;) {
+		unsigned long t = q->tail;
+		void *b;
+
+		if (t == __atomic_load_n(&q->head, __ATOMIC_ACQUIRE)) {
+			sched_yield();
+			continue;
+		}
+		b = q->slot[t % RING];
+		ck_assert_uint_eq(*(unsigned long *)b, i);
+		ck_assert_int_eq(gwmem_fixpool_free(q->p, b), 0);
+		__atomic_store_n(&q->tail, t + 1, __ATOMIC_RELEASE);
+		i++;
+	}
+	return NULL;
+}
+
+START_TEST(test_fixpool_producer_consumer)
+{
+	struct spsc q = {.p = mkpool(64, 256, 4, 0, GWMEM_FIXPOOL_THREADSAFE), .ops = 300000};
+	struct gwmem_fixpool_stats st;
+	pthread_t a, b;
+
+	pthread_create(&a, NULL, producer, &q);
+	pthread_create(&b, NULL, consumer, &q);
+	pthread_join(a, NULL);
+	pthread_join(b, NULL);
+	gwmem_fixpool_stats(q.p, &st);
+	ck_assert_uint_eq(q.failures, 0);
+	ck_assert_uint_eq(st.failed_allocs, 0);
+	ck_assert_uint_eq(st.total_allocated, q.ops);
+	ck_assert_uint_eq(st.active_blocks, 0);
+	ck_assert_uint_le(st.peak_active_blocks, RING + 1);
+	ck_assert_uint_ge(st.peak_active_blocks, 1);
+	gwmem_fixpool_destroy(q.p);
+}
+END_TEST
+
+/*
+ * Four threads each keep up to XT_HELD blocks and hand every block to the
+ * next thread to free: at most 4 * (XT_HELD + 1) of 64 blocks live, so an
+ * allocation never fails, although the free blocks keep moving between the
+ * threads' lists.
+ */
+#define XT_HELD 12
+#define XT_THREADS 4
+struct xt {
+	struct gwmem_fixpool *p;
+	void **mail;            /* XT_THREADS mailboxes */
+	unsigned id;
+	unsigned long failures;
+};
+
+static void *xthread(void *arg)
+{
+	struct xt *t = arg;
+	void *held[XT_HELD] = {0};
+
+	for (unsigned long op = 0; op < 200000; op++) {
+		unsigned k = (unsigned)(op % XT_HELD);
+		void *b;
+
+		if (held[k]) {
+			b = __atomic_exchange_n(&t->mail[(t->id + 1) % XT_THREADS], held[k], __ATOMIC_ACQ_REL);
+			if (b)
+				ck_assert_int_eq(gwmem_fixpool_free(t->p, b), 0);
+			held[k] = NULL;
+		}
+		held[k] = gwmem_fixpool_alloc(t->p);
+		if (!held[k])
+			t->failures++;
+	}
+	for (unsigned k = 0; k < XT_HELD; k++)
+		if (held[k])
+			ck_assert_int_eq(gwmem_fixpool_free(t->p, held[k]), 0);
+	return NULL;
+}
+
+START_TEST(test_fixpool_cross_thread_frees)
+{
+	struct gwmem_fixpool *p = mkpool(32, 16, 4, 0, GWMEM_FIXPOOL_THREADSAFE);
+	void *mail[XT_THREADS] = {0};
+	struct xt t[XT_THREADS];
+	pthread_t th[XT_THREADS];
+	struct gwmem_fixpool_stats st;
+
+	for (unsigned i = 0; i < XT_THREADS; i++) {
+		t[i] = (struct xt){.p = p, .mail = mail, .id = i};
+		pthread_create(&th[i], NULL, xthread, &t[i]);
+	}
+	for (unsigned i = 0; i < XT_THREADS; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_uint_eq(t[i].failures, 0);
+	}
+	for (unsigned i = 0; i < XT_THREADS; i++)
+		if (mail[i])
+			ck_assert_int_eq(gwmem_fixpool_free(p, mail[i]), 0);
+	gwmem_fixpool_stats(p, &st);
+	ck_assert_uint_eq(st.failed_allocs, 0);
+	ck_assert_uint_eq(st.active_blocks, 0);
+	gwmem_fixpool_destroy(p);
+}
+END_TEST
+
+/*
+ * Two threads with empty lists allocate at the same moment while every free
+ * block sits on a third thread's list: whichever takes that list, the other
+ * must find a block too (it is on the first thread's list by then, or on its
+ * way there), not fail with ENOMEM.  A long list makes the hand-over slow.
+ */
+struct steal_arg {
+	struct gwmem_fixpool *p;
+	pthread_barrier_t *bar;
+	void *got;
+};
+
+static void *steal_one(void *arg)
+{
+	struct steal_arg *a = arg;
+
+	pthread_barrier_wait(a->bar);
+	a->got = gwmem_fixpool_alloc(a->p);
+	return NULL;
+}
+
+START_TEST(test_fixpool_steal_in_flight)
+{
+	enum { N = 16 * 4096 };
+	struct gwmem_fixpool *p = mkpool(64, 4096, 16, 0, GWMEM_FIXPOOL_THREADSAFE);
+	void **all = malloc(N * sizeof(void *));
+	struct gwmem_fixpool_stats st;
+
+	for (size_t i = 0; i < N; i++) {
+		all[i] = gwmem_fixpool_alloc(p);
+		ck_assert_ptr_nonnull(all[i]);
+	}
+	/* Free in a scattered order so the list walk misses the cache. */
+	for (size_t i = 0; i < N - 2; i++)
+		ck_assert_int_eq(gwmem_fixpool_free(p, all[(i * 7919) % N]), 0);
+	for (int round = 0; round < 8; round++) {
+		pthread_barrier_t bar;
+		struct steal_arg a[2] = {{p, &bar, NULL}, {p, &bar, NULL}};
+		pthread_t t[2];
+
+		pthread_barrier_init(&bar, NULL, 2);
+		for (int k = 0; k < 2; k++)
+			pthread_create(&t[k], NULL, steal_one, &a[k]);
+		for (int k = 0; k < 2; k++)
+			pthread_join(t[k], NULL);
+		pthread_barrier_destroy(&bar);
+		ck_assert_ptr_nonnull(a[0].got);
+		ck_assert_ptr_nonnull(a[1].got);
+		ck_assert_int_eq(gwmem_fixpool_free(p, a[0].got), 0);
+		ck_assert_int_eq(gwmem_fixpool_free(p, a[1].got), 0);
+	}
+	gwmem_fixpool_stats(p, &st);
+	ck_assert_uint_eq(st.failed_allocs, 0);
+	ck_assert_uint_eq(st.active_blocks, 2);
+	free(all);
+	gwmem_fixpool_destroy(p);
+}
+END_TEST
+
 static Suite *suite_fixpool(void)
 {
 	Suite *s = suite_create("fixpool");
@@ -412,6 +619,9 @@ static Suite *suite_fixpool(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_fixpool_threads);
 	tcase_add_test(tc, test_fixpool_double_free_race);
+	tcase_add_test(tc, test_fixpool_producer_consumer);
+	tcase_add_test(tc, test_fixpool_cross_thread_frees);
+	tcase_add_test(tc, test_fixpool_steal_in_flight);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -2,6 +2,7 @@
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,8 +151,9 @@ START_TEST(test_objpool_misuse)
 	ck_assert_int_eq(gwmem_objpool_put(p, &local), -EINVAL);
 	ck_assert_int_eq(gwmem_objpool_put(p, b), -EINVAL);
 	ck_assert_int_eq(gwmem_objpool_put(p, (char *)a + 8), -EINVAL);
+	ck_assert_int_eq(gwmem_objpool_put(p, NULL), -EINVAL);
 	gwmem_objpool_stats(p, &st);
-	ck_assert_uint_eq(st.invalid_puts, 4);
+	ck_assert_uint_eq(st.invalid_puts, 5);
 	ck_assert_uint_eq(st.puts, 1);
 	ck_assert_uint_eq(st.idle, 1);
 	ck_assert_int_eq(c.reset, 1);
@@ -362,6 +364,86 @@ START_TEST(test_objpool_threads)
 }
 END_TEST
 
+/*
+ * One thread gets, another puts, at most 12 of 64 objects held: every get
+ * succeeds (the pool may say ENOMEM only at capacity).
+ */
+#define PC_RING 12
+struct pc {
+	struct gwmem_objpool *p;
+	void *slot[PC_RING];
+	unsigned long head, tail;
+	unsigned long ops, failures;
+};
+
+static void *pc_get(void *arg)
+{
+	struct pc *q = arg;
+
+	for (unsigned long i = 0; i < q->ops;) {
+		unsigned long h = q->head;
+		void *o;
+
+		if (h - __atomic_load_n(&q->tail, __ATOMIC_ACQUIRE) >= PC_RING) {
+			sched_yield();
+			continue;
+		}
+		o = gwmem_objpool_get(q->p);
+		if (!o) {
+			q->failures++;
+			continue;
+		}
+		q->slot[h % PC_RING] = o;
+		__atomic_store_n(&q->head, h + 1, __ATOMIC_RELEASE);
+		i++;
+	}
+	return NULL;
+}
+
+static void *pc_put(void *arg)
+{
+	struct pc *q = arg;
+
+	for (unsigned long i = 0; i < q->ops;) {
+		unsigned long t = q->tail;
+
+		if (t == __atomic_load_n(&q->head, __ATOMIC_ACQUIRE)) {
+			sched_yield();
+			continue;
+		}
+		ck_assert_int_eq(gwmem_objpool_put(q->p, q->slot[t % PC_RING]), 0);
+		__atomic_store_n(&q->tail, t + 1, __ATOMIC_RELEASE);
+		i++;
+	}
+	return NULL;
+}
+
+START_TEST(test_objpool_producer_consumer)
+{
+	struct gwmem_objpool_options o;
+	struct gwmem_objpool_stats st;
+	struct pc q = {.ops = 200000};
+	pthread_t a, b;
+
+	/* no idle objects kept: every object goes back to the block pool */
+	gwmem_objpool_options_init(&o, 48, NULL);
+	o.capacity = 64;
+	o.max_objects = 0;
+	q.p = gwmem_objpool_create(&o);
+	ck_assert_ptr_nonnull(q.p);
+	pthread_create(&a, NULL, pc_get, &q);
+	pthread_create(&b, NULL, pc_put, &q);
+	pthread_join(a, NULL);
+	pthread_join(b, NULL);
+	ck_assert_uint_eq(q.failures, 0);
+	gwmem_objpool_stats(q.p, &st);
+	ck_assert_uint_eq(st.gets, q.ops);
+	ck_assert_uint_eq(st.in_use, 0);
+	ck_assert_uint_le(st.peak_in_use, PC_RING + 1);
+	gwmem_objpool_destroy(q.p);
+}
+END_TEST
+
 static Suite *suite_objpool(void)
 {
 	Suite *s = suite_create("objpool");
@@ -377,6 +459,7 @@ static Suite *suite_objpool(void)
 	tc = tcase_create("threads");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_objpool_threads);
+	tcase_add_test(tc, test_objpool_producer_consumer);
 	suite_add_tcase(s, tc);
 	return s;
 }

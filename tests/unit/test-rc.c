@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "gwmem.h"
 #include "suite.h"
@@ -211,6 +213,159 @@ START_TEST(test_rcpool)
 }
 END_TEST
 
+/* A dead object larger than 4 KiB (its mapping is gone) is refused, not read. */
+START_TEST(test_rc_dead_large)
+{
+	char *big = gwmem_rc_new(5000, NULL, NULL);
+	struct gwmem_rc_stats st0, st;
+
+	ck_assert_ptr_nonnull(big);
+	gwmem_rc_stats(&st0);
+	ck_assert_int_eq(gwmem_rc_unref(big), 1);
+	ck_assert_uint_eq(gwmem_rc_count(big), 0);
+	errno = 0;
+	ck_assert_ptr_null(gwmem_rc_ref(big));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(gwmem_rc_unref(big), -EINVAL);
+	ck_assert_ptr_null(gwmem_rc_weak_new(big));
+	gwmem_rc_stats(&st);
+	ck_assert_uint_eq(st.invalid_calls - st0.invalid_calls, 4);
+	ck_assert_uint_eq(st.destroyed - st0.destroyed, 1);
+
+	/* kept mapped by a weak reference: dead, still refused */
+	big = gwmem_rc_new(70000, NULL, NULL);
+	struct gwmem_rc_weak *w = gwmem_rc_weak_new(big);
+	ck_assert_int_eq(gwmem_rc_unref(big), 1);
+	ck_assert_int_eq(gwmem_rc_unref(big), -EINVAL);
+	ck_assert(!gwmem_rc_weak_alive(w));
+	gwmem_rc_weak_release(w);
+	ck_assert_int_eq(gwmem_rc_unref(big), -EINVAL);
+	/* a weak reference released twice is refused, not a wrap-around */
+	gwmem_rc_weak_release(w);
+}
+END_TEST
+
+/* Pointers that are not rc objects: refused before any header is read. */
+START_TEST(test_rc_foreign_pointers)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	char *m = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char stackbuf[64] __attribute__((aligned(16)));
+	int *heap = malloc(64);
+	struct gwmem_weakcache *wc = gwmem_weakcache_create(16);
+
+	ck_assert_ptr_ne(m, MAP_FAILED);
+	/* the page before m + pg is unmapped: reading a header there faults */
+	munmap(m, pg);
+	m += pg;
+	ck_assert_uint_eq(gwmem_rc_count(m), 0);
+	ck_assert_ptr_null(gwmem_rc_ref(m));
+	ck_assert_int_eq(gwmem_rc_unref(m), -EINVAL);
+	ck_assert_uint_eq(gwmem_rc_weak_count(m), 0);
+	ck_assert_ptr_null(gwmem_rc_weak_new(m));
+	ck_assert_ptr_null(gwmem_rc_weak_upgrade((struct gwmem_rc_weak *)m));
+	ck_assert(!gwmem_rc_weak_alive((struct gwmem_rc_weak *)m));
+	gwmem_rc_weak_release((struct gwmem_rc_weak *)m);
+
+	memset(stackbuf, 0, sizeof(stackbuf));
+	ck_assert_int_eq(gwmem_weakcache_insert(wc, "k", 1, stackbuf), -EINVAL);
+	ck_assert_int_eq(gwmem_weakcache_insert(wc, "k", 1, heap), -EINVAL);
+	ck_assert_int_eq(gwmem_weakcache_insert(wc, "k", 1, (char *)heap + 1), -EINVAL);
+	ck_assert_int_eq(gwmem_rc_unref((void *)16), -EINVAL);
+	ck_assert_uint_eq(gwmem_weakcache_size(wc), 0);
+
+	/* an interior pointer of a real object */
+	char *o = gwmem_rc_new(100, NULL, NULL);
+	ck_assert_ptr_null(gwmem_rc_ref(o + 16));
+	ck_assert_int_eq(gwmem_rc_unref(o + 64), -EINVAL);
+	ck_assert_uint_eq(gwmem_rc_count(o), 1);
+	ck_assert_int_eq(gwmem_rc_unref(o), 1);
+
+	gwmem_weakcache_destroy(wc);
+	free(heap);
+	munmap(m, pg);
+}
+END_TEST
+
+START_TEST(test_rc_weak_count_and_stats)
+{
+	struct gwmem_rc_stats st0, st;
+	struct gwmem_rc_weak *w1, *w2;
+	char *o;
+
+	ck_assert_int_eq(gwmem_rc_stats(NULL), -EINVAL);
+	gwmem_rc_stats(&st0);
+	o = gwmem_rc_new(40, NULL, NULL);
+	ck_assert_uint_eq(gwmem_rc_weak_count(o), 0);
+	w1 = gwmem_rc_weak_new(o);
+	w2 = gwmem_rc_weak_new(o);
+	ck_assert_uint_eq(gwmem_rc_weak_count(o), 2);
+	gwmem_rc_weak_release(w1);
+	ck_assert_uint_eq(gwmem_rc_weak_count(o), 1);
+	gwmem_rc_stats(&st);
+	ck_assert_uint_eq(st.created - st0.created, 1);
+	ck_assert_uint_eq(st.live - st0.live, 1);
+	ck_assert_uint_eq(st.live_bytes - st0.live_bytes, 40);
+	ck_assert_int_eq(gwmem_rc_unref(o), 1);
+	gwmem_rc_stats(&st);
+	ck_assert_uint_eq(st.destroyed - st0.destroyed, 1);
+	ck_assert_uint_eq(st.live, st0.live);
+	ck_assert_uint_eq(st.retained - st0.retained, 1); /* w2 holds the memory */
+	gwmem_rc_weak_release(w2);
+	gwmem_rc_stats(&st);
+	ck_assert_uint_eq(st.retained, st0.retained);
+}
+END_TEST
+
+START_TEST(test_rcpool_size_clear_destroy_live)
+{
+	struct rp_counts c = {0};
+	struct gwmem_objpool_options o;
+	struct gwmem_rcpool *rp;
+	struct gwmem_weakcache *wc = gwmem_weakcache_create(16);
+	char *obj[6], *keep;
+
+	gwmem_objpool_options_init(&o, 24, NULL);
+	o.max_objects = 8;
+	o.auto_shrink = false;
+	o.init = rp_init;
+	o.destroy = rp_destroy;
+	o.arg = &c;
+	rp = gwmem_rcpool_create(&o);
+	for (int i = 0; i < 6; i++)
+		obj[i] = gwmem_rcpool_get(rp);
+	for (int i = 0; i < 5; i++)
+		ck_assert_int_eq(gwmem_rc_unref(obj[i]), 1);
+	ck_assert_uint_eq(gwmem_rcpool_size(rp), 5);
+	ck_assert_uint_eq(gwmem_rcpool_shrink(rp, 3), 2);
+	ck_assert_uint_eq(gwmem_rcpool_size(rp), 3);
+	ck_assert_uint_eq(gwmem_rcpool_clear(rp), 3);
+	ck_assert_uint_eq(gwmem_rcpool_size(rp), 0);
+	ck_assert_int_eq(c.destroy, 5);
+
+	/* destroyed with a live object and a weak-cache entry on it */
+	keep = obj[5];
+	strcpy(keep, "alive");
+	ck_assert_int_eq(gwmem_weakcache_insert(wc, "k", 1, keep), 0);
+	gwmem_rcpool_destroy(rp);
+	gwmem_rcpool_destroy(rp); /* ignored */
+	errno = 0;
+	ck_assert_ptr_null(gwmem_rcpool_get(rp));
+	ck_assert_str_eq(keep, "alive");
+	ck_assert_ptr_eq(gwmem_rc_ref(keep), keep);
+	ck_assert_int_eq(gwmem_rc_unref(keep), 0);
+	char *got = gwmem_weakcache_get(wc, "k", 1);
+	ck_assert_ptr_eq(got, keep);
+	ck_assert_int_eq(gwmem_rc_unref(got), 0);
+	ck_assert_int_eq(gwmem_rc_unref(keep), 1);
+	ck_assert_ptr_null(gwmem_weakcache_get(wc, "k", 1));
+	/* the pool went with its last object: its memory is no rc object any more */
+	ck_assert_int_eq(gwmem_rc_unref(keep), -EINVAL);
+	ck_assert_int_eq(c.destroy, 6);
+	gwmem_weakcache_destroy(wc);
+}
+END_TEST
+
 /* --- threads ------------------------------------------------------------ */
 
 #define NTHREADS 8
@@ -329,6 +484,10 @@ static Suite *suite_rc(void)
 	tcase_add_test(tc, test_rc_weak);
 	tcase_add_test(tc, test_weakcache_basic);
 	tcase_add_test(tc, test_rcpool);
+	tcase_add_test(tc, test_rc_dead_large);
+	tcase_add_test(tc, test_rc_foreign_pointers);
+	tcase_add_test(tc, test_rc_weak_count_and_stats);
+	tcase_add_test(tc, test_rcpool_size_clear_destroy_live);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("threads");
 	tcase_set_timeout(tc, 120);
