@@ -458,7 +458,7 @@ static void *consumer(void *arg)
 
 START_TEST(test_fixpool_producer_consumer)
 {
-	struct spsc q = {.p = mkpool(64, 256, 4, 0, GWMEM_FIXPOOL_THREADSAFE), .ops = 300000};
+	struct spsc q = {.p = mkpool(64, 256, 4, 0, GWMEM_FIXPOOL_THREADSAFE), .ops = 100000};
 	struct gwmem_fixpool_stats st;
 	pthread_t a, b;
 

@@ -422,7 +422,7 @@ START_TEST(test_objpool_producer_consumer)
 {
 	struct gwmem_objpool_options o;
 	struct gwmem_objpool_stats st;
-	struct pc q = {.ops = 200000};
+	struct pc q = {.ops = 100000};
 	pthread_t a, b;
 
 	/* no idle objects kept: every object goes back to the block pool */
