@@ -60,12 +60,14 @@ typedef uint32_t (*gw_unwind_intern_fn)(void *ctx, const uint64_t *frames, unsig
  * gw_unwind_capture(.., max, 0, NULL) would give (less this function's own
  * frame) passed to intern(ctx, ..).  On x86_64 with libunwind, a
  * per-thread cache answers repeated call paths without unwinding or
- * interning, and only when libunwind would give the same frames (unwind.c
- * says how and when it stands aside).
+ * interning, and only when libunwind would give the same frames
+ * (unwind-cache.c says how and when it stands aside).
  */
 uint32_t gw_unwind_stack_id(unsigned max, gw_unwind_intern_fn intern, void *ctx) GW_HIDDEN;
 
-/* Forget every thread's cached backtraces (objects were unloaded). */
+/* The cache's controls, defined by unwind-cache.c or, where the build has no
+ * cache, by unwind-cache-none.c (no-ops, no hits).
+ * Forget every thread's cached backtraces (objects were unloaded). */
 void gw_unwind_cache_flush(void) GW_HIDDEN;
 /* Use the cache or not (tests compare both). */
 void gw_unwind_cache_enable(bool on) GW_HIDDEN;
