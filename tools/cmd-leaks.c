@@ -228,6 +228,8 @@ static int leaks_or_report(const struct cmd *c, int argc, char **argv)
 	if (rc)
 		return rc;
 	struct symbolizer *sym = a.co.symbols ? symbolizer_new(&t.view, &a.co.sym) : NULL;
+	/* frames without names: the build-ids tell a host which files name them */
+	a.opt.modules = !sym || !GWMEM_WITH_SYMBOLIZER;
 	if (sym) {
 		a.opt.symbolize = symbolizer_frame;
 		a.opt.sym_ctx = sym;

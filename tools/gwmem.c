@@ -73,7 +73,8 @@ int main(int argc, char **argv)
 		return GWMEM_EXIT_USAGE;
 	}
 	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
-		printf("gwmem %s (segment layout version %u)\n", GWMEM_VERSION_STRING, GWMEM_SHM_VERSION);
+		printf("gwmem %s (segment layout version %u, symbolizer %s)\n", GWMEM_VERSION_STRING,
+		       GWMEM_SHM_VERSION, GWMEM_WITH_SYMBOLIZER ? "libdw" : "none");
 		return 0;
 	}
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {

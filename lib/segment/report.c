@@ -648,7 +648,7 @@ int gw_report_write(int fd, const struct gw_view *v, const struct gw_sites *s,
 		out_puts(&o, s->nsites ? "\n]" : "]");
 		write_modules(&o, v, opt->format);
 		out_puts(&o, "}\n");
-	} else if (opt->format == GW_REPORT_TEXT && opt->stats) {
+	} else if (opt->format == GW_REPORT_TEXT && (opt->stats || opt->modules)) {
 		write_modules(&o, v, opt->format);
 	}
 	out_flush(&o);

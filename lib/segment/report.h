@@ -66,7 +66,8 @@ struct gw_report_opts {
 	uint64_t min_bytes;           /* drop sites with fewer bytes (after filtering) */
 	uint64_t older_than_ds;       /* only records at least this old; 0 = all */
 	enum gw_report_format format;
-	bool stats;                   /* text: write the stats header first */
+	bool stats;                   /* text: write the stats header first, the module list last */
+	bool modules;                 /* text: the module list (with build-ids) last, without stats too */
 	gw_symbolize_fn symbolize;    /* NULL: module+offset from the segment's module map */
 	void *sym_ctx;
 	const char *wrappers;         /* more allocation wrappers (gw_report_is_wrapper), or NULL */
