@@ -46,6 +46,19 @@ bool gw_next_init(void)
 				  "cannot find the next allocator (dlsym RTLD_NEXT); large requests will fail");
 		return false;
 	}
+	/*
+	 * Make the first call into the next allocator here, while gwmem's init
+	 * is serialised and (nearly always) only the main thread runs.  glibc
+	 * initialises malloc on its first call with an unsynchronised
+	 * "if (!__malloc_initialized) ptmalloc_init()", which also attaches
+	 * main_arena to the calling thread without counting it.  Without gwmem
+	 * the main thread always gets there first; with gwmem serving small
+	 * blocks from the pools, the first large request may come from several
+	 * threads at once: two of them then run ptmalloc_init, both hold
+	 * main_arena with attached_threads == 1, and the second to exit aborts
+	 * in __malloc_arena_thread_freeres ("a->attached_threads > 0").
+	 */
+	n.free(n.malloc(1));
 	gw_next = n;
 	__atomic_store_n(&next_ready, true, __ATOMIC_RELEASE);
 	return true;

@@ -91,7 +91,32 @@ check foreign "free/realloc/malloc_usable_size of __libc_malloc blocks" \
   test $rc -eq 0 -o $rc -eq 77
 
 # --- thread exit in the middle of traffic (bounded) ---------------------
+# glibc initialises its malloc on the first call, unsynchronised; two
+# threads making that first call at once both attach main_arena with one
+# count, and the second to exit aborts in __malloc_arena_thread_freeres
+# ("a->attached_threads > 0").  The preload makes that first call in its
+# own init.  Under gdb: the first call into glibc's malloc happens while the
+# process has one thread.
 envs=()
+if command -v gdb >/dev/null; then
+  gdb -q -batch -ex "set environment LD_PRELOAD=$preload" -ex 'set environment GWMEM_CONFIG=/dev/null' \
+    -ex 'break __libc_malloc' -ex run -ex 'info threads' -ex kill \
+    --args "$prog" xinit 8 >"$tmp/gdb.out" 2>&1
+  if grep -q 'Breakpoint 1, ' "$tmp/gdb.out"; then
+    threads=$(sed -n '/Target Id/,$p' "$tmp/gdb.out" | grep -cE '^[* ] +[0-9]+ +Thread')
+    check glibc-init "the first call into glibc's malloc is made with 1 thread (saw $threads)" \
+      test "$threads" -eq 1
+  else
+    echo "skip glibc-init: gdb could not run the program ($(tail -1 "$tmp/gdb.out"))"
+  fi
+else
+  echo "skip glibc-init: no gdb"
+fi
+n=0
+for i in $(seq 40); do
+  env LD_PRELOAD="$preload" "$prog" xinit 32 >"$tmp/out" 2>"$tmp/err" || { n=$((n + 1)); tail -1 "$tmp/err"; }
+done
+check xinit "40 runs of 32 threads making their first large malloc at once: no abort" test $n -eq 0
 for i in 1 2 3; do
   run "xexit-$i" xexit 6 24
   check "xexit-$i" "24 threads x 6 rounds exit mid-traffic, exit 0" test $rc -eq 0

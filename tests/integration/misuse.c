@@ -16,6 +16,9 @@
  *                              free/realloc/malloc_usable_size
  *   misuse xexit ROUNDS THREADS  threads hand each other blocks of 16 B to
  *                              600 KB and exit in the middle of the traffic
+ *   misuse xinit THREADS       THREADS threads make their first call into
+ *                              glibc's malloc (a large block) at the same
+ *                              moment, then exit
  */
 #include <errno.h>
 #include <malloc.h>
@@ -327,6 +330,38 @@ static int mode_xexit(int rounds, int threads)
 	return 0;
 }
 
+/* --- many threads making their first call into the next allocator at once --- */
+
+static int xi_go;
+
+static void *xi_worker(void *arg)
+{
+	while (!__atomic_load_n(&xi_go, __ATOMIC_ACQUIRE))
+		;
+	/* beyond the pools: the first call into glibc's malloc of this thread */
+	void *p = malloc(200000 + (uintptr_t)arg * 64);
+	if (p)
+		((char *)p)[0] = 1;
+	free(p);
+	return NULL;
+}
+
+static int mode_xinit(int threads)
+{
+	pthread_t th[256];
+
+	if (threads > 256)
+		threads = 256;
+	for (int i = 0; i < threads; i++)
+		if (pthread_create(&th[i], NULL, xi_worker, (void *)(uintptr_t)i) != 0)
+			return 2;
+	__atomic_store_n(&xi_go, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < threads; i++)
+		pthread_join(th[i], NULL);
+	printf("result: xinit %d threads\n", threads);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *m = argc > 1 ? argv[1] : "";
@@ -344,9 +379,11 @@ int main(int argc, char **argv)
 		return mode_realloc_interior();
 	if (!strcmp(m, "foreign"))
 		return mode_foreign();
+	if (!strcmp(m, "xinit"))
+		return mode_xinit(argc > 2 ? atoi(argv[2]) : 16);
 	if (!strcmp(m, "xexit"))
 		return mode_xexit(argc > 2 ? atoi(argv[2]) : 20, argc > 3 ? atoi(argv[3]) : 32);
 	fprintf(stderr, "usage: %s xdouble [ROUNDS] | stack | global | realloc-freed | "
-		"realloc-interior | foreign | xexit [ROUNDS THREADS]\n", argv[0]);
+		"realloc-interior | foreign | xexit [ROUNDS THREADS] | xinit [THREADS]\n", argv[0]);
 	return 2;
 }
