@@ -4,7 +4,8 @@
  *
  * At start one address range is reserved (PROT_NONE) and cut into one
  * region per class, each holding max_chunks chunk slots (fewer where the
- * address-space budget says so: 3 GiB targets get a smaller reservation).  A chunk is made
+ * address-space budget says so: 3 GiB targets get a smaller reservation,
+ * and so does a process under RLIMIT_AS, see pool_budget()).  A chunk is made
  * usable (mprotect) the first time a slot is needed and carved lazily, so
  * untouched blocks cost no memory.  A block's class follows from its
  * address (regions are equal powers of two), so blocks carry no header; a freed block holds
@@ -34,7 +35,9 @@
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "counters.h"
@@ -197,6 +200,39 @@ static void *reserve_aligned(size_t len, size_t align)
 	return base;
 }
 
+/*
+ * Address space the reservation may take.  A PROT_NONE reservation counts
+ * against RLIMIT_AS like any mapping, and whatever the pools hold back the
+ * next allocator cannot have: so under a limit the pools take at most a
+ * sixteenth of it (requests past a full class go to the next allocator),
+ * never "as much as mmap allows", which left glibc nothing.  On 32-bit
+ * targets the 3 GiB address space and the RAM bound it too: a reservation
+ * larger than half the RAM could never be backed anyway.
+ */
+static uint64_t pool_budget(void)
+{
+	uint64_t budget = sizeof(void *) == 8 ? (UINT64_C(64) << 30) : (UINT64_C(768) << 20);
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    (uint64_t)rl.rlim_cur / 16 < budget)
+		budget = (uint64_t)rl.rlim_cur / 16;
+	if (sizeof(void *) < 8) {
+		char buf[256];
+		ssize_t n = gw_os_read_file("/proc/meminfo", buf, sizeof(buf) - 1, true);
+		if (n > 0) {
+			buf[n] = '\0';
+			const char *p = strstr(buf, "MemTotal:");
+			if (p) {
+				uint64_t kib = strtoull(p + 9, NULL, 10);
+				if (kib && (kib << 10) / 2 < budget)
+					budget = (kib << 10) / 2;
+			}
+		}
+	}
+	return budget;
+}
+
 static void cache_destructor(void *arg);
 
 static unsigned cache_limit(size_t size)
@@ -216,8 +252,7 @@ int gw_pool_init(const struct gwmem_config *cfg)
 	uint32_t bpc = cfg->memory_pool.blocks_per_chunk;
 	uint32_t max_chunks = cfg->memory_pool.max_chunks;
 	unsigned ncls;
-	/* armhf and other 32-bit targets: keep the reservation well inside 3 GiB */
-	const uint64_t budget = sizeof(void *) == 8 ? (UINT64_C(64) << 30) : (UINT64_C(768) << 20);
+	const uint64_t budget = pool_budget();
 	const size_t page = gw_os_page_size();
 	unsigned shift;
 
@@ -228,19 +263,31 @@ int gw_pool_init(const struct gwmem_config *cfg)
 	ncls = gw_pool_size_class(max_block) + 1;
 	if (ncls > GW_POOL_MAX_CLASSES)
 		ncls = GW_POOL_MAX_CLASSES;
+	const unsigned ncls_cfg = ncls;
 
 	/* regions: max_chunks chunk slots each, all rounded to one power of two
 	 * (at most 2 GiB so offsets fit the 32-bit divisibility test), and the
-	 * whole reservation within the budget */
+	 * whole reservation within the budget; regions of 64 KiB at least,
+	 * fewer classes when even that is too much */
+	const uint64_t region_min = UINT64_C(1) << 16;
 	uint64_t region_max = UINT64_C(1) << 31;
-	while (region_max * ncls > budget && region_max > (UINT64_C(1) << 20))
+	while (region_max * ncls > budget && region_max > region_min)
 		region_max >>= 1;
+	if (region_max * ncls > budget) {
+		ncls = (unsigned)(budget / region_max);
+		if (ncls == 0) {
+			gw_log("the address-space limit leaves no room for the pools; serving everything "
+			       "from the next allocator");
+			return -ENOMEM;
+		}
+	}
 	const unsigned ncls_wanted = ncls;
 	uint64_t total;
 	void *base;
 
-	/* a refused reservation (RLIMIT_AS, strict overcommit) is retried with
-	 * regions half the size, down to 1 MiB: fewer chunks, still pools */
+	/* a refused reservation (strict overcommit, a fragmented or nearly
+	 * full address space) is retried with regions half the size, down to
+	 * 64 KiB: fewer chunks, still pools */
 	for (;;) {
 		uint64_t biggest = 0;
 		ncls = ncls_wanted;
@@ -268,7 +315,7 @@ int gw_pool_init(const struct gwmem_config *cfg)
 		base = total <= SIZE_MAX / 2 ? reserve_aligned((size_t)total, (size_t)1 << shift) : NULL;
 		if (base)
 			break;
-		if (region_max <= (UINT64_C(1) << 20)) {
+		if (region_max <= region_min) {
 			gw_count(mmap_failures);
 			gw_counters_event(GW_EVENT_MMAP_FAILED, false,
 					  "cannot reserve %llu MiB of address space for the pools; serving "
@@ -277,9 +324,9 @@ int gw_pool_init(const struct gwmem_config *cfg)
 		}
 		region_max >>= 1;
 	}
-	if (ncls < ncls_wanted || classes[ncls - 1].max_chunks < max_chunks)
-		gw_log("address space is limited: the pools reserve %llu MiB (%u classes; %u chunks "
-		       "for the largest)", (unsigned long long)(total >> 20), ncls,
+	if (ncls < ncls_cfg || classes[ncls - 1].max_chunks < max_chunks)
+		gw_log("address space is limited: the pools reserve %llu KiB (%u classes; %u chunks "
+		       "for the largest)", (unsigned long long)(total >> 10), ncls,
 		       classes[ncls - 1].max_chunks);
 
 	/* chunk metadata for every class, from one mapping */

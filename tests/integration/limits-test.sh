@@ -5,7 +5,7 @@
 # max_chunks.  Each case runs the whole malloc contract program under the
 # preload, which must pass, and checks the one diagnostic line or counter.
 #
-#   limits-test.sh PRELOAD CONTRACT GWMEM
+#   limits-test.sh PRELOAD CONTRACT GWMEM MISUSE
 set -u
 preload=$1 contract=$2 gwmem=${3:-}
 fail=0
@@ -52,6 +52,36 @@ if (ulimit -v 120000 && GWMEM_MEMORY_LEAK_DETECTION_ENABLED=false LD_PRELOAD="$p
   fi
 else
   echo "FAIL rlimit-small: sort under a 120 MB address-space limit"; cat "$tmp/err"; fail=1
+fi
+
+# 2b. an address-space limit leaves the program about as much memory as glibc
+#     gives it: the pools take a bounded share of RLIMIT_AS, not what is left
+misuse=${4:-}
+if [ -x "$misuse" ]; then
+  fill() {   # limit-kB, then env; prints the number of 1 MiB blocks obtained
+    (ulimit -v "$1"; shift; env "$@" "$misuse" fill 2>>"$tmp/err" | sed -n 's/.*blocks: //p')
+  }
+  : >"$tmp/err"
+  g=$(fill 80000)
+  u=$(fill 80000 LD_PRELOAD="$preload" GWMEM_MEMORY_LEAK_DETECTION_ENABLED=false)
+  t=$(fill 80000 LD_PRELOAD="$preload")
+  echo "info rlimit-share: ulimit -v 80000, 1 MiB blocks: glibc $g, gwmem untracked $u, tracked $t"
+  if [ -n "$g" ] && [ -n "$u" ] && [ $((u * 100)) -ge $((g * 90)) ] && [ $((t * 100)) -ge $((g * 75)) ]; then
+    echo "ok   rlimit-share: untracked >= 90% and tracked >= 75% of glibc's blocks"
+  else
+    echo "FAIL rlimit-share: too few blocks under the limit"; head -5 "$tmp/err"; fail=1
+  fi
+  # a limit far below the default reservation: the program still runs
+  for e in "GWMEM_MEMORY_LEAK_DETECTION_ENABLED=false" "GWMEM_LEAK_DETECTION_TRACKING_ENABLED=true"; do
+    if (ulimit -v 16000; env LD_PRELOAD="$preload" "$e" "$misuse" fill >"$tmp/out" 2>"$tmp/err") &&
+       (ulimit -v 16000; env LD_PRELOAD="$preload" "$e" sort -n "$tmp/in" | cmp -s - <(seq 20000)); then
+      echo "ok   rlimit-16000 ($e): $(cat "$tmp/out")"
+    else
+      echo "FAIL rlimit-16000 ($e): exit status or sort output"; tail -3 "$tmp/err"; fail=1
+    fi
+  done
+else
+  echo "skip rlimit-share: no misuse program"
 fi
 
 # 3. the segment directory does not exist: allocation goes on untracked

@@ -16,6 +16,8 @@
  *                              free/realloc/malloc_usable_size
  *   misuse xexit ROUNDS THREADS  threads hand each other blocks of 16 B to
  *                              600 KB and exit in the middle of the traffic
+ *   misuse fill [BYTES]        allocate BYTES-sized blocks until malloc
+ *                              fails; print how many (for RLIMIT_AS tests)
  *   misuse xinit THREADS       THREADS threads make their first call into
  *                              glibc's malloc (a large block) at the same
  *                              moment, then exit
@@ -362,6 +364,41 @@ static int mode_xinit(int threads)
 	return 0;
 }
 
+/* --- how much memory a program gets under an address-space limit ------------- */
+
+static int mode_fill(size_t block)
+{
+	void **list = NULL;
+	long n = 0;
+
+	/* a chain through the blocks themselves: no other allocation */
+	for (;;) {
+		void **p = malloc(block);
+		if (!p)
+			break;
+		memset(p, 1, block);
+		p[0] = list;
+		list = p;
+		n++;
+	}
+	long small = 0;
+	for (void **p = list; p && small < 1000; small++) {
+		/* small blocks still come from somewhere after large ones fail */
+		void *q = malloc(64);
+		if (!q)
+			break;
+		free(q);
+		p = p[0];
+	}
+	while (list) {
+		void **next = list[0];
+		free(list);
+		list = next;
+	}
+	printf("result: fill %zu-byte blocks: %ld\n", block, n);
+	return n > 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	const char *m = argc > 1 ? argv[1] : "";
@@ -379,11 +416,13 @@ int main(int argc, char **argv)
 		return mode_realloc_interior();
 	if (!strcmp(m, "foreign"))
 		return mode_foreign();
+	if (!strcmp(m, "fill"))
+		return mode_fill(argc > 2 ? (size_t)atol(argv[2]) : (size_t)1 << 20);
 	if (!strcmp(m, "xinit"))
 		return mode_xinit(argc > 2 ? atoi(argv[2]) : 16);
 	if (!strcmp(m, "xexit"))
 		return mode_xexit(argc > 2 ? atoi(argv[2]) : 20, argc > 3 ? atoi(argv[3]) : 32);
 	fprintf(stderr, "usage: %s xdouble [ROUNDS] | stack | global | realloc-freed | "
-		"realloc-interior | foreign | xexit [ROUNDS THREADS] | xinit [THREADS]\n", argv[0]);
+		"realloc-interior | foreign | xexit [ROUNDS THREADS] | xinit [THREADS] | fill [BYTES]\n", argv[0]);
 	return 2;
 }
