@@ -494,11 +494,12 @@ int gwmem_rc_unref(void *obj)
 	do {
 		if (gw_unlikely(old == 0))
 			return -EINVAL;
-	} while (!__atomic_compare_exchange_n(&h->strong, &old, old - 1, true, __ATOMIC_RELEASE,
+	/* acq_rel rather than release + an acquire fence on the last one: the
+	 * same instructions where it matters, and ThreadSanitizer models it */
+	} while (!__atomic_compare_exchange_n(&h->strong, &old, old - 1, true, __ATOMIC_ACQ_REL,
 					      __ATOMIC_RELAXED));
 	if (old != 1)
 		return 0;
-	__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	__atomic_store_n(&h->magic, RC_MAGIC_DEAD, __ATOMIC_RELEASE);
 	RC_STAT_ADD(destroyed, 1);
 	RC_STAT_ADD(bytes_destroyed, h->size);
@@ -898,7 +899,7 @@ int gwmem_weakcache_insert(struct gwmem_weakcache *wc, const void *key, size_t k
 		struct wc_entry *cur = *pp;
 
 		if (entry_match(cur, hash, key, keylen) || entry_dead(cur)) {
-			*pp = cur->next;
+			__atomic_store_n(pp, cur->next, __ATOMIC_RELAXED);
 			cur->next = dead;
 			dead = cur;
 			__atomic_fetch_sub(&wc->count, 1, __ATOMIC_RELAXED);
@@ -907,7 +908,7 @@ int gwmem_weakcache_insert(struct gwmem_weakcache *wc, const void *key, size_t k
 		}
 	}
 	e->next = wc->buckets[b];
-	wc->buckets[b] = e;
+	__atomic_store_n(&wc->buckets[b], e, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&wc->count, 1, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(wc_lock(wc, b));
 
@@ -939,7 +940,7 @@ void *gwmem_weakcache_get(struct gwmem_weakcache *wc, const void *key, size_t ke
 			continue;
 		obj = gwmem_rc_weak_upgrade((struct gwmem_rc_weak *)e->ref);
 		if (!obj) {
-			*pp = e->next;
+			__atomic_store_n(pp, e->next, __ATOMIC_RELAXED);
 			dead = e;
 			__atomic_fetch_sub(&wc->count, 1, __ATOMIC_RELAXED);
 		}
@@ -966,7 +967,7 @@ int gwmem_weakcache_remove(struct gwmem_weakcache *wc, const void *key, size_t k
 	pthread_mutex_lock(wc_lock(wc, b));
 	for (pp = &wc->buckets[b]; (e = *pp); pp = &e->next) {
 		if (entry_match(e, hash, key, keylen)) {
-			*pp = e->next;
+			__atomic_store_n(pp, e->next, __ATOMIC_RELAXED);
 			found = e;
 			__atomic_fetch_sub(&wc->count, 1, __ATOMIC_RELAXED);
 			break;
@@ -993,7 +994,7 @@ size_t gwmem_weakcache_purge(struct gwmem_weakcache *wc)
 		pthread_mutex_lock(wc_lock(wc, b));
 		for (pp = &wc->buckets[b]; (e = *pp);) {
 			if (entry_dead(e)) {
-				*pp = e->next;
+				__atomic_store_n(pp, e->next, __ATOMIC_RELAXED);
 				e->next = dead;
 				dead = e;
 				__atomic_fetch_sub(&wc->count, 1, __ATOMIC_RELAXED);
