@@ -2,11 +2,12 @@
 """Leak-suite driver: runs tests/leak/leaky under the preload library and
 checks what `gwmem` reports about it.
 
-    leak_test.py GWMEM PRELOAD LEAKY TEST [FIELDLEAK]
+    leak_test.py GWMEM PRELOAD LEAKY TEST [FIELDLEAK [MKSEG]]
 
 TEST is one of: sites, churn, sigusr1, corrupt, diff, million, commands,
-sysroot, debugdir, mismatch, fifo, fieldreport, wrappers (these use
-FIELDLEAK, an -O2 -g program without -rdynamic, often stripped).
+sysroot, debugdir, mismatch, fifo, fieldreport, wrappers, buildids (these
+use FIELDLEAK, an -O2 -g program without -rdynamic, often stripped), cross
+(also MKSEG: segments of an aarch64 and an armhf process).
 Every test works in its own temporary directory (segments and reports),
 starts its own target and stops it by pid.  Exit 0 = pass, 1 = fail,
 77 = skipped.
@@ -25,6 +26,7 @@ import time
 
 GWMEM, PRELOAD, LEAKY, TEST = sys.argv[1:5]
 FIELDLEAK = sys.argv[5] if len(sys.argv) > 5 else None
+MKSEG = sys.argv[6] if len(sys.argv) > 6 else None
 # the light CLI (-Dsymbolizer=disabled) prints module+offset+build-id only:
 # tests that need the CLI to name frames are skipped with it
 NAMES = "symbolizer none" not in subprocess.run([GWMEM, "--version"], stdout=subprocess.PIPE,
@@ -637,6 +639,78 @@ def test_buildids():
             check(p.returncode == 0 and "no symbolizer" in p.stderr, "light CLI and --sysroot: %s" % p.stderr)
     finally:
         check(t.stop() == 0, "target exit status")
+
+
+# (name, toolchain triplet, pointer bits, load bias of the program)
+CROSS = [("aarch64", "aarch64-linux-gnu", 64, 0x5500000000), ("armhf", "arm-linux-gnueabihf", 32, 0x400000)]
+CROSS_SIZES = {"leak_alpha": 300, "leak_beta": 700, "dup_one": 24, "dup_two": 40}
+
+
+def call_sites(objdump, path):
+    """The first call to malloc/calloc/strdup in each leak function: {function: file vaddr}."""
+    out, fn = {}, None
+    p = subprocess.run([objdump, "-d", "--no-show-raw-insn", path], stdout=subprocess.PIPE, text=True)
+    for line in p.stdout.splitlines():
+        m = re.match(r"^[0-9a-f]+ <(\w+)>:$", line)
+        if m:
+            fn = m.group(1)
+            continue
+        m = re.match(r"^\s*([0-9a-f]+):\s+blx?\s+[0-9a-f]+ <(malloc|calloc|strdup)@plt>", line)
+        if m and fn in CROSS_SIZES and fn not in out:
+            out[fn] = int(m.group(1), 16)
+    return out
+
+
+def test_cross():
+    """A segment of an aarch64 (and an armhf) process, read by this machine's CLI:
+    its program named with --sysroot (unstripped) and with --debug-dir (stripped
+    program, debug file found by build-id), at the exact lines.  The segment is
+    built by mkseg from the cross-compiled program's real call sites."""
+    need_names()
+    src = os.path.join(os.path.dirname(os.path.realpath(__file__)), "fieldleak.c")
+    lines = {}
+    for i, l in enumerate(open(src), 1):
+        m = re.search(r'printf\("SITE (\w+) %d\\n", __LINE__ \+ 2\)', l)
+        if m:
+            lines[m.group(1)] = i + 2
+    check(set(lines) == set(CROSS_SIZES), "SITE lines in fieldleak.c: %r" % lines)
+    ran = 0
+    for arch, triplet, bits, bias in CROSS:
+        tools = {t: shutil.which("%s-%s" % (triplet, t)) for t in ("gcc", "objdump", "objcopy", "strip")}
+        if not all(tools.values()) or not MKSEG:
+            print("%s: no %s toolchain, skipped" % (arch, triplet))
+            continue
+        root = os.path.join(TMP, "sysroot-" + arch)
+        dev = "/usr/bin/fieldleak"
+        full = root + dev
+        os.makedirs(os.path.dirname(full))
+        tool(tools["gcc"], "-O2", "-g", "-o", full, src)
+        bid = build_id(full)
+        calls = call_sites(tools["objdump"], full)
+        if not check(set(calls) == set(CROSS_SIZES) and bid, "%s: call sites %r, build-id %r" % (arch, calls, bid)):
+            continue
+        seg = os.path.join(TMP, arch + ".seg")
+        # return addresses: the instruction after each (4-byte) bl
+        stacks = ["%d:%x" % (CROSS_SIZES[fn], bias + calls[fn] + 4) for fn in sorted(calls)]
+        tool(MKSEG, seg, "foreign", str(bits), dev, "%x" % bias, "%x" % (bias + 0x100000), bid, *stacks)
+        want = {fn: (1, CROSS_SIZES[fn], {"fieldleak.c:%d" % lines[fn]}) for fn in CROSS_SIZES}
+        doc = gwmem_json("leaks", seg, "--older-than", "0", "--top", "0", "--json", "--sysroot", root)
+        if doc:
+            got = field_sites(doc)
+            check(got == want, "%s --sysroot: %r, want %r" % (arch, got, want))
+        # the stripped program, its debug info found by build-id
+        dbg = os.path.join(TMP, "debug-" + arch, ".build-id", bid[:2], bid[2:] + ".debug")
+        os.makedirs(os.path.dirname(dbg))
+        tool(tools["objcopy"], "--only-keep-debug", full, dbg)
+        tool(tools["strip"], "--strip-all", full)
+        doc = gwmem_json("leaks", seg, "--older-than", "0", "--top", "0", "--json", "--sysroot", root,
+                         "--debug-dir", os.path.join(TMP, "debug-" + arch))
+        if doc:
+            got = field_sites(doc)
+            check(got == want, "%s --debug-dir: %r, want %r" % (arch, got, want))
+        ran += 1
+    if not ran:
+        raise SystemExit(77)
 
 
 def test_wrappers():
