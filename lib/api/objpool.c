@@ -2,7 +2,7 @@
  * objpool.c - object pools of the public API (gwmem_objpool_*, gwmem_pooled_*).
  *
  * An object pool keeps built objects for reuse.  Memory comes from a
- * thread-safe fixed-block pool of its own (so it is mmap'd and an object
+ * thread-safe fixed-block pool of its own (so it is page-mapped and an object
  * pointer maps to a slot index in O(1)); a per-slot state byte says whether
  * the object is free memory, in use or idle, which makes a double put or a
  * foreign pointer a refused call instead of a corrupted pool.

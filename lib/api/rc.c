@@ -144,7 +144,7 @@ static void mem_free(void *p, uint32_t cls, size_t size)
 /* --- registries: large objects and rc pools ----------------------------- */
 
 /*
- * Large objects: an open-addressing set of header addresses (mmap'd, grown
+ * Large objects: an open-addressing set of header addresses (page-mapped, grown
  * by doubling, under one lock).  Lookups take the lock too: a resize must
  * not pull the table away from a reader.
  */

@@ -1,5 +1,9 @@
 /*
  * os.c - mmap, environment, clocks and file reads for lib/, without malloc.
+ * The one file of lib/ that calls mmap, mremap, mprotect, madvise or
+ * munmap: the pools, the segment, the readers and the API all map through
+ * here, so that a port or a change of policy (huge pages, MAP_NORESERVE,
+ * accounting) has one place to go.
  */
 #include "config.h"
 
@@ -57,6 +61,26 @@ void gw_os_unmap(void *p, size_t size)
 	int saved = errno;
 	(void)munmap(p, size);
 	errno = saved;
+}
+
+void *gw_os_map_shared(int fd, size_t size, bool writable, void *at)
+{
+	int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+	void *p = mmap(at, size, prot, MAP_SHARED | (at ? MAP_FIXED : 0), fd, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void *gw_os_map_anon_at(void *at, size_t size)
+{
+	void *p = mmap(at, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+int gw_os_remap_to(void *from, void *to, size_t size)
+{
+	return mremap(from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, to) == MAP_FAILED ? -errno : 0;
 }
 
 bool gw_os_secure(void)

@@ -1,11 +1,13 @@
 /*
  * os.h - the operating-system primitives lib/ uses, none of which allocate:
- * page mappings, environment lookup that works before libc is ready,
- * clocks, and small file reads into caller buffers.
+ * page mappings (the only place in lib/ that maps or unmaps memory),
+ * environment lookup that works before libc is ready, clocks, and small
+ * file reads into caller buffers.
  */
 #ifndef GW_OS_H
 #define GW_OS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -14,7 +16,14 @@
 
 size_t gw_os_page_size(void) GW_HIDDEN;
 
-/* Anonymous read-write mapping, or NULL (errno set). Counts failures. */
+/*
+ * Every mapping of lib/ is made here (mimalloc's prim.h idea: one OS
+ * contract).  Functions that return a pointer return NULL with errno set
+ * on failure; none of them counts failures (common/ has no state): the
+ * caller counts in its own counters (mmap_failures) where it has them.
+ */
+
+/* Anonymous private read-write mapping, or NULL (errno set). */
 void *gw_os_map(size_t size) GW_HIDDEN;
 /* Reserve address space only (PROT_NONE, MAP_NORESERVE), or NULL. */
 void *gw_os_reserve(size_t size) GW_HIDDEN;
@@ -22,7 +31,24 @@ void *gw_os_reserve(size_t size) GW_HIDDEN;
 int gw_os_commit(void *p, size_t size) GW_HIDDEN;
 /* Give the pages back to the OS; the range stays mapped and reads as zero. */
 void gw_os_decommit(void *p, size_t size) GW_HIDDEN;
+/* Unmap [p, p+size); errno is kept. */
 void gw_os_unmap(void *p, size_t size) GW_HIDDEN;
+
+/*
+ * The first size bytes of file fd, MAP_SHARED: read-write when writable,
+ * else read-only.  With at != NULL the mapping replaces whatever is mapped
+ * at [at, at+size) (MAP_FIXED) and lands there or fails.  Returns the
+ * address or NULL (errno set).  fd may be closed afterwards.
+ */
+void *gw_os_map_shared(int fd, size_t size, bool writable, void *at) GW_HIDDEN;
+/* Replace [at, at+size) by fresh private zero pages (MAP_FIXED); NULL (errno) on failure. */
+void *gw_os_map_anon_at(void *at, size_t size) GW_HIDDEN;
+/*
+ * Move the mapping [from, from+size) to 'to', replacing what is mapped
+ * there (mremap MREMAP_FIXED); from is unmapped afterwards.  Returns 0 or
+ * -errno (then both ranges are as they were).
+ */
+int gw_os_remap_to(void *from, void *to, size_t size) GW_HIDDEN;
 
 /*
  * getenv() that walks environ itself, so it works before libc finished

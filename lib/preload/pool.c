@@ -181,7 +181,7 @@ static inline bool chunk_empty(const struct gw_size_class *c, const struct chunk
  * The reservation starts on a multiple of the region size: then every block
  * of a region shares the address bits above region_shift (the fast path's
  * free-list link check relies on it), and power-of-two classes hand out
- * blocks aligned to their size (memalign and friends rely on that).  mmap
+ * blocks aligned to their size (memalign and friends rely on that).  A mapping
  * only promises a page, so reserve the slack and trim it.
  */
 static void *reserve_aligned(size_t len, size_t align)

@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -237,8 +236,8 @@ int gw_shm_create(struct gw_shm *s, const struct gwmem_config *cfg, bool trackin
 	err = reserve_blocks(fd, g.size);
 	if (err)
 		goto fail_unlink;
-	p = mmap(NULL, g.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (p == MAP_FAILED) {
+	p = gw_os_map_shared(fd, g.size, true, NULL);
+	if (!p) {
 		err = -errno;
 		goto fail_unlink;
 	}
@@ -305,18 +304,18 @@ static int write_all_at(int fd, const char *p, size_t len)
 /* Replace the shared mapping by a private copy at the same address. */
 static void detach_private(struct gw_shm *s)
 {
-	void *q = mmap(NULL, s->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *q = gw_os_map(s->size);
 
 	s->path[0] = '\0';
-	if (q == MAP_FAILED) {
+	if (!q) {
 		/* last resort: a private mapping of zeroes, so the parent's file is safe */
-		mmap(s->hdr, s->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+		(void)gw_os_map_anon_at(s->hdr, s->size);
 		return;
 	}
 	memcpy(q, s->hdr, s->size);
-	if (mremap(q, s->size, s->size, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)s->hdr) == MAP_FAILED) {
-		munmap(q, s->size);
-		mmap(s->hdr, s->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	if (gw_os_remap_to(q, s->hdr, s->size) < 0) {
+		gw_os_unmap(q, s->size);
+		(void)gw_os_map_anon_at(s->hdr, s->size);
 	}
 }
 
@@ -353,8 +352,8 @@ int gw_shm_fork_child(struct gw_shm *s)
 		err = write_all_at(fd, (const char *)h, s->size);
 	if (err)
 		goto fail_unlink;
-	p = mmap(h, s->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
-	if (p == MAP_FAILED) {
+	p = gw_os_map_shared(fd, s->size, true, h);
+	if (!p) {
 		err = -errno;
 		goto fail_unlink;
 	}

@@ -8,14 +8,13 @@
  * symbolization to a callback: dladdr in the preload, libdwfl in the CLI.
  *
  * The preload's reporter thread runs this, so nothing here may call malloc
- * or stdio: memory comes from mmap, output from a stack buffer + write(2).
+ * or stdio: memory comes from os.c, output from a stack buffer + write(2).
  */
 #include "config.h"
 
 #include <dlfcn.h>
 #include <errno.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "elfsym.h"
@@ -203,8 +202,8 @@ int gw_report_collect(const struct gw_view *v, const struct gw_report_opts *o, s
 	int err;
 
 	memset(out, 0, sizeof(*out));
-	c.agg = mmap(NULL, agg_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (c.agg == MAP_FAILED)
+	c.agg = gw_os_map(agg_size);
+	if (!c.agg)
 		return GW_VIEW_ERR_NOMEM;
 	c.nagg = (uint32_t)nagg;
 	c.now_ds = gw_view_now_ds(v);
@@ -229,8 +228,8 @@ int gw_report_collect(const struct gw_view *v, const struct gw_report_opts *o, s
 	out->nmatching = (uint32_t)nonempty;
 	uint64_t keep = o->top && o->top < nonempty ? o->top : nonempty;
 	out->map_size = keep ? (size_t)keep * sizeof(struct gw_site) : sizeof(struct gw_site);
-	out->map = mmap(NULL, out->map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (out->map == MAP_FAILED) {
+	out->map = gw_os_map(out->map_size);
+	if (!out->map) {
 		out->map = NULL;
 		err = GW_VIEW_ERR_NOMEM;
 		goto out;
@@ -260,7 +259,7 @@ int gw_report_collect(const struct gw_view *v, const struct gw_report_opts *o, s
 	out->sites = h;
 	out->nsites = n;
 out:
-	munmap(c.agg, agg_size);
+	gw_os_unmap(c.agg, agg_size);
 	if (err)
 		gw_report_sites_release(out);
 	return err;
@@ -269,7 +268,7 @@ out:
 void gw_report_sites_release(struct gw_sites *s)
 {
 	if (s->map)
-		munmap(s->map, s->map_size);
+		gw_os_unmap(s->map, s->map_size);
 	s->map = NULL;
 	s->sites = NULL;
 	s->nsites = 0;

@@ -3,7 +3,7 @@
  * (stack id), ranked by bytes, written to an fd as text, JSON or folded
  * stacks.  Shared by the preload's SIGUSR1 reporter (gw_report_self) and the
  * gwmem CLI.  Nothing here calls malloc or stdio: grouping arrays come from
- * mmap, output goes through a stack buffer and write(2).
+ * os.c, output goes through a stack buffer and write(2).
  *
  * Definitions:
  *  - site: the set of live records with one stack id; stack id 0 ("no

@@ -16,11 +16,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "os.h"
 #include "spin.h"
 #include "view.h"
 
@@ -196,9 +196,9 @@ int gw_view_open(struct gw_view *v, const char *path)
 		goto out;
 	}
 	v->size = (size_t)st.st_size;
-	void *p = mmap(NULL, v->size, PROT_READ, MAP_SHARED, fd, 0);
-	if (p == MAP_FAILED) {
-		err = fail(v, errno == ENOMEM ? GW_VIEW_ERR_NOMEM : GW_VIEW_ERR_IO, "mmap failed");
+	void *p = gw_os_map_shared(fd, v->size, false, NULL);
+	if (!p) {
+		err = fail(v, errno == ENOMEM ? GW_VIEW_ERR_NOMEM : GW_VIEW_ERR_IO, "cannot map the segment");
 		goto out;
 	}
 	v->base = p;
@@ -218,7 +218,7 @@ out:
 void gw_view_close(struct gw_view *v)
 {
 	if (v->mapped && v->base)
-		munmap((void *)v->base, v->size);
+		gw_os_unmap((void *)v->base, v->size);
 	v->base = NULL;
 	v->size = 0;
 	v->mapped = false;
@@ -282,8 +282,8 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 	if (h->nstripes == 0)
 		return GW_VIEW_OK;
 	scratch_size = (size_t)h->slots_per_stripe * sizeof(struct gwmem_shm_record);
-	scratch = mmap(NULL, scratch_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (scratch == MAP_FAILED)
+	scratch = gw_os_map(scratch_size);
+	if (!scratch)
 		return GW_VIEW_ERR_NOMEM;
 
 	const struct gwmem_shm_stripe *stripes = (const void *)(v->base + h->stripes_offset);
@@ -353,7 +353,7 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 			}
 		}
 	}
-	munmap(scratch, scratch_size);
+	gw_os_unmap(scratch, scratch_size);
 	return err;
 }
 

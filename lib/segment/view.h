@@ -10,7 +10,7 @@
  * checked.  Records are read through gw_view_snapshot(), which copies each
  * stripe under its seqlock and verifies the stripe's totals.
  *
- * Nothing here calls malloc or stdio: scratch memory comes from mmap.
+ * Nothing here calls malloc or stdio: scratch memory comes from os.c.
  */
 #ifndef GW_VIEW_H
 #define GW_VIEW_H
@@ -44,7 +44,7 @@ enum gw_view_error {
 struct gw_view {
 	const unsigned char *base;
 	size_t size;
-	bool mapped;                    /* base was mmapped by gw_view_open */
+	bool mapped;                    /* base was mapped by gw_view_open */
 	const char *why;                /* static text: what failed validation */
 	struct gwmem_shm_header hdr;    /* validated private copy */
 };
