@@ -12,7 +12,7 @@
 #include "shared.h"
 
 static const struct cmd *const commands[] = {
-	&cmd_ps, &cmd_stats, &cmd_leaks, &cmd_snapshot, &cmd_diff, &cmd_top, &cmd_report, &cmd_clean,
+	&cmd_ps, &cmd_stats, &cmd_leaks, &cmd_snapshot, &cmd_diff, &cmd_top, &cmd_report, &cmd_clean, &cmd_symbolize,
 };
 
 static void usage(FILE *f)

@@ -45,7 +45,7 @@ struct cmd {
 };
 
 extern const struct cmd cmd_ps, cmd_stats, cmd_leaks, cmd_snapshot, cmd_diff, cmd_top,
-	cmd_report, cmd_clean;
+	cmd_report, cmd_clean, cmd_symbolize;
 
 /* A resolved target: its segment (or snapshot file) opened and validated. */
 struct target {

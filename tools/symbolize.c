@@ -203,25 +203,24 @@ static const Dwfl_Callbacks callbacks = {
 	.section_address = dwfl_offline_section_address,
 };
 
-static Dwfl *report_modules(struct symbolizer *s)
+/* Find each module's files and report them to a new Dwfl; s->mods keeps them all. */
+static Dwfl *report_modules(struct symbolizer *s, const struct gwmem_shm_module *shm, int n,
+			    const char *exe)
 {
-	const struct gw_view *v = s->view;
-	uint32_t cap = v->hdr.modules_capacity;
-	struct gwmem_shm_module *shm;
 	struct mod_slot *slots;
-	int n, reported = 0;
+	int reported = 0;
 	Dwfl *d = NULL;
 
-	if (!cap)
+	if (n <= 0)
 		return NULL;
-	shm = calloc(cap, sizeof(*shm));
-	slots = calloc(cap, sizeof(*slots));
-	if (!shm || !slots)
-		goto out;
-	n = gw_view_modules(v, shm, cap);
+	slots = calloc((size_t)n, sizeof(*slots));
+	if (!slots)
+		return NULL;
+	s->mods = slots;
+	s->nmods = n;
 	d = dwfl_begin(&callbacks);
-	if (!d || n <= 0)
-		goto out;
+	if (!d)
+		return NULL;
 	dwfl_report_begin(d);
 	for (int i = 0; i < n; i++) {
 		struct mod_slot *slot = &slots[i];
@@ -231,9 +230,10 @@ static Dwfl *report_modules(struct symbolizer *s)
 
 		slot->s = s;
 		m->shm = shm[i];
+		m->shm.path[sizeof(m->shm.path) - 1] = '\0';
 		m->path = m->shm.path;
-		if (!m->path[0])
-			m->path = v->hdr.exe;   /* dl_iterate_phdr names the main program "" */
+		if (!m->path[0] && exe)
+			m->path = exe;          /* dl_iterate_phdr names the main program "" */
 		if (m->path[0] != '/')
 			continue;               /* linux-vdso.so.1 and the like */
 		switch (gw_elffile_find_module(&e, m->path, s->opts.sysroot, m->shm.build_id,
@@ -261,34 +261,41 @@ static Dwfl *report_modules(struct symbolizer *s)
 		reported++;
 	}
 	dwfl_report_end(d, NULL, NULL);
-	s->mods = slots;
-	s->nmods = n;
-	slots = NULL;
-out:
-	free(shm);
-	free(slots);
-	if (d && !reported) {
+	if (!reported) {
 		dwfl_end(d);
 		d = NULL;
 	}
 	return d;
 }
 
-struct symbolizer *symbolizer_new(const struct gw_view *v, const struct symbolize_opts *o)
+struct symbolizer *symbolizer_new_modules(const struct gwmem_shm_module *mods, int n, const char *exe,
+					  const struct symbolize_opts *o)
 {
 	struct symbolizer *s = calloc(1, sizeof(*s));
 	uint64_t t0;
 
 	if (!s)
 		return NULL;
-	s->view = v;
 	s->opts = *o;
 	s->budget_ns = (o->timeout_ds ? o->timeout_ds : SYMBOLIZE_DEFAULT_TIMEOUT_DS) * 100000000u;
 	s->cache = calloc(CACHE_SIZE, sizeof(*s->cache));
 	if (budget_enter(s, &t0)) {
-		s->dwfl = report_modules(s);
+		s->dwfl = report_modules(s, mods, n, exe);
 		budget_leave(s, t0);
 	}
+	return s;
+}
+
+struct symbolizer *symbolizer_new(const struct gw_view *v, const struct symbolize_opts *o)
+{
+	uint32_t cap = v->hdr.modules_capacity;
+	struct gwmem_shm_module *mods = cap ? calloc(cap, sizeof(*mods)) : NULL;
+	int n = mods ? gw_view_modules(v, mods, cap) : 0;
+	struct symbolizer *s = symbolizer_new_modules(mods, n, v->hdr.exe, o);
+
+	free(mods);
+	if (s)
+		s->view = v;
 	return s;
 }
 
@@ -312,8 +319,21 @@ static void lookup(struct symbolizer *s, uint64_t address, struct gw_frame_info 
 {
 	uint64_t t0;
 
-	/* module+offset from the segment first: it is what the process had mapped */
-	gw_report_symbolize_modules((void *)s->view, address, fi);
+	/* module+offset from the recorded map first: it is what the process had mapped */
+	if (s->view) {
+		gw_report_symbolize_modules((void *)s->view, address, fi);
+	} else {
+		memset(fi, 0, sizeof(*fi));
+		fi->address = address;
+		for (int i = 0; i < s->nmods && address; i++) {
+			const struct mod *m = &s->mods[i].m;
+			if (address - 1 >= m->shm.start && address - 1 < m->shm.end) {
+				copy(fi->module, sizeof(fi->module), m->path);
+				fi->offset = address - m->shm.bias;
+				break;
+			}
+		}
+	}
 	if (!s->dwfl || !address || !budget_enter(s, &t0))
 		return;
 

@@ -78,6 +78,9 @@ struct symbolizer;
 
 /* Never NULL unless out of memory; without debug information it still gives module+offset. */
 struct symbolizer *symbolizer_new(const struct gw_view *v, const struct symbolize_opts *o);
+/* The same from a module list (a saved report's): exe names a module whose path is "". */
+struct symbolizer *symbolizer_new_modules(const struct gwmem_shm_module *mods, int n, const char *exe,
+					  const struct symbolize_opts *o);
 void symbolizer_free(struct symbolizer *s);
 /* A gw_symbolize_fn: ctx is the struct symbolizer. */
 void symbolizer_frame(void *ctx, uint64_t address, struct gw_frame_info *out);

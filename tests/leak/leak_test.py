@@ -713,6 +713,49 @@ def test_cross():
         raise SystemExit(77)
 
 
+def test_symbolize():
+    """Reports copied off the device (the SIGUSR1 text, `gwmem report --json`, a
+    snapshot) are named on the host by `gwmem symbolize --sysroot`."""
+    need_names()
+    dev, full = field_setup()
+    t = FieldTarget(dev)
+    rjson = os.path.join(TMP, "report.json")
+    snap = os.path.join(TMP, "field.snap")
+    try:
+        text = report_of(t)
+        check("leak_alpha" not in text, "the stripped program's report names leak_alpha")
+        rtxt = os.path.join(TMP, "report.txt")
+        open(rtxt, "w").write(text)
+        p = gwmem("report", t.pid, "--json", "--no-symbols")
+        check(p.returncode == 0, "report --json: %s" % p.stderr)
+        open(rjson, "w").write(p.stdout)
+        check(gwmem("snapshot", t.pid, "-o", snap).returncode == 0, "snapshot")
+    finally:
+        check(t.stop() == 0, "target exit status")
+    root = os.path.join(TMP, "sysroot")
+    # a sysroot holds the device's libc too: strdup is then known as a wrapper
+    doc = json.load(open(rjson))
+    for m in doc["modules"]:
+        if "/libc.so" in m["path"] and os.path.isfile(m["path"]):
+            os.makedirs(os.path.dirname(root + m["path"]), exist_ok=True)
+            shutil.copy(m["path"], root + m["path"])
+    p = gwmem("symbolize", rtxt, "--sysroot", root)
+    check(p.returncode == 0, "symbolize text: %s" % p.stderr)
+    for fn in FIELD_SITES:
+        check(re.search(r"\] +in %s \(fieldleak\.c:%d\)\n" % (fn, t.lines[fn]), p.stdout),
+              "symbolize text: no site named %s (fieldleak.c:%d): %s" % (fn, t.lines[fn], p.stdout[:3000]))
+    doc = gwmem_json("symbolize", rjson, "--sysroot", root, "--json")
+    if doc:
+        check_field_names(doc, t.lines, "symbolize JSON")
+        check(any(m["path"] == dev and m["build_id"] == build_id(full) for m in doc["modules"]),
+              "symbolize JSON keeps the module list")
+    doc = gwmem_json("symbolize", snap, "--sysroot", root, "--json")
+    if doc:
+        check_field_names(doc, t.lines, "symbolize snapshot")
+    p = gwmem("symbolize", os.path.join(TMP, "sysroot") + dev)
+    check(p.returncode == 5, "symbolize of an ELF file: exit %d" % p.returncode)
+
+
 def test_wrappers():
     """Two strdup callers are two sites in labels, top, diff, folded and the report."""
     need_names()
