@@ -604,7 +604,9 @@ struct gwmem_heap_options {
 	void *memory;                   /**< arena provided by the caller, or NULL to map one */
 	size_t size;                    /**< arena bytes (required) */
 	size_t max_handles;             /**< live blocks at most; 0 = size / 64 */
-	double fragmentation_threshold; /**< compact on a failed alloc above this; 0 = 0.3 */
+	double fragmentation_threshold; /**< compact on a failed alloc above this fragmentation (0..1);
+					 *   0 = always (whenever the free space would fit the request);
+					 *   negative = the default, 0.3 */
 	unsigned flags;                 /**< GWMEM_HEAP_* */
 	const char *name;               /**< shown in leak reports ("heap:<name>"); may be NULL */
 };
@@ -622,6 +624,8 @@ struct gwmem_heap_info {
 	uint64_t compactions;     /**< compactions run */
 	uint64_t bytes_moved;     /**< bytes moved by compaction */
 	uint64_t stale_handles;   /**< calls refused for a stale, freed or foreign handle */
+	size_t peak_used_memory;  /**< high-water mark of used_memory since creation, to size the arena */
+	size_t peak_used_regions; /**< high-water mark of used_regions since creation */
 };
 
 /**
@@ -641,6 +645,17 @@ GWMEM_EXPORT void gwmem_heap_destroy(struct gwmem_heap *heap);
  * @return a handle, or GWMEM_HANDLE_NULL with errno ENOMEM (or EINVAL for size 0)
  */
 GWMEM_EXPORT gwmem_handle_t gwmem_heap_alloc(struct gwmem_heap *heap, size_t size);
+
+/**
+ * Resize a block, keeping its handle and its contents (up to the smaller
+ * size).  Shrinks in place; grows in place when the next block is free and
+ * large enough, else moves the block (compacting first if the heap's policy
+ * says so).  A pinned block never moves: growing it needs the room after it.
+ * @return 0; -EINVAL (size 0 or no heap); -ESTALE for a freed or invalid
+ *         handle; -EBUSY if the block is pinned and cannot grow in place;
+ *         -ENOMEM if no room was found (the block is then unchanged)
+ */
+GWMEM_EXPORT int gwmem_heap_realloc(struct gwmem_heap *heap, gwmem_handle_t h, size_t size);
 
 /**
  * Free a block.

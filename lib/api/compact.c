@@ -91,6 +91,8 @@ struct gwmem_heap {
 	uint64_t compactions;
 	uint64_t bytes_moved;
 	uint64_t stale;
+	size_t peak_used_gran;    /* high-water marks, to size the arena */
+	size_t peak_used;
 };
 
 static inline struct blk *at(const struct gwmem_heap *hp, uint32_t off)
@@ -309,7 +311,8 @@ struct gwmem_heap *gwmem_heap_create(const struct gwmem_heap_options *opts)
 	hp->arena = arena;
 	hp->ngran = (uint32_t)(size / GRANULE);
 
-	hp->threshold = opts->fragmentation_threshold > 0 ? opts->fragmentation_threshold : 0.3;
+	/* 0 means "compact whenever it can help"; negative means the default */
+	hp->threshold = opts->fragmentation_threshold >= 0 ? opts->fragmentation_threshold : 0.3;
 	hp->auto_compact = !(opts->flags & GWMEM_HEAP_NO_AUTO_COMPACT);
 	if (opts->flags & GWMEM_HEAP_CONFIG) {
 		struct gwmem_config cfg;
@@ -414,6 +417,69 @@ int gwmem_heap_compact(struct gwmem_heap *hp)
 
 /* --- alloc / free ------------------------------------------------------- */
 
+/* A free block of at least g granules, compacting first when allowed and
+ * fragmentation is above the threshold (0: whenever free space would do). */
+static uint32_t fit_or_compact(struct gwmem_heap *hp, uint32_t g)
+{
+	uint32_t off = find_fit(hp, g);
+
+	if (off == NONE && hp->auto_compact && hp->free_gran >= g &&
+	    (hp->threshold <= 0 || fragmentation(hp) > hp->threshold)) {
+		compact_locked(hp);
+		off = find_fit(hp, g);
+	}
+	return off;
+}
+
+/* Block 'off' (taken out of its bin, or used) keeps g granules; the rest,
+ * if it can stand alone, becomes a free block. */
+static void split(struct gwmem_heap *hp, uint32_t off, uint32_t g)
+{
+	struct blk *b = at(hp, off);
+
+	if (b->size - g >= MIN_BLOCK) {
+		uint32_t rest = b->size - g;
+
+		b->size = g;
+		at(hp, off + g)->size = rest;
+		at(hp, off + g)->prev = g;
+		fix_next_prev(hp, off + g, rest);
+		bin_insert(hp, off + g);
+	}
+}
+
+/* Turn block 'off' (not in any bin) into a free block, merged with free neighbours. */
+static void release(struct gwmem_heap *hp, uint32_t off)
+{
+	struct blk *b = at(hp, off);
+	uint32_t size = b->size;
+
+	if (off + size < hp->ngran && (at(hp, off + size)->flags & BLK_FREE)) {
+		uint32_t nsz = at(hp, off + size)->size;
+
+		bin_remove(hp, off + size);
+		size += nsz;
+	}
+	if (b->prev && (at(hp, off - b->prev)->flags & BLK_FREE)) {
+		uint32_t p = off - b->prev;
+
+		bin_remove(hp, p);
+		size += at(hp, p)->size;
+		off = p;
+	}
+	at(hp, off)->size = size;
+	fix_next_prev(hp, off, size);
+	bin_insert(hp, off);
+}
+
+static void note_peak(struct gwmem_heap *hp)
+{
+	if (hp->used_gran > hp->peak_used_gran)
+		hp->peak_used_gran = hp->used_gran;
+	if (hp->nused > hp->peak_used)
+		hp->peak_used = hp->nused;
+}
+
 gwmem_handle_t gwmem_heap_alloc(struct gwmem_heap *hp, size_t size)
 {
 	uint32_t g, off, idx;
@@ -436,25 +502,12 @@ gwmem_handle_t gwmem_heap_alloc(struct gwmem_heap *hp, size_t size)
 	pthread_mutex_lock(&hp->lock);
 	if (hp->free_slot == NONE)
 		goto nomem;
-	off = find_fit(hp, g);
-	if (off == NONE && hp->auto_compact && hp->free_gran >= g &&
-	    fragmentation(hp) > hp->threshold) {
-		compact_locked(hp);
-		off = find_fit(hp, g);
-	}
+	off = fit_or_compact(hp, g);
 	if (off == NONE)
 		goto nomem;
 
 	b = at(hp, off);
-	if (b->size - g >= MIN_BLOCK) {
-		uint32_t rest = b->size - g;
-
-		b->size = g;
-		at(hp, off + g)->size = rest;
-		at(hp, off + g)->prev = g;
-		fix_next_prev(hp, off + g, rest);
-		bin_insert(hp, off + g);
-	}
+	split(hp, off, g);
 	idx = hp->free_slot;
 	s = &hp->slots[idx];
 	hp->free_slot = s->off;
@@ -466,6 +519,7 @@ gwmem_handle_t gwmem_heap_alloc(struct gwmem_heap *hp, size_t size)
 	b->flags = 0;
 	hp->used_gran += b->size;
 	hp->nused++;
+	note_peak(hp);
 	h = ((gwmem_handle_t)s->gen << 32) | (idx + 1);
 	pthread_mutex_unlock(&hp->lock);
 	GW_HOOK_ALLOC(s, size, hp->tag);
@@ -507,27 +561,88 @@ int gwmem_heap_free(struct gwmem_heap *hp, gwmem_handle_t h)
 		s->gen = 1;
 	s->off = hp->free_slot;
 	hp->free_slot = idx;
-
-	/* Coalesce with the next and the previous block. */
-	if (off + size < hp->ngran && (at(hp, off + size)->flags & BLK_FREE)) {
-		uint32_t nsz = at(hp, off + size)->size;
-
-		bin_remove(hp, off + size);
-		size += nsz;
-	}
-	if (b->prev && (at(hp, off - b->prev)->flags & BLK_FREE)) {
-		uint32_t p = off - b->prev;
-
-		bin_remove(hp, p);
-		size += at(hp, p)->size;
-		off = p;
-	}
-	at(hp, off)->size = size;
-	fix_next_prev(hp, off, size);
-	bin_insert(hp, off);
+	(void)b;
+	release(hp, off);
 	pthread_mutex_unlock(&hp->lock);
 	GW_HOOK_FREE(s);
 	return 0;
+}
+
+int gwmem_heap_realloc(struct gwmem_heap *hp, gwmem_handle_t h, size_t size)
+{
+	uint32_t g, off, cur, noff;
+	struct slot *s;
+	int ret = 0;
+
+	if (!hp || size == 0)
+		return -EINVAL;
+	if (size > (size_t)hp->ngran * GRANULE)
+		return -ENOMEM;
+	g = (uint32_t)((size + GRANULE - 1) / GRANULE + 1);
+	if (g < MIN_BLOCK)
+		g = MIN_BLOCK;
+	pthread_mutex_lock(&hp->lock);
+	s = lookup(hp, h);
+	if (!s) {
+		ret = -ESTALE;
+		goto out;
+	}
+	off = s->off;
+	cur = at(hp, off)->size;
+	if (g <= cur) {
+		/* Shrink in place; the tail joins the free block after it. */
+		if (cur - g >= MIN_BLOCK) {
+			at(hp, off)->size = g;
+			at(hp, off + g)->size = cur - g;
+			at(hp, off + g)->prev = g;
+			at(hp, off + g)->flags = 0;
+			fix_next_prev(hp, off + g, cur - g);
+			release(hp, off + g);
+			hp->used_gran -= cur - g;
+		}
+		goto done;
+	}
+	if (off + cur < hp->ngran && (at(hp, off + cur)->flags & BLK_FREE) &&
+	    cur + at(hp, off + cur)->size >= g) {
+		/* Grow in place into the free block that follows. */
+		uint32_t nsz = at(hp, off + cur)->size;
+
+		bin_remove(hp, off + cur);
+		at(hp, off)->size = cur + nsz;
+		fix_next_prev(hp, off, cur + nsz);
+		split(hp, off, g);
+		hp->used_gran += at(hp, off)->size - cur;
+		goto done;
+	}
+	if (s->pins) {
+		ret = -EBUSY;
+		goto out;
+	}
+	/* Move: a compaction may slide this very block, so read its offset after. */
+	noff = fit_or_compact(hp, g);
+	if (noff == NONE) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	off = s->off;
+	cur = at(hp, off)->size;
+	/* find_fit() took noff out of its bin; keep its header, copy the payload */
+	split(hp, noff, g);
+	memcpy(at(hp, noff) + 1, at(hp, off) + 1, (size_t)(cur - 1) * GRANULE);
+	at(hp, noff)->flags = 0;
+	at(hp, noff)->slot = (uint32_t)(s - hp->slots) + 1;
+	s->off = noff;
+	hp->used_gran += at(hp, noff)->size;
+	hp->used_gran -= cur;
+	at(hp, off)->flags = 0;
+	release(hp, off);
+	hp->bytes_moved += (size_t)cur * GRANULE;
+done:
+	s->size = size;
+	note_peak(hp);
+out:
+	pthread_mutex_unlock(&hp->lock);
+	return ret;
 }
 
 void *gwmem_heap_pin(struct gwmem_heap *hp, gwmem_handle_t h)
@@ -608,6 +723,8 @@ int gwmem_heap_info(struct gwmem_heap *hp, struct gwmem_heap_info *out)
 	out->compactions = hp->compactions;
 	out->bytes_moved = hp->bytes_moved;
 	out->stale_handles = hp->stale;
+	out->peak_used_memory = hp->peak_used_gran * GRANULE;
+	out->peak_used_regions = hp->peak_used;
 	pthread_mutex_unlock(&hp->lock);
 	return 0;
 }

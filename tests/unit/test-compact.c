@@ -2,6 +2,7 @@
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -344,6 +345,124 @@ START_TEST(test_heap_threads)
 }
 END_TEST
 
+static void fill(struct gwmem_heap *hp, gwmem_handle_t h, size_t n, unsigned char seed)
+{
+	unsigned char *p = gwmem_heap_pin(hp, h);
+
+	for (size_t i = 0; i < n; i++)
+		p[i] = (unsigned char)(seed + i);
+	gwmem_heap_unpin(hp, h);
+}
+
+static bool check_fill(struct gwmem_heap *hp, gwmem_handle_t h, size_t n, unsigned char seed)
+{
+	unsigned char *p = gwmem_heap_pin(hp, h);
+	bool ok = true;
+
+	for (size_t i = 0; i < n && ok; i++)
+		ok = p[i] == (unsigned char)(seed + i);
+	gwmem_heap_unpin(hp, h);
+	return ok;
+}
+
+START_TEST(test_heap_realloc)
+{
+	static _Alignas(16) unsigned char arena[8192];
+	struct gwmem_heap *hp = mk(arena, sizeof(arena), GWMEM_HEAP_NO_AUTO_COMPACT);
+	struct gwmem_heap_info in;
+	gwmem_handle_t a, b, c;
+
+	a = gwmem_heap_alloc(hp, 100);
+	b = gwmem_heap_alloc(hp, 100);
+	fill(hp, a, 100, 1);
+	fill(hp, b, 100, 2);
+	/* shrink in place: the tail becomes free space */
+	ck_assert_int_eq(gwmem_heap_realloc(hp, a, 40), 0);
+	ck_assert_uint_eq(gwmem_heap_size(hp, a), 40);
+	ck_assert(check_fill(hp, a, 40, 1));
+	gwmem_heap_info(hp, &in);
+	ck_assert_uint_eq(in.used_memory, 64 + 128);
+	/* grow in place into that tail */
+	ck_assert_int_eq(gwmem_heap_realloc(hp, a, 100), 0);
+	ck_assert(check_fill(hp, a, 40, 1));
+	gwmem_heap_info(hp, &in);
+	ck_assert_uint_eq(in.used_memory, 256);
+	ck_assert_uint_eq(in.bytes_moved, 0);
+	fill(hp, a, 100, 1);
+	/* grow past b: the block moves, the handle stays */
+	ck_assert_int_eq(gwmem_heap_realloc(hp, a, 1000), 0);
+	ck_assert_uint_eq(gwmem_heap_size(hp, a), 1000);
+	ck_assert(check_fill(hp, a, 100, 1));
+	ck_assert(check_fill(hp, b, 100, 2));
+	gwmem_heap_info(hp, &in);
+	ck_assert_uint_eq(in.used_memory, 1024 + 128);
+	ck_assert_uint_eq(in.used_regions, 2);
+	ck_assert_uint_eq(in.free_memory + in.used_memory, sizeof(arena));
+	/* a pinned block grows only in place */
+	c = gwmem_heap_alloc(hp, 16);
+	ck_assert_ptr_nonnull(gwmem_heap_pin(hp, b));
+	ck_assert_int_eq(gwmem_heap_realloc(hp, b, 4000), -EBUSY);
+	ck_assert_int_eq(gwmem_heap_realloc(hp, b, 50), 0);
+	ck_assert_int_eq(gwmem_heap_unpin(hp, b), 0);
+	/* misuse and limits */
+	ck_assert_int_eq(gwmem_heap_realloc(hp, a, 0), -EINVAL);
+	ck_assert_int_eq(gwmem_heap_realloc(hp, a, 100000), -ENOMEM);
+	ck_assert_int_eq(gwmem_heap_realloc(hp, a, 8000), -ENOMEM);
+	ck_assert(check_fill(hp, a, 100, 1));
+	ck_assert_int_eq(gwmem_heap_free(hp, c), 0);
+	ck_assert_int_eq(gwmem_heap_realloc(hp, c, 10), -ESTALE);
+	ck_assert_int_eq(gwmem_heap_free(hp, a), 0);
+	ck_assert_int_eq(gwmem_heap_free(hp, b), 0);
+	gwmem_heap_info(hp, &in);
+	ck_assert_uint_eq(in.free_memory, sizeof(arena));
+	ck_assert_uint_eq(in.free_blocks, 1);
+	/* high-water marks stay */
+	ck_assert_uint_eq(in.peak_used_regions, 3);
+	ck_assert_uint_ge(in.peak_used_memory, 1024 + 128 + 32);
+	gwmem_heap_destroy(hp);
+}
+END_TEST
+
+/* fragmentation_threshold 0 compacts whenever the free space would fit. */
+START_TEST(test_heap_threshold_zero_always)
+{
+	static _Alignas(16) unsigned char arena[4096];
+	struct gwmem_heap_options o = {.memory = arena, .size = sizeof(arena), .fragmentation_threshold = 0};
+	struct gwmem_heap_info in;
+	gwmem_handle_t h[16], big;
+	struct gwmem_heap *hp;
+
+	for (int pass = 0; pass < 2; pass++) {
+		/* pass 0: threshold 0 (always); pass 1: 0.99 (never at this fragmentation) */
+		o.fragmentation_threshold = pass ? 0.99 : 0;
+		hp = gwmem_heap_create(&o);
+		for (int i = 0; i < 16; i++)
+			h[i] = gwmem_heap_alloc(hp, 240);
+		/* 14 holes of 256 bytes freed around the two kept: no hole fits 1 KiB */
+		for (int i = 0; i < 16; i++)
+			if (i != 3 && i != 9)
+				gwmem_heap_free(hp, h[i]);
+		gwmem_heap_info(hp, &in);
+		ck_assert(in.fragmentation > 0 && in.fragmentation < 0.99);
+		big = gwmem_heap_alloc(hp, 2500);
+		gwmem_heap_info(hp, &in);
+		if (pass == 0) {
+			ck_assert_uint_ne(big, GWMEM_HANDLE_NULL);
+			ck_assert_uint_eq(in.compactions, 1);
+		} else {
+			ck_assert_uint_eq(big, GWMEM_HANDLE_NULL);
+			ck_assert_uint_eq(in.compactions, 0);
+		}
+		gwmem_heap_destroy(hp);
+	}
+	/* negative: the default 0.3 */
+	o.fragmentation_threshold = -1;
+	hp = gwmem_heap_create(&o);
+	ck_assert_ptr_nonnull(hp);
+	gwmem_heap_destroy(hp);
+}
+END_TEST
+
 static Suite *suite_compact(void)
 {
 	Suite *s = suite_create("compact");
@@ -353,6 +472,8 @@ static Suite *suite_compact(void)
 	tcase_add_test(tc, test_heap_stale_handles);
 	tcase_add_test(tc, test_heap_pinned_during_compaction);
 	tcase_add_test(tc, test_heap_auto_compact);
+	tcase_add_test(tc, test_heap_realloc);
+	tcase_add_test(tc, test_heap_threshold_zero_always);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("rounds");
 	tcase_set_timeout(tc, 120);
