@@ -10,7 +10,9 @@
  *  - types are opaque (struct gwmem_xxx) and come in create/destroy pairs;
  *  - functions returning int return 0 on success or a negative errno value;
  *  - functions returning a pointer return NULL and set errno on failure;
- *  - nothing here keeps global state the caller cannot see.
+ *  - process-wide state is limited to what the caller can read: the rc
+ *    statistics (gwmem_rc_stats()) and the registry of tracked pools
+ *    (gwmem_track_totals()).
  *
  * This header compiles alone as C99 and as C++.
  */
@@ -36,6 +38,17 @@ extern "C" {
 #define GWMEM_VERSION_PATCH 0
 /** Version as one integer: major * 10000 + minor * 100 + patch. */
 #define GWMEM_VERSION (GWMEM_VERSION_MAJOR * 10000 + GWMEM_VERSION_MINOR * 100 + GWMEM_VERSION_PATCH)
+
+/**
+ * Version of the library loaded at run time, encoded like GWMEM_VERSION
+ * (compare the two to detect a header/library mismatch).
+ */
+GWMEM_EXPORT int gwmem_version(void);
+
+/**
+ * Version of the library loaded at run time as "MAJOR.MINOR.PATCH" (static storage).
+ */
+GWMEM_EXPORT const char *gwmem_version_string(void);
 
 /* ------------------------------------------------------------------------ */
 /* Configuration                                                            */
@@ -171,6 +184,7 @@ struct gwmem_fixpool;
 #define GWMEM_FIXPOOL_ZERO        (1u << 1) /**< blocks are zeroed when handed out */
 #define GWMEM_FIXPOOL_QUIET       (1u << 2) /**< do not log the first misuse on stderr */
 #define GWMEM_FIXPOOL_CONFIG      (1u << 3) /**< zero blocks_per_chunk / max_chunks come from gwmem_config_load() */
+#define GWMEM_FIXPOOL_TRACK       (1u << 4) /**< record live blocks with their backtrace and age (gwmem_track_leaks()) */
 
 /** Parameters of gwmem_fixpool_create().  Zero fields take the defaults. */
 struct gwmem_fixpool_options {
@@ -179,7 +193,8 @@ struct gwmem_fixpool_options {
 	size_t max_chunks;        /**< chunks at most; 0 = 100 (or [memory_pool] max_chunks) */
 	size_t alignment;         /**< power of two, raised to at least sizeof(void *); 0 = 16, or less for blocks smaller than 16 */
 	unsigned flags;           /**< GWMEM_FIXPOOL_* */
-	const char *name;         /**< shown in leak reports ("fixpool:<name>"); may be NULL */
+	const char *name;         /**< shown in leak reports ("fixpool:<name>"); may be NULL.  Copied at
+				   *   creation (up to 31 bytes): the string need not outlive the call */
 };
 
 /** Counters of a fixed-block pool (gwmem_fixpool_stats()). */
@@ -280,7 +295,9 @@ struct gwmem_objpool_options {
 	gwmem_obj_fn reset;        /**< optional, called on put when reset_on_return */
 	gwmem_obj_fn destroy;      /**< optional destructor, called before the memory is released */
 	void *arg;                 /**< passed to the callbacks */
-	const char *name;          /**< shown in leak reports ("objpool:<name>"); may be NULL */
+	const char *name;          /**< shown in leak reports ("objpool:<name>"); may be NULL.  Copied at
+				    *   creation (up to 31 bytes): the string need not outlive the call */
+	bool track;                /**< record objects in use with their backtrace and age (gwmem_track_leaks()) */
 };
 
 /** Counters of an object pool. */
@@ -578,6 +595,162 @@ GWMEM_EXPORT void *gwmem_rcpool_get(struct gwmem_rcpool *rp);
 GWMEM_EXPORT int gwmem_rcpool_stats(struct gwmem_rcpool *rp, struct gwmem_objpool_stats *out);
 
 /* ------------------------------------------------------------------------ */
+/* Byte-buffer pool                                                         */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * A thread-safe pool of byte buffers in power-of-two size classes from
+ * min_size to max_size (each class a fixed-block pool of its own).  A get
+ * asks for a minimum capacity and receives the smallest class that holds it
+ * (the next larger one if that class is full); a put clears the bytes the
+ * buffer held and gives it back.  Foreign and doubly-put buffers are refused
+ * and counted.
+ */
+struct gwmem_bufpool;
+
+/** A buffer from a pool: write data[0..cap), keep len = bytes used. */
+struct gwmem_bytebuf {
+	unsigned char *data;       /**< the buffer, NULL when not held */
+	size_t len;                /**< bytes in use; cleared on put (0 after gwmem_bufpool_get()) */
+	size_t cap;                /**< capacity (the size class) */
+};
+
+/** gwmem_bufpool_options.flags */
+#define GWMEM_BUFPOOL_ZERO_ALL (1u << 0) /**< a put zeroes the whole capacity, not only the first len bytes */
+#define GWMEM_BUFPOOL_TRACK    (1u << 1) /**< record buffers in use with backtrace and age (gwmem_track_leaks()) */
+
+/** Parameters of gwmem_bufpool_create().  Zero fields take the defaults. */
+struct gwmem_bufpool_options {
+	size_t min_size;           /**< smallest class in bytes (rounded up to a power of two, >= 16); 0 = 64 */
+	size_t max_size;           /**< largest class (power of two, <= 16 MiB); 0 = 65536 */
+	size_t max_buffers;        /**< buffers per class at most; 0 = 1024 */
+	unsigned flags;            /**< GWMEM_BUFPOOL_* */
+	const char *name;          /**< shown in leak reports; copied (up to 31 bytes); may be NULL */
+};
+
+#define GWMEM_BUFPOOL_MAX_CLASSES 21
+
+/** Counters of a buffer pool. */
+struct gwmem_bufpool_stats {
+	uint64_t gets;             /**< successful gets */
+	uint64_t puts;             /**< successful puts */
+	uint64_t failed_gets;      /**< gets refused (-ENOMEM, -EMSGSIZE) */
+	uint64_t invalid_puts;     /**< puts refused (foreign buffer, put twice) */
+	uint64_t in_use;           /**< buffers held now, all classes */
+	uint64_t bytes_reserved;   /**< bytes of committed chunks, all classes */
+	unsigned nclasses;         /**< entries of cls[] in use */
+	struct {
+		size_t capacity;       /**< bytes per buffer of this class */
+		uint64_t in_use;       /**< buffers held now */
+		uint64_t idle;         /**< committed buffers not held */
+		uint64_t peak_in_use;  /**< high-water mark of in_use (see gwmem_fixpool_stats) */
+	} cls[GWMEM_BUFPOOL_MAX_CLASSES];
+};
+
+/**
+ * Create a buffer pool.  Address space for max_buffers buffers per class is
+ * reserved; memory is committed in chunks of about 64 KiB as buffers are used.
+ * @return the pool, or NULL with errno EINVAL (min_size > max_size, too many
+ *         classes) or ENOMEM
+ */
+GWMEM_EXPORT struct gwmem_bufpool *gwmem_bufpool_create(const struct gwmem_bufpool_options *opts);
+
+/**
+ * Destroy a buffer pool; buffers still held die with it.
+ */
+GWMEM_EXPORT void gwmem_bufpool_destroy(struct gwmem_bufpool *bp);
+
+/**
+ * Get a buffer of at least @p min_capacity bytes into @p out (len = 0).
+ * A buffer is zeroed when first used; a reused one holds zeros where the
+ * previous holder's len covered (all of it with GWMEM_BUFPOOL_ZERO_ALL).
+ * @return 0; -EINVAL; -EMSGSIZE if @p min_capacity exceeds max_size;
+ *         -ENOMEM if that class and every larger one are full
+ */
+GWMEM_EXPORT int gwmem_bufpool_get(struct gwmem_bufpool *bp, size_t min_capacity, struct gwmem_bytebuf *out);
+
+/**
+ * Clear and give back a buffer; @p b is reset to {NULL, 0, 0}.
+ * @return 0; -EINVAL if b->data is not a buffer of @p bp; -EALREADY if it
+ *         was already put back.  Refused puts are counted and leave @p b alone.
+ */
+GWMEM_EXPORT int gwmem_bufpool_put(struct gwmem_bufpool *bp, struct gwmem_bytebuf *b);
+
+/**
+ * Read the pool's counters.
+ * @return 0, or -EINVAL
+ */
+GWMEM_EXPORT int gwmem_bufpool_stats(struct gwmem_bufpool *bp, struct gwmem_bufpool_stats *out);
+
+/**
+ * Append @p n bytes to a held buffer.
+ * @return 0; -ENOSPC if they do not fit (nothing written); -EINVAL
+ */
+GWMEM_EXPORT int gwmem_bytebuf_append(struct gwmem_bytebuf *b, const void *p, size_t n);
+
+/* ------------------------------------------------------------------------ */
+/* In-process leak tracking                                                 */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Pools created with GWMEM_FIXPOOL_TRACK, GWMEM_BUFPOOL_TRACK or the object
+ * pool's 'track' option record each block they hand out with the time and
+ * the caller's backtrace (glibc backtrace(), i.e. the unwind tables; the
+ * frame-pointer walk where there is none), until it is given back.  The
+ * program asks, for all tracked pools together, which call sites hold
+ * blocks older than some age, and the totals; no preload library is needed.
+ * Cost: one backtrace per allocation from a tracked pool (about a
+ * microsecond), 16 bytes per block of address space (touched as used).
+ */
+
+/** Frames kept per call site. */
+#define GWMEM_TRACK_FRAMES 16
+
+/** One call site holding live blocks of tracked pools (gwmem_track_leaks()). */
+struct gwmem_track_site {
+	uint64_t blocks;           /**< live blocks allocated here, older than the asked age */
+	uint64_t bytes;            /**< their bytes (block / object size each) */
+	double oldest_age;         /**< seconds since the oldest of them was allocated */
+	unsigned nframes;          /**< frames[] in use; 0 when the stack table was full */
+	void *frames[GWMEM_TRACK_FRAMES]; /**< return addresses, innermost (the pool call's caller) first */
+	char pool[32];             /**< name of a pool the blocks come from */
+};
+
+/** Totals over all tracked pools (gwmem_track_totals()). */
+struct gwmem_track_totals {
+	uint64_t pools;            /**< tracked pools alive */
+	uint64_t live_blocks;      /**< blocks handed out and not given back */
+	uint64_t live_bytes;       /**< their bytes */
+	uint64_t allocs;           /**< blocks handed out since the pools were created */
+	uint64_t frees;            /**< blocks given back */
+	uint64_t stacks;           /**< distinct call stacks recorded */
+	uint64_t stacks_dropped;   /**< stacks not recorded because the table (16384) was full */
+};
+
+/**
+ * Find the call sites that hold blocks allocated more than
+ * @p older_than_seconds ago (0: every live block), largest bytes first.
+ * @param sites     filled with up to @p max_sites sites; may be NULL to count only
+ * @return the number of such sites (may exceed @p max_sites)
+ */
+GWMEM_EXPORT size_t gwmem_track_leaks(double older_than_seconds, struct gwmem_track_site *sites,
+				      size_t max_sites);
+
+/**
+ * Read the totals of all tracked pools.
+ * @return 0, or -EINVAL
+ */
+GWMEM_EXPORT int gwmem_track_totals(struct gwmem_track_totals *out);
+
+/**
+ * Write gwmem_track_leaks() as text to @p fd, one paragraph per site with its
+ * frames named by dladdr() (exported symbols; module+offset otherwise).
+ * @param max_sites sites shown at most (0 or above 32: 32)
+ * @return the number of sites found, or a negative errno
+ */
+GWMEM_EXPORT int gwmem_track_report(int fd, double older_than_seconds, size_t max_sites);
+
+/* ------------------------------------------------------------------------ */
 /* Compacting heap                                                          */
 /* ------------------------------------------------------------------------ */
 
@@ -608,7 +781,8 @@ struct gwmem_heap_options {
 					 *   0 = always (whenever the free space would fit the request);
 					 *   negative = the default, 0.3 */
 	unsigned flags;                 /**< GWMEM_HEAP_* */
-	const char *name;               /**< shown in leak reports ("heap:<name>"); may be NULL */
+	const char *name;               /**< shown in leak reports ("heap:<name>"); may be NULL; only
+					 *   read during gwmem_heap_create() */
 };
 
 /** State of a heap (gwmem_heap_info()).  Sizes include block headers. */

@@ -47,6 +47,7 @@
 #include "internal.h"
 #include "os.h"
 #include "spin.h"
+#include "tracker.h"
 
 #define GW_FIXPOOL_STRIPES 16
 #define GW_FIXPOOL_BATCH   32
@@ -110,6 +111,7 @@ struct gwmem_fixpool {
 	uint64_t foreign;
 	uint64_t interior;
 	uint64_t dbl;
+	struct gw_track *track;   /* GWMEM_FIXPOOL_TRACK: records of live blocks */
 	uint64_t peak;            /* high-water mark of live blocks, see note_peak() */
 	int logged;
 
@@ -347,12 +349,19 @@ struct gwmem_fixpool *gwmem_fixpool_create(const struct gwmem_fixpool_options *o
 	 * whether they are there is known now: a pool that must report its
 	 * blocks takes the general path, the others do not test them per call.
 	 */
-	fp->general = is_ts(fp) || (fp->flags & GWMEM_FIXPOOL_ZERO) || stride < GW_FIXPOOL_IDX_STRIDE ||
+	if (fp->flags & GWMEM_FIXPOOL_TRACK) {
+		fp->track = gw_track_create(fp->name, bpc * max_chunks, fp->block_size);
+		if (!fp->track)
+			goto fail_nomem;
+	}
+	fp->general = is_ts(fp) || (fp->flags & GWMEM_FIXPOOL_ZERO) || stride < GW_FIXPOOL_IDX_STRIDE || fp->track ||
 		      (!(fp->flags & GW_FIXPOOL_NOHOOK) && (gwmem_hook_alloc || gwmem_hook_free));
 	return fp;
 
 fail_nomem:
 	errno = ENOMEM;
+	if (fp->bitmap)
+		gw_os_unmap(fp->bitmap, fp->bitmap_bytes);
 	if (fp->map)
 		gw_os_unmap(fp->map, fp->map_size);
 	gw_os_unmap(fp, GW_ALIGN_UP(sizeof(*fp), page));
@@ -378,6 +387,7 @@ void gwmem_fixpool_destroy(struct gwmem_fixpool *fp)
 			}
 		}
 	}
+	gw_track_destroy(fp->track);
 	gw_os_unmap(fp->bitmap, fp->bitmap_bytes);
 	gw_os_unmap(fp->map, fp->map_size);
 	gw_os_unmap(fp, GW_ALIGN_UP(sizeof(*fp), gw_os_page_size()));
@@ -596,7 +606,7 @@ static GW_NOINLINE void *stripe_refill(struct gwmem_fixpool *fp, bool ts, struct
 	return NULL;
 }
 
-static GW_ALWAYS_INLINE void *stripe_alloc(struct gwmem_fixpool *fp, bool ts)
+static GW_ALWAYS_INLINE void *stripe_alloc(struct gwmem_fixpool *fp, bool ts, const void *ra)
 {
 	struct stripe *s = my_stripe(fp, ts);
 	enum bad_ptr why;
@@ -633,6 +643,8 @@ static GW_ALWAYS_INLINE void *stripe_alloc(struct gwmem_fixpool *fp, bool ts)
 		if (fp->stride >= GW_FIXPOOL_IDX_STRIDE)
 			((uintptr_t *)b)[1] = 0;
 	}
+	if (fp->track)
+		gw_track_alloc(fp->track, g, ra);
 	if (!(fp->flags & GW_FIXPOOL_NOHOOK))
 		GW_HOOK_ALLOC(b, fp->block_size, fp->tag);
 	return b;
@@ -650,6 +662,8 @@ static GW_ALWAYS_INLINE int stripe_free(struct gwmem_fixpool *fp, bool ts, void 
 	if (gw_unlikely(!bit_clear(fp, ts, (size_t)g)))
 		return bad_free(fp, p, BAD_NONE);
 	/* Before the push: once listed, another thread may hand the block out. */
+	if (fp->track)
+		gw_track_free(fp->track, (size_t)g);
 	if (!(fp->flags & GW_FIXPOOL_NOHOOK))
 		GW_HOOK_FREE(p);
 	if (fp->stride >= GW_FIXPOOL_IDX_STRIDE)
@@ -680,12 +694,12 @@ static GW_ALWAYS_INLINE void *local_pop(struct gwmem_fixpool *fp, void **b)
 }
 
 /* Everything but a pop from a non-empty local list. */
-static GW_NOINLINE void *alloc_general(struct gwmem_fixpool *fp)
+static GW_NOINLINE void *alloc_general(struct gwmem_fixpool *fp, const void *ra)
 {
 	void *head, *tail;
 
 	if (fp->general)
-		return is_ts(fp) ? stripe_alloc(fp, true) : stripe_alloc(fp, false);
+		return is_ts(fp) ? stripe_alloc(fp, true, ra) : stripe_alloc(fp, false, ra);
 	if (carve(fp, GW_FIXPOOL_BATCH, &head, &tail) == 0) {
 		__atomic_fetch_add(&fp->failed, 1, __ATOMIC_RELAXED);
 		errno = ENOMEM;
@@ -704,7 +718,16 @@ void *gwmem_fixpool_alloc(struct gwmem_fixpool *fp)
 	}
 	b = fp->head;
 	if (gw_unlikely(!b))
-		return alloc_general(fp);
+		return alloc_general(fp, __builtin_return_address(0));
+	return local_pop(fp, b);
+}
+
+void *gw_fixpool_alloc_ra(struct gwmem_fixpool *fp, const void *ra)
+{
+	void **b = fp->head;
+
+	if (gw_unlikely(!b))
+		return alloc_general(fp, ra);
 	return local_pop(fp, b);
 }
 

@@ -18,6 +18,9 @@
 long gw_fixpool_index(const struct gwmem_fixpool *pool, const void *p) GW_HIDDEN;
 /* Address of block index i (any state). */
 void *gw_fixpool_block(const struct gwmem_fixpool *pool, size_t i) GW_HIDDEN;
+/* gwmem_fixpool_alloc() on behalf of a public function whose caller's
+ * return address is 'ra' (where a tracked pool's backtrace starts). */
+void *gw_fixpool_alloc_ra(struct gwmem_fixpool *pool, const void *ra) GW_HIDDEN;
 /* Blocks the pool can hold at most (max_chunks * blocks_per_chunk). */
 size_t gw_fixpool_capacity(const struct gwmem_fixpool *pool) GW_HIDDEN;
 

@@ -29,6 +29,7 @@
 #include "internal.h"
 #include "objpool.h"
 #include "os.h"
+#include "tracker.h"
 #include "spin.h"
 
 enum slot_state { SLOT_FREE = 0, SLOT_IN_USE = 1, SLOT_IDLE = 2, SLOT_RETURNING = 3 };
@@ -48,6 +49,7 @@ struct gwmem_objpool {
 	size_t peak_prev;         /* ... and in the previous one */
 	size_t ops;               /* gets + puts in the current window */
 	struct gwmem_objpool_stats st;
+	struct gw_track *track;   /* opts.track: records of objects in use */
 	char name[32];
 };
 
@@ -116,6 +118,11 @@ struct gwmem_objpool *gw_objpool_create(const struct gwmem_objpool_options *opts
 	op->idle = gw_os_map(op->idle_bytes);
 	if (!op->state || !op->idle)
 		goto fail_nomem;
+	if (opts->track) {
+		op->track = gw_track_create(op->name, cap, opts->object_size);
+		if (!op->track)
+			goto fail_nomem;
+	}
 	if (hooks) {
 		char tag[48];
 
@@ -164,6 +171,7 @@ void gwmem_objpool_destroy(struct gwmem_objpool *op)
 		}
 		gw_os_unmap(op->state, op->state_bytes);
 	}
+	gw_track_destroy(op->track);
 	gwmem_fixpool_destroy(op->fp);
 	gw_os_unmap(op, GW_ALIGN_UP(sizeof(*op), gw_os_page_size()));
 }
@@ -294,6 +302,8 @@ void *gwmem_objpool_get(struct gwmem_objpool *op)
 	note_op(op);
 	gw_spin_unlock(&op->lock);
 out:
+	if (op->track)
+		gw_track_alloc(op->track, (size_t)gw_fixpool_index(op->fp, obj), __builtin_return_address(0));
 	if (op->tag)
 		GW_HOOK_ALLOC(obj, op->o.object_size, op->tag);
 	return obj;
@@ -321,6 +331,8 @@ int gwmem_objpool_put(struct gwmem_objpool *op, void *obj)
 	note_op(op);
 	gw_spin_unlock(&op->lock);
 
+	if (op->track)
+		gw_track_free(op->track, (size_t)i);
 	if (op->tag)
 		GW_HOOK_FREE(obj);
 	if (op->o.reset_on_return && op->o.reset)
