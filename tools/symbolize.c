@@ -183,7 +183,7 @@ static int find_debuginfo(Dwfl_Module *dmod, void **userdata, const char *modnam
 		dirs[n++] = heredot;
 	}
 	switch (gw_elffile_find_debug(&e, m->path, debuglink_file, dirs, n, m->shm.build_id,
-				      m->shm.build_id_len, where, sizeof(where))) {
+				      m->shm.build_id_len, where, sizeof(where), 0)) {
 	case GW_ELFFILE_FOUND:
 		*debuginfo_file_name = strdup(where);
 		int fd = gw_elffile_release_fd(&e);
@@ -237,7 +237,7 @@ static Dwfl *report_modules(struct symbolizer *s, const struct gwmem_shm_module 
 		if (m->path[0] != '/')
 			continue;               /* linux-vdso.so.1 and the like */
 		switch (gw_elffile_find_module(&e, m->path, s->opts.sysroot, m->shm.build_id,
-					       m->shm.build_id_len, where, sizeof(where))) {
+					       m->shm.build_id_len, where, sizeof(where), 0)) {
 		case GW_ELFFILE_FOUND:
 			break;
 		case GW_ELFFILE_MISMATCH:

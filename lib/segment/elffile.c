@@ -159,7 +159,31 @@ static int parse_header(struct gw_elffile *e)
 	return 0;
 }
 
-int gw_elffile_open(struct gw_elffile *e, const char *path)
+/* Read the whole file into anonymous memory. */
+static int copy_file(struct gw_elffile *e, int fd, size_t size)
+{
+	size_t map = GW_ALIGN_UP(size, gw_os_page_size());
+	unsigned char *p = gw_os_map(map);
+	size_t got = 0;
+
+	if (!p)
+		return -ENOMEM;
+	while (got < size) {
+		ssize_t n = pread(fd, p + got, size - got, (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			gw_os_unmap(p, map);
+			return n < 0 ? -errno : -EIO;      /* shrank meanwhile */
+		}
+		got += (size_t)n;
+	}
+	e->base = p;
+	e->map_size = map;
+	return 0;
+}
+
+int gw_elffile_open(struct gw_elffile *e, const char *path, unsigned flags)
 {
 	uint64_t size = 0;
 	int fd, err;
@@ -173,14 +197,22 @@ int gw_elffile_open(struct gw_elffile *e, const char *path)
 		close(fd);
 		return -ENOEXEC;
 	}
-	e->base = gw_os_map_file(fd, (size_t)size);
-	if (!e->base) {
-		err = -errno;
+	if (flags & GW_ELFFILE_COPY) {
+		err = size > GW_ELFFILE_COPY_MAX ? -EFBIG : copy_file(e, fd, (size_t)size);
 		close(fd);
-		return err ? err : -ENOMEM;
+		if (err)
+			return err;
+	} else {
+		e->base = gw_os_map_file(fd, (size_t)size);
+		if (!e->base) {
+			err = -errno;
+			close(fd);
+			return err ? err : -ENOMEM;
+		}
+		e->map_size = (size_t)size;
+		e->fd = fd;
 	}
 	e->size = (size_t)size;
-	e->fd = fd;
 	err = parse_header(e);
 	if (err)
 		gw_elffile_close(e);
@@ -190,11 +222,12 @@ int gw_elffile_open(struct gw_elffile *e, const char *path)
 void gw_elffile_close(struct gw_elffile *e)
 {
 	if (e->base)
-		gw_os_unmap((void *)e->base, e->size);
+		gw_os_unmap((void *)e->base, e->map_size);
 	if (e->fd >= 0)
 		close(e->fd);
 	e->base = NULL;
 	e->size = 0;
+	e->map_size = 0;
 	e->fd = -1;
 }
 
@@ -260,9 +293,9 @@ void gw_elffile_build_id_hex(const uint8_t *id, uint32_t len, char *dst, size_t 
  * module stays unnamed.
  */
 static bool try_candidate(struct gw_elffile *e, const char *path, const uint8_t *id, uint32_t len,
-			  bool *mismatch, char *where, size_t cap)
+			  bool *mismatch, char *where, size_t cap, unsigned flags)
 {
-	if (gw_elffile_open(e, path) != 0)
+	if (gw_elffile_open(e, path, flags) != 0)
 		return false;
 	if (gw_elffile_build_id_matches(e, id, len)) {
 		gw_snprintf(where, cap, "%s", path);
@@ -283,7 +316,8 @@ static const char *base_name(const char *path)
 }
 
 enum gw_elffile_find gw_elffile_find_module(struct gw_elffile *e, const char *path, const char *sysroot,
-				    const uint8_t *id, uint32_t len, char *where, size_t cap)
+				    const uint8_t *id, uint32_t len, char *where, size_t cap,
+				    unsigned flags)
 {
 	char buf[4096];
 	bool mismatch = false;
@@ -296,14 +330,14 @@ enum gw_elffile_find gw_elffile_find_module(struct gw_elffile *e, const char *pa
 		gw_snprintf(buf, sizeof(buf), "%s%s", sysroot, path);
 	else
 		gw_snprintf(buf, sizeof(buf), "%s", path);
-	if (try_candidate(e, buf, id, len, &mismatch, where, cap))
+	if (try_candidate(e, buf, id, len, &mismatch, where, cap, flags))
 		return GW_ELFFILE_FOUND;
 	return mismatch ? GW_ELFFILE_MISMATCH : GW_ELFFILE_MISSING;
 }
 
 enum gw_elffile_find gw_elffile_find_debug(struct gw_elffile *e, const char *path, const char *debuglink,
 				   const char *const *dirs, unsigned n, const uint8_t *id, uint32_t len,
-				   char *where, size_t cap)
+				   char *where, size_t cap, unsigned flags)
 {
 	char buf[4096], hex[2 * GW_ELFFILE_BUILD_ID_MAX + 1];
 	bool mismatch = false;
@@ -318,22 +352,22 @@ enum gw_elffile_find gw_elffile_find_debug(struct gw_elffile *e, const char *pat
 		if (len >= 2) {
 			char xx[3] = { hex[0], hex[1], '\0' };   /* gw_format has no precision */
 			gw_snprintf(buf, sizeof(buf), "%s/.build-id/%s/%s.debug", d, xx, hex + 2);
-			if (try_candidate(e, buf, id, len, &mismatch, where, cap))
+			if (try_candidate(e, buf, id, len, &mismatch, where, cap, flags))
 				return GW_ELFFILE_FOUND;
 		}
 		if (path && path[0] == '/') {
 			gw_snprintf(buf, sizeof(buf), "%s%s.debug", d, path);
-			if (try_candidate(e, buf, id, len, &mismatch, where, cap))
+			if (try_candidate(e, buf, id, len, &mismatch, where, cap, flags))
 				return GW_ELFFILE_FOUND;
 		}
 		if (debuglink && debuglink[0] && !strchr(debuglink, '/')) {
 			gw_snprintf(buf, sizeof(buf), "%s/%s", d, debuglink);
-			if (try_candidate(e, buf, id, len, &mismatch, where, cap))
+			if (try_candidate(e, buf, id, len, &mismatch, where, cap, flags))
 				return GW_ELFFILE_FOUND;
 		}
 		if (path && path[0]) {
 			gw_snprintf(buf, sizeof(buf), "%s/%s.debug", d, base_name(path));
-			if (try_candidate(e, buf, id, len, &mismatch, where, cap))
+			if (try_candidate(e, buf, id, len, &mismatch, where, cap, flags))
 				return GW_ELFFILE_FOUND;
 		}
 	}

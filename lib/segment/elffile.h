@@ -31,7 +31,8 @@
 struct gw_elffile {
 	const unsigned char *base;    /* read-only mapping of the whole file */
 	size_t size;
-	int fd;                       /* -1 once released to another owner */
+	int fd;                       /* -1 once released to another owner, or when copied */
+	size_t map_size;              /* the mapping's length (page-rounded for a copy) */
 	bool is64;
 	bool big_endian;
 	uint16_t machine;
@@ -52,8 +53,17 @@ struct gw_elffile_section {
 	uint32_t link;
 };
 
-/* Map and validate path (a regular file only); 0 or -errno (-ENOEXEC: not ELF). */
-int gw_elffile_open(struct gw_elffile *e, const char *path) GW_HIDDEN;
+/*
+ * How a file is held.  Mapped by default; GW_ELFFILE_COPY reads it into
+ * anonymous memory instead (at most GW_ELFFILE_COPY_MAX bytes), for a
+ * reader inside someone else's process: a mapped file that is truncated
+ * while we read it raises SIGBUS, which must never reach the host.
+ */
+#define GW_ELFFILE_COPY      1u
+#define GW_ELFFILE_COPY_MAX  ((uint64_t)32 << 20)
+
+/* Map (or copy) and validate path (a regular file only); 0 or -errno (-ENOEXEC: not ELF, -EFBIG). */
+int gw_elffile_open(struct gw_elffile *e, const char *path, unsigned flags) GW_HIDDEN;
 void gw_elffile_close(struct gw_elffile *e) GW_HIDDEN;
 /* Hand the fd to another owner (libdwfl); gw_elffile_close no longer closes it. */
 int gw_elffile_release_fd(struct gw_elffile *e) GW_HIDDEN;
@@ -77,7 +87,8 @@ enum gw_elffile_find {
  * is NULL or ""), accepted only if its build-id matches id[len].
  */
 enum gw_elffile_find gw_elffile_find_module(struct gw_elffile *e, const char *path, const char *sysroot,
-				    const uint8_t *id, uint32_t len, char *where, size_t cap) GW_HIDDEN;
+				    const uint8_t *id, uint32_t len, char *where, size_t cap,
+				    unsigned flags) GW_HIDDEN;
 
 /*
  * A separate debug file of the module at device path, searched in each of
@@ -88,7 +99,7 @@ enum gw_elffile_find gw_elffile_find_module(struct gw_elffile *e, const char *pa
  */
 enum gw_elffile_find gw_elffile_find_debug(struct gw_elffile *e, const char *path, const char *debuglink,
 				   const char *const *dirs, unsigned n, const uint8_t *id, uint32_t len,
-				   char *where, size_t cap) GW_HIDDEN;
+				   char *where, size_t cap, unsigned flags) GW_HIDDEN;
 
 /* The .gnu_debuglink file name of e into dst[cap]; false if none. */
 bool gw_elffile_debuglink(const struct gw_elffile *e, char *dst, size_t cap) GW_HIDDEN;

@@ -99,8 +99,9 @@ static void open_module(struct gw_elfsym *s, int i)
 	f->tried = true;
 	if (path[0] != '/')
 		return;                          /* linux-vdso.so.1 and the like */
+	/* copied, not mapped: a file truncated under us must not SIGBUS the host */
 	if (gw_elffile_find_module(&f->file, path, NULL, m->build_id, m->build_id_len, s->where,
-				   sizeof(s->where)) != GW_ELFFILE_FOUND)
+				   sizeof(s->where), GW_ELFFILE_COPY) != GW_ELFFILE_FOUND)
 		return;
 	f->have_file = true;
 	if (has_section(&f->file, ".debug_line") && has_section(&f->file, ".symtab"))
@@ -116,7 +117,7 @@ static void open_module(struct gw_elfsym *s, int i)
 	const char *dirs[] = { "/usr/lib/debug", s->dir, s->dotdir };
 	const char *link = gw_elffile_debuglink(&f->file, s->link, sizeof(s->link)) ? s->link : NULL;
 	if (gw_elffile_find_debug(&f->debug, path, link, dirs, 3, m->build_id, m->build_id_len,
-				  s->where, sizeof(s->where)) == GW_ELFFILE_FOUND)
+				  s->where, sizeof(s->where), GW_ELFFILE_COPY) == GW_ELFFILE_FOUND)
 		f->have_debug = true;
 }
 

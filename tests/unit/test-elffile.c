@@ -57,7 +57,7 @@ START_TEST(test_self)
 	uint64_t off = 0;
 	uint32_t line = 0;
 
-	ck_assert_int_eq(gw_elffile_open(&e, "/proc/self/exe"), 0);
+	ck_assert_int_eq(gw_elffile_open(&e, "/proc/self/exe", 0), 0);
 	ck_assert_uint_gt(e.build_id_len, 0);
 	uint64_t vaddr = (uint64_t)(uintptr_t)static_target - self_bias() + 2;
 	ck_assert(gw_elffile_symbol(&e, vaddr, name, sizeof(name), &off));
@@ -68,6 +68,15 @@ START_TEST(test_self)
 	ck_assert_int_ge(line, static_target_line);
 	ck_assert_int_le(line, static_target_line + 2);
 	ck_assert(!gw_elffile_symbol(&e, 0, name, sizeof(name), &off));
+	gw_elffile_close(&e);
+
+	/* copied into anonymous memory (the reporter's way): the same answers, no fd kept */
+	ck_assert_int_eq(gw_elffile_open(&e, "/proc/self/exe", GW_ELFFILE_COPY), 0);
+	ck_assert_int_eq(e.fd, -1);
+	ck_assert(gw_elffile_symbol(&e, vaddr, name, sizeof(name), &off));
+	ck_assert_str_eq(name, "static_target");
+	ck_assert(gw_elffile_line(&e, vaddr, file, sizeof(file), &line));
+	ck_assert_ptr_nonnull(strstr(file, "test-elffile.c"));
 	gw_elffile_close(&e);
 }
 END_TEST
@@ -81,7 +90,7 @@ START_TEST(test_find)
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	ck_assert_int_gt(n, 0);
 	exe[n] = '\0';
-	ck_assert_int_eq(gw_elffile_open(&self, exe), 0);
+	ck_assert_int_eq(gw_elffile_open(&self, exe, 0), 0);
 
 	/* sysroot + device path, build-id checked */
 	snprintf(dev, sizeof(dev), "/usr/bin/prog");
@@ -92,17 +101,17 @@ START_TEST(test_find)
 	snprintf(path, sizeof(path), "%s/usr/bin/prog", tmpdir);
 	copy_file(exe, path, SIZE_MAX);
 	ck_assert_int_eq(gw_elffile_find_module(&e, dev, tmpdir, self.build_id, self.build_id_len,
-						where, sizeof(where)), GW_ELFFILE_FOUND);
+						where, sizeof(where), 0), GW_ELFFILE_FOUND);
 	ck_assert_str_eq(where, path);
 	gw_elffile_close(&e);
 	uint8_t other[GW_ELFFILE_BUILD_ID_MAX];
 	memcpy(other, self.build_id, self.build_id_len);
 	other[0] ^= 1;
 	ck_assert_int_eq(gw_elffile_find_module(&e, dev, tmpdir, other, self.build_id_len,
-						where, sizeof(where)), GW_ELFFILE_MISMATCH);
+						where, sizeof(where), 0), GW_ELFFILE_MISMATCH);
 	ck_assert_str_eq(where, path);
 	ck_assert_int_eq(gw_elffile_find_module(&e, "/usr/bin/none", tmpdir, other, self.build_id_len,
-						where, sizeof(where)), GW_ELFFILE_MISSING);
+						where, sizeof(where), 0), GW_ELFFILE_MISSING);
 
 	/* debug directories: .build-id layout, then <name>.debug */
 	char hex[2 * GW_ELFFILE_BUILD_ID_MAX + 1], bid[PATH_MAX];
@@ -115,13 +124,13 @@ START_TEST(test_find)
 	rename(path, bid);
 	const char *dirs[] = { "/nonexistent", tmpdir };
 	ck_assert_int_eq(gw_elffile_find_debug(&e, dev, NULL, dirs, 2, self.build_id, self.build_id_len,
-					       where, sizeof(where)), GW_ELFFILE_FOUND);
+					       where, sizeof(where), 0), GW_ELFFILE_FOUND);
 	ck_assert_str_eq(where, bid);
 	gw_elffile_close(&e);
 	snprintf(path, sizeof(path), "%s/prog.debug", tmpdir);
 	rename(bid, path);
 	ck_assert_int_eq(gw_elffile_find_debug(&e, dev, NULL, dirs, 2, self.build_id, self.build_id_len,
-					       where, sizeof(where)), GW_ELFFILE_FOUND);
+					       where, sizeof(where), 0), GW_ELFFILE_FOUND);
 	ck_assert_str_eq(where, path);
 	gw_elffile_close(&e);
 	unlink(path);
@@ -147,13 +156,13 @@ START_TEST(test_fifo_never_blocks)
 	unlink(fifo);
 	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
 	time_t t0 = time(NULL);
-	ck_assert_int_eq(gw_elffile_open(&e, fifo), -EINVAL);
-	ck_assert_int_eq(gw_elffile_find_module(&e, fifo, NULL, id, 4, where, sizeof(where)),
+	ck_assert_int_eq(gw_elffile_open(&e, fifo, 0), -EINVAL);
+	ck_assert_int_eq(gw_elffile_find_module(&e, fifo, NULL, id, 4, where, sizeof(where), GW_ELFFILE_COPY),
 			 GW_ELFFILE_MISSING);
 	ck_assert_int_le(time(NULL) - t0, 2);
 	unlink(fifo);
-	ck_assert_int_eq(gw_elffile_open(&e, "/tmp"), -EISDIR);
-	ck_assert_int_eq(gw_elffile_open(&e, "/dev/null"), -EINVAL);
+	ck_assert_int_eq(gw_elffile_open(&e, "/tmp", 0), -EISDIR);
+	ck_assert_int_eq(gw_elffile_open(&e, "/dev/null", 0), -EINVAL);
 }
 END_TEST
 
@@ -165,7 +174,7 @@ START_TEST(test_fuzz)
 	uint64_t off;
 	uint32_t line;
 
-	ck_assert_int_eq(gw_elffile_open(&self, "/proc/self/exe"), 0);
+	ck_assert_int_eq(gw_elffile_open(&self, "/proc/self/exe", 0), 0);
 	size_t size = self.size;
 	unsigned char *buf = malloc(size);
 	ck_assert_ptr_nonnull(buf);
@@ -187,7 +196,7 @@ START_TEST(test_fuzz)
 		ck_assert_int_eq(write(fd, buf, len), (ssize_t)len);
 		close(fd);
 		struct gw_elffile e;
-		if (gw_elffile_open(&e, path) == 0) {
+		if (gw_elffile_open(&e, path, round % 2 ? GW_ELFFILE_COPY : 0) == 0) {
 			(void)gw_elffile_symbol(&e, vaddr, name, sizeof(name), &off);
 			(void)gw_elffile_line(&e, vaddr, file, sizeof(file), &line);
 			gw_elffile_close(&e);
