@@ -24,6 +24,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -230,16 +231,36 @@ int gw_reporter_report_now(char *path_out, size_t cap)
 
 	if (!h)
 		return -ENOENT;
-	for (unsigned n = 0; n < 16 && fd < 0; n++) {
+	/*
+	 * The plain names come first (.txt, then .1 .. .3): easy to find.  Pid
+	 * and time are public, so anyone who can write to report_dir can plant
+	 * those names ahead (files or symlinks: O_EXCL|O_NOFOLLOW refuses both);
+	 * then the name gets a random part nobody can guess, so a planted name
+	 * costs a retry, never the report.
+	 */
+	for (unsigned n = 0; n < 20 && fd < 0; n++) {
+		uint64_t rnd = 0;
 		if (n == 0)
 			gw_snprintf(path, sizeof(path), "%s/gwmem-report.%u.%llu.txt", R.report_dir,
 				    (unsigned)getpid(), (unsigned long long)secs);
-		else
+		else if (n < 4)
 			gw_snprintf(path, sizeof(path), "%s/gwmem-report.%u.%llu.%u.txt", R.report_dir,
 				    (unsigned)getpid(), (unsigned long long)secs, n);
+		else {
+			if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
+				rnd = gw_os_monotonic_ns() * UINT64_C(0x9e3779b97f4a7c15);
+			/* top bit set: always 16 hex digits, never mistaken for a .N */
+			gw_snprintf(path, sizeof(path), "%s/gwmem-report.%u.%llu.%llx.txt", R.report_dir,
+				    (unsigned)getpid(), (unsigned long long)secs,
+				    (unsigned long long)(rnd | (UINT64_C(1) << 63)));
+		}
 		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd < 0 && errno != EEXIST)
 			break;
+		if (fd < 0 && n == 3)
+			gw_counters_event(GW_EVENT_REPORT_FAILED, false,
+					  "report names in %s are taken (planted?); using a random name",
+					  R.report_dir);
 	}
 	if (fd < 0) {
 		err = -errno;
