@@ -617,16 +617,6 @@ static bool read_form(struct cursor *c, const struct line_ctx *lc, uint64_t form
 	}
 }
 
-/* The best row found so far: the closest start address at or below vaddr. */
-struct line_hit {
-	bool found;
-	uint64_t addr;
-	uint64_t file;
-	uint32_t line;
-	/* where the unit's tables are, to name the file afterwards */
-	const unsigned char *unit;
-};
-
 #define MAX_ENTRY_FORMATS 8
 
 struct entry_format {
@@ -742,8 +732,26 @@ static bool unit_header(struct cursor *c, struct line_ctx *lc, struct unit *u)
 	return !h.bad && u->program <= u->end;
 }
 
-/* Run the line program of u, keeping in *hit the closest row at or below vaddr. */
-static void run_program(const struct gw_elffile *e, const struct unit *u, uint64_t vaddr, struct line_hit *hit)
+/* The first of reqs[0..n) (sorted by vaddr) at or above addr. */
+static size_t first_at(const struct gw_elffile_line_req *reqs, size_t n, uint64_t addr)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (reqs[mid].vaddr < addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/*
+ * Run the line program of u (whose header starts at ustart), giving each
+ * request the closest row at or below its vaddr.
+ */
+static void run_program(const struct gw_elffile *e, const struct unit *u, const unsigned char *ustart,
+			struct gw_elffile_line_req *reqs, size_t n)
 {
 	struct cursor c = { e, u->program, u->end, false };
 	uint64_t addr = 0, file = 1, line = 1;
@@ -752,13 +760,17 @@ static void run_program(const struct gw_elffile *e, const struct unit *u, uint64
 
 	/* a row at prev_addr covers [prev_addr, addr of the next row) */
 #define EMIT(end_seq) do { \
-		if (have_prev && prev_addr <= vaddr && vaddr < addr && \
-		    (!hit->found || prev_addr > hit->addr)) { \
-			hit->found = true; \
-			hit->addr = prev_addr; \
-			hit->file = prev_file; \
-			hit->line = (uint32_t)prev_line; \
-			hit->unit = u->dirs; \
+		if (have_prev && prev_addr < addr) { \
+			for (size_t i_ = first_at(reqs, n, prev_addr); i_ < n && reqs[i_].vaddr < addr; i_++) { \
+				struct gw_elffile_line_req *r_ = &reqs[i_]; \
+				if (r_->found && prev_addr <= r_->row) \
+					continue; \
+				r_->found = true; \
+				r_->row = prev_addr; \
+				r_->file = prev_file; \
+				r_->line = (uint32_t)prev_line; \
+				r_->unit = ustart; \
+			} \
 		} \
 		have_prev = !(end_seq); \
 		prev_addr = addr; prev_file = file; prev_line = line; \
@@ -874,34 +886,63 @@ static bool unit_file(const struct gw_elffile *e, struct line_ctx *lc, const str
 	return true;
 }
 
-bool gw_elffile_line(const struct gw_elffile *e, uint64_t vaddr, char *file, size_t cap, uint32_t *line)
+static bool line_sections(const struct gw_elffile *e, struct gw_elffile_section *dl, struct line_ctx *lc)
+{
+	if (!gw_elffile_section_by_name(e, ".debug_line", dl) || !dl->data)
+		return false;
+	memset(lc, 0, sizeof(*lc));
+	gw_elffile_section_by_name(e, ".debug_str", &lc->str);
+	gw_elffile_section_by_name(e, ".debug_line_str", &lc->line_str);
+	return true;
+}
+
+void gw_elffile_lines(const struct gw_elffile *e, struct gw_elffile_line_req *reqs, size_t n)
 {
 	struct gw_elffile_section dl;
 	struct line_ctx lc;
-	struct line_hit hit = { 0 };
-	struct unit u, best;
+	struct unit u;
 
-	memset(&best, 0, sizeof(best));
-
-	if (!gw_elffile_section_by_name(e, ".debug_line", &dl) || !dl.data)
-		return false;
-	memset(&lc, 0, sizeof(lc));
-	gw_elffile_section_by_name(e, ".debug_str", &lc.str);
-	gw_elffile_section_by_name(e, ".debug_line_str", &lc.line_str);
-
+	for (size_t i = 0; i < n; i++)
+		reqs[i].found = false;
+	if (!n || !line_sections(e, &dl, &lc))
+		return;
 	struct cursor c = { e, dl.data, dl.data + dl.size, false };
 	while (!c.bad && c.p < c.end) {
+		const unsigned char *start = c.p;
 		if (!unit_header(&c, &lc, &u))
 			continue;               /* c->bad stops the walk; else skip that unit */
-		run_program(e, &u, vaddr, &hit);
-		if (hit.found && hit.unit == u.dirs)
-			best = u;
+		run_program(e, &u, start, reqs, n);
 	}
-	if (!hit.found)
+}
+
+bool gw_elffile_line_file(const struct gw_elffile *e, const struct gw_elffile_line_req *r, char *file,
+			  size_t cap)
+{
+	struct gw_elffile_section dl;
+	struct line_ctx lc;
+	struct unit u;
+
+	file[0] = '\0';
+	if (!r->found || !line_sections(e, &dl, &lc) || r->unit < dl.data || r->unit >= dl.data + dl.size)
 		return false;
-	lc.offset64 = best.offset64;
-	*line = hit.line;
-	if (!unit_file(e, &lc, &best, hit.file, file, cap))
+	struct cursor c = { e, r->unit, dl.data + dl.size, false };
+	if (!unit_header(&c, &lc, &u))
+		return false;
+	if (!unit_file(e, &lc, &u, r->file, file, cap)) {
 		file[0] = '\0';
+		return false;
+	}
+	return true;
+}
+
+bool gw_elffile_line(const struct gw_elffile *e, uint64_t vaddr, char *file, size_t cap, uint32_t *line)
+{
+	struct gw_elffile_line_req r = { .vaddr = vaddr };
+
+	gw_elffile_lines(e, &r, 1);
+	if (!r.found)
+		return false;
+	*line = r.line;
+	gw_elffile_line_file(e, &r, file, cap);
 	return true;
 }

@@ -118,4 +118,21 @@ bool gw_elffile_symbol(const struct gw_elffile *e, uint64_t vaddr, char *name, s
  */
 bool gw_elffile_line(const struct gw_elffile *e, uint64_t vaddr, char *file, size_t cap, uint32_t *line) GW_HIDDEN;
 
+/*
+ * Many lines in one pass over .debug_line (a lookup walks the whole table):
+ * reqs sorted by vaddr; each gets found, line, and what names its file.
+ */
+struct gw_elffile_line_req {
+	uint64_t vaddr;               /* in */
+	bool found;                   /* out */
+	uint32_t line;
+	uint64_t row;                 /* the matching row's address */
+	uint64_t file;                /* file index in its unit */
+	const unsigned char *unit;    /* the unit's header */
+};
+void gw_elffile_lines(const struct gw_elffile *e, struct gw_elffile_line_req *reqs, size_t n) GW_HIDDEN;
+/* The source file of a found request, into file[cap]; false if it cannot be named. */
+bool gw_elffile_line_file(const struct gw_elffile *e, const struct gw_elffile_line_req *r, char *file,
+			  size_t cap) GW_HIDDEN;
+
 #endif /* GW_ELFFILE_H */

@@ -33,9 +33,18 @@ struct cache_slot {
 	struct gw_frame_info info;
 };
 
+/* A frame symbolized ahead by gw_elfsym_prepare. */
+struct prepared {
+	uint64_t address;
+	struct gw_frame_info info;
+};
+
 struct gw_elfsym {
 	const struct gw_view *view;
 	size_t map_size;
+	struct prepared *prep;        /* sorted by address, nprep entries */
+	size_t nprep;
+	size_t prep_size;
 	int nmods;
 	struct gwmem_shm_module *mods;
 	struct mod_files *files;
@@ -74,6 +83,8 @@ void gw_elfsym_free(struct gw_elfsym *s)
 {
 	if (!s)
 		return;
+	if (s->prep)
+		gw_os_unmap(s->prep, s->prep_size);
 	for (int i = 0; i < s->nmods; i++) {
 		if (s->files[i].have_file)
 			gw_elffile_close(&s->files[i].file);
@@ -121,9 +132,12 @@ static void open_module(struct gw_elfsym *s, int i)
 		f->have_debug = true;
 }
 
-static void lookup(struct gw_elfsym *s, uint64_t address, struct gw_frame_info *fi)
+/* Module+offset and the function; *mod the module's index (-1 if no file). */
+static void lookup_name(struct gw_elfsym *s, uint64_t address, struct gw_frame_info *fi, int *mod)
 {
+	*mod = -1;
 	gw_report_symbolize_modules((void *)s->view, address, fi);
+	fi->address = address;
 	if (!address)
 		return;
 	uint64_t pc = address - 1;
@@ -141,17 +155,123 @@ static void lookup(struct gw_elfsym *s, uint64_t address, struct gw_frame_info *
 		if (!(f->have_debug && gw_elffile_symbol(&f->debug, vaddr, fi->function,
 							 sizeof(fi->function), &off)))
 			gw_elffile_symbol(&f->file, vaddr, fi->function, sizeof(fi->function), &off);
-		if (!(f->have_debug && gw_elffile_line(&f->debug, vaddr, fi->file, sizeof(fi->file),
-						       &fi->line)))
-			gw_elffile_line(&f->file, vaddr, fi->file, sizeof(fi->file), &fi->line);
+		*mod = i;
 		return;
 	}
+}
+
+/* The file that has module i's line table: its debug file, else itself. */
+static const struct gw_elffile *line_file(struct gw_elfsym *s, int i)
+{
+	struct mod_files *f = &s->files[i];
+	if (f->have_debug && has_section(&f->debug, ".debug_line"))
+		return &f->debug;
+	return &f->file;
+}
+
+static void lookup(struct gw_elfsym *s, uint64_t address, struct gw_frame_info *fi)
+{
+	int i;
+
+	lookup_name(s, address, fi, &i);
+	if (i < 0)
+		return;
+	struct gw_elffile_line_req r = { .vaddr = address - 1 - s->mods[i].bias };
+	const struct gw_elffile *e = line_file(s, i);
+	gw_elffile_lines(e, &r, 1);
+	if (r.found) {
+		fi->line = r.line;
+		gw_elffile_line_file(e, &r, fi->file, sizeof(fi->file));
+	}
+}
+
+void gw_elfsym_prepare(struct gw_elfsym *s, const uint64_t *addrs, size_t n)
+{
+	size_t size, rsize, m = 0;
+	struct prepared *p;
+
+	if (!s || !n || s->prep)
+		return;
+	size = GW_ALIGN_UP(n * sizeof(*p), gw_os_page_size());
+	p = gw_os_map(size);
+	if (!p)
+		return;                  /* frames are then looked up one by one */
+	/* sorted and unique (shell sort: n is a few thousand at most) */
+	for (size_t i = 0; i < n; i++)
+		p[i].address = addrs[i];
+	for (size_t gap = n / 2; gap; gap /= 2)
+		for (size_t i = gap; i < n; i++)
+			for (size_t j = i; j >= gap && p[j - gap].address > p[j].address; j -= gap) {
+				uint64_t t = p[j].address;
+				p[j].address = p[j - gap].address;
+				p[j - gap].address = t;
+			}
+	for (size_t i = 0; i < n; i++)
+		if (!m || p[m - 1].address != p[i].address)
+			p[m++].address = p[i].address;
+
+	/* names first; the module index of each frame goes in .line meanwhile */
+	for (size_t i = 0; i < m; i++) {
+		int mod;
+		uint64_t a = p[i].address;
+		lookup_name(s, a, &p[i].info, &mod);
+		p[i].info.line = (uint32_t)(mod + 1);
+	}
+	/* then one pass over each module's line table for all of its frames */
+	rsize = GW_ALIGN_UP(m * sizeof(struct gw_elffile_line_req), gw_os_page_size());
+	struct gw_elffile_line_req *reqs = gw_os_map(rsize);
+	for (int mod = 0; reqs && mod < s->nmods; mod++) {
+		size_t k = 0;
+		for (size_t i = 0; i < m; i++)
+			if (p[i].info.line == (uint32_t)(mod + 1)) {
+				memset(&reqs[k], 0, sizeof(reqs[k]));
+				reqs[k++].vaddr = p[i].address - 1 - s->mods[mod].bias;
+			}
+		if (!k)
+			continue;
+		const struct gw_elffile *e = line_file(s, mod);
+		gw_elffile_lines(e, reqs, k);
+		k = 0;
+		for (size_t i = 0; i < m; i++) {
+			if (p[i].info.line != (uint32_t)(mod + 1))
+				continue;
+			struct gw_elffile_line_req *r = &reqs[k++];
+			p[i].info.line = 0;
+			if (r->found) {
+				p[i].info.line = r->line;
+				gw_elffile_line_file(e, r, p[i].info.file, sizeof(p[i].info.file));
+			}
+		}
+	}
+	if (reqs)
+		gw_os_unmap(reqs, rsize);
+	else
+		for (size_t i = 0; i < m; i++)
+			p[i].info.line = 0;      /* still a module index: no line table was read */
+	s->prep = p;
+	s->nprep = m;
+	s->prep_size = size;
 }
 
 void gw_elfsym_frame(void *ctx, uint64_t address, struct gw_frame_info *out)
 {
 	struct gw_elfsym *s = ctx;
 	struct cache_slot *c = &s->cache[((address * UINT64_C(0x9e3779b97f4a7c15)) >> 40) % CACHE_SLOTS];
+
+	if (s->nprep) {
+		size_t lo = 0, hi = s->nprep;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (s->prep[mid].address < address)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo < s->nprep && s->prep[lo].address == address) {
+			*out = s->prep[lo].info;
+			return;
+		}
+	}
 
 	if (c->used && c->info.address == address) {
 		*out = c->info;

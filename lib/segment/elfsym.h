@@ -21,6 +21,12 @@ struct gw_elfsym;
 /* NULL if the view has no module map or memory is short (callers fall back to module+offset). */
 struct gw_elfsym *gw_elfsym_new(const struct gw_view *v) GW_HIDDEN;
 void gw_elfsym_free(struct gw_elfsym *s) GW_HIDDEN;
+/*
+ * Symbolize addrs[0..n) ahead, reading each module's line table once for
+ * all of its frames (a line lookup alone walks the whole table).  Optional:
+ * gw_elfsym_frame answers any address; prepared ones cost a binary search.
+ */
+void gw_elfsym_prepare(struct gw_elfsym *s, const uint64_t *addrs, size_t n) GW_HIDDEN;
 /* A gw_symbolize_fn; ctx is the struct gw_elfsym. */
 void gw_elfsym_frame(void *ctx, uint64_t address, struct gw_frame_info *out) GW_HIDDEN;
 

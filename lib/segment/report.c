@@ -673,6 +673,19 @@ int gw_report_self(int fd, const void *segment, size_t size)
 		.sym_ctx = sym ? (void *)sym : (void *)&v,
 	};
 	err = gw_report_collect(&v, &opt, &s);
+	if (!err && sym) {
+		/* every frame the report prints, symbolized in one pass per module */
+		size_t cap = (size_t)s.nsites * GWMEM_SHM_MAX_FRAMES, n = 0;
+		size_t asize = GW_ALIGN_UP(cap * sizeof(uint64_t) + 1, gw_os_page_size());
+		uint64_t *addrs = cap ? gw_os_map(asize) : NULL;
+		for (uint32_t i = 0; addrs && i < s.nsites; i++) {
+			int depth = gw_view_stack(&v, s.sites[i].stack_id, addrs + n, GWMEM_SHM_MAX_FRAMES);
+			n += depth > 0 ? (size_t)depth : 0;
+		}
+		gw_elfsym_prepare(sym, addrs, n);
+		if (addrs)
+			gw_os_unmap(addrs, asize);
+	}
 	if (!err) {
 		err = gw_report_write(fd, &v, &s, &opt);
 		gw_report_sites_release(&s);

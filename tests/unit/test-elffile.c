@@ -70,6 +70,33 @@ START_TEST(test_self)
 	ck_assert(!gw_elffile_symbol(&e, 0, name, sizeof(name), &off));
 	gw_elffile_close(&e);
 
+	/* many at once, in one pass: the same answers as one by one */
+	uintptr_t fns[] = { (uintptr_t)static_target, (uintptr_t)copy_file, (uintptr_t)self_bias,
+			    (uintptr_t)gw_elffile_open, (uintptr_t)gw_elffile_lines };
+	struct gw_elffile_line_req reqs[5];
+	size_t n = 0;
+	memset(reqs, 0, sizeof(reqs));
+	for (size_t i = 0; i < 5; i++)
+		reqs[n++].vaddr = fns[i] - self_bias() + 4;
+	for (size_t i = 1; i < n; i++)          /* sorted by vaddr */
+		for (size_t j = i; j > 0 && reqs[j - 1].vaddr > reqs[j].vaddr; j--) {
+			struct gw_elffile_line_req t = reqs[j];
+			reqs[j] = reqs[j - 1];
+			reqs[j - 1] = t;
+		}
+	ck_assert_int_eq(gw_elffile_open(&e, "/proc/self/exe", 0), 0);
+	gw_elffile_lines(&e, reqs, n);
+	for (size_t i = 0; i < n; i++) {
+		char one[512], many[512];
+		uint32_t l1 = 0;
+		ck_assert(reqs[i].found);
+		ck_assert(gw_elffile_line(&e, reqs[i].vaddr, one, sizeof(one), &l1));
+		ck_assert(gw_elffile_line_file(&e, &reqs[i], many, sizeof(many)));
+		ck_assert_uint_eq(reqs[i].line, l1);
+		ck_assert_str_eq(many, one);
+	}
+	gw_elffile_close(&e);
+
 	/* copied into anonymous memory (the reporter's way): the same answers, no fd kept */
 	ck_assert_int_eq(gw_elffile_open(&e, "/proc/self/exe", GW_ELFFILE_COPY), 0);
 	ck_assert_int_eq(e.fd, -1);
