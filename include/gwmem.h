@@ -57,7 +57,8 @@ GWMEM_EXPORT const char *gwmem_version_string(void);
 /** Backtrace method used by the preload library's leak tracking. */
 enum gwmem_unwinder {
 	GWMEM_UNWIND_LIBUNWIND = 0,      /**< libunwind, works on any code */
-	GWMEM_UNWIND_FRAME_POINTER = 1   /**< bounds-checked frame-pointer walk */
+	GWMEM_UNWIND_FRAME_POINTER = 1,  /**< bounds-checked frame-pointer walk */
+	GWMEM_UNWIND_LIBGCC = 2          /**< _Unwind_Backtrace from libgcc_s, works on any code */
 };
 
 #define GWMEM_CONFIG_PATH_MAX 256
@@ -92,7 +93,7 @@ struct gwmem_config {
 		uint32_t max_stacks;           /**< distinct backtraces kept */
 		uint32_t max_frames;           /**< frames per backtrace */
 		uint32_t sample_rate;          /**< record one allocation in N (1 = all) */
-		enum gwmem_unwinder unwinder;  /**< "libunwind" or "frame-pointer" */
+		enum gwmem_unwinder unwinder;  /**< "libunwind", "libgcc" or "frame-pointer" */
 		int report_signal;             /**< signal that writes a report; 0 = off */
 		char report_dir[GWMEM_CONFIG_PATH_MAX]; /**< where signal reports go */
 		char shm_dir[GWMEM_CONFIG_PATH_MAX];    /**< where segments are created */

@@ -394,10 +394,12 @@ static void apply(struct parse_ctx *ctx, unsigned line, const struct opt *o, con
 	case OPT_UNWINDER:
 		if (strcmp(v, "libunwind") == 0)
 			*(enum gwmem_unwinder *)field = GWMEM_UNWIND_LIBUNWIND;
+		else if (strcmp(v, "libgcc") == 0)
+			*(enum gwmem_unwinder *)field = GWMEM_UNWIND_LIBGCC;
 		else if (strcmp(v, "frame-pointer") == 0)
 			*(enum gwmem_unwinder *)field = GWMEM_UNWIND_FRAME_POINTER;
 		else
-			diag(ctx, line, "%s: expected \"libunwind\" or \"frame-pointer\", got '%s'; using the default",
+			diag(ctx, line, "%s: expected \"libunwind\", \"libgcc\" or \"frame-pointer\", got '%s'; using the default",
 			     what, v);
 		return;
 	case OPT_SIGNAL: {

@@ -393,11 +393,14 @@ EXPORT void *realloc(void *old, size_t n)
 {
 	if (!old)
 		return malloc(n);
+#ifdef __GLIBC__
 	if (n == 0) {
-		/* glibc frees and returns NULL */
+		/* glibc frees and returns NULL; musl returns a block of size 0,
+		 * which realloc_impl gives like any other size */
 		free(old);
 		return NULL;
 	}
+#endif
 	if (gw_unlikely(n > PTRDIFF_MAX)) {
 		errno = ENOMEM;
 		return NULL;

@@ -20,6 +20,19 @@ extern void *__libc_calloc(size_t, size_t) __attribute__((weak));
 extern void *__libc_realloc(void *, size_t) __attribute__((weak));
 extern void *__libc_memalign(size_t, size_t) __attribute__((weak));
 
+/*
+ * The next aligned allocator.  musl's memalign is a wrapper that calls
+ * aligned_alloc through its interposable symbol, which is ours: calling it
+ * would recurse until the stack overflows.  musl's aligned_alloc is its
+ * real implementation (any power-of-two alignment, any size), so it is
+ * the one taken there.
+ */
+#ifdef __GLIBC__
+#define NEXT_MEMALIGN "memalign"
+#else
+#define NEXT_MEMALIGN "aligned_alloc"
+#endif
+
 struct gw_next gw_next;
 static bool next_ready;
 
@@ -38,7 +51,7 @@ bool gw_next_init(void)
 		.free = find("free", (void *)__libc_free),
 		.calloc = find("calloc", (void *)__libc_calloc),
 		.realloc = find("realloc", (void *)__libc_realloc),
-		.memalign = find("memalign", (void *)__libc_memalign),
+		.memalign = find(NEXT_MEMALIGN, (void *)__libc_memalign),
 		.usable_size = find("malloc_usable_size", NULL),
 	};
 	if (!n.malloc || !n.free || !n.calloc || !n.realloc || !n.memalign) {

@@ -27,23 +27,9 @@
 #include <stdbool.h>
 #include <string.h>
 
-#if GWMEM_WITH_TRACKING
+#if GWMEM_WITH_LIBUNWIND
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
-#endif
-
-/*
- * 32-bit ARM: libunwind 1.6 tries its frame-pointer method there, which
- * faults on armhf code (Thumb-2, no frame records; seen under qemu-arm as a
- * SIGSEGV in _ULarm_step on the first malloc).  glibc's backtrace() walks
- * the EXIDX tables through libgcc's unwinder, which every armhf object
- * carries, so it is used instead.
- */
-#if GWMEM_WITH_TRACKING && defined(__arm__) && defined(__GLIBC__)
-#include <execinfo.h>
-#define USE_GLIBC_BACKTRACE 1
-#else
-#define USE_GLIBC_BACKTRACE 0
 #endif
 
 /*
@@ -51,8 +37,12 @@
  * wanted, not linked: with tracking off (or the frame-pointer unwinder) a
  * process never maps it and liblzma, about 400 KB of RSS; and RTLD_LOCAL
  * keeps libunwind's weak backtrace() from replacing glibc's in the host.
+ * Where libunwind is not built in (musl, 32-bit ARM, where libunwind 1.6
+ * faults on Thumb-2 code), libgcc's _Unwind_Backtrace stands in for it
+ * (unwind-libgcc.c).
  */
-#define USE_LIBUNWIND (GWMEM_WITH_TRACKING && !USE_GLIBC_BACKTRACE)
+#define USE_LIBUNWIND (GWMEM_WITH_TRACKING && GWMEM_WITH_LIBUNWIND)
+#define USE_LIBGCC (GWMEM_WITH_TRACKING && GWMEM_WITH_LIBGCC_UNWIND)
 #if USE_LIBUNWIND
 #define GW_STR2(x) #x
 #define GW_STR(x) GW_STR2(x)
@@ -169,19 +159,28 @@ void gw_unwind_init(enum gwmem_unwinder kind)
 	/* linked into the main program: its text is the user's too, skip nothing */
 	self_range = f.found && !f.is_main ? f.out : (struct gw_range){ 0, 0 };
 	gw_unwind_cache_flush();
+	if (unwinder != GWMEM_UNWIND_FRAME_POINTER) {
+		/* "libunwind" and "libgcc" both name the table-driven unwinder:
+		 * the one this build has */
 #if USE_LIBUNWIND
-	if (unwinder == GWMEM_UNWIND_LIBUNWIND && !libunwind_load()) {
-		gw_log("cannot load libunwind (libunwind.so.8): %s",
-		       HAVE_FP_LAYOUT ? "using the frame-pointer unwinder" : "allocations get no backtraces");
-		if (HAVE_FP_LAYOUT)
-			unwinder = GWMEM_UNWIND_FRAME_POINTER;
+		bool ok = libunwind_load();
+		const char *what = "libunwind (libunwind.so.8)";
+		unwinder = GWMEM_UNWIND_LIBUNWIND;
+#elif USE_LIBGCC
+		bool ok = gw_unwind_libgcc_load();
+		const char *what = "libgcc's unwinder (libgcc_s.so.1)";
+		unwinder = GWMEM_UNWIND_LIBGCC;
+#else
+		bool ok = false;
+		const char *what = "a table-driven unwinder (built with -Dunwinder=frame-pointer)";
+#endif
+		if (!ok && GWMEM_WITH_TRACKING) {
+			gw_log("cannot load %s: %s", what,
+			       HAVE_FP_LAYOUT ? "using the frame-pointer unwinder" : "allocations get no backtraces");
+			if (HAVE_FP_LAYOUT)
+				unwinder = GWMEM_UNWIND_FRAME_POINTER;
+		}
 	}
-#endif
-#if USE_GLIBC_BACKTRACE
-	/* the first backtrace() loads libgcc_s: do it now, not inside a malloc */
-	void *warm[4];
-	(void)backtrace(warm, 4);
-#endif
 }
 
 void gw_unwind_set_self(struct gw_range r)
@@ -268,10 +267,10 @@ static GW_ALWAYS_INLINE unsigned capture(uint64_t *buf, unsigned want)
 {
 	if (unwinder == GWMEM_UNWIND_FRAME_POINTER)
 		return capture_fp(buf, want);
-#if GWMEM_WITH_TRACKING
+#if USE_LIBUNWIND || USE_LIBGCC
 	void *ips[CAPTURE_MAX + 1];
-#if USE_GLIBC_BACKTRACE
-	int n = backtrace(ips, (int)want + 1);
+#if USE_LIBGCC
+	int n = (int)gw_unwind_libgcc_backtrace(ips, want + 1);
 #else
 	int (*bt)(void **, int) = __atomic_load_n(&unw_backtrace_fn, __ATOMIC_RELAXED);
 	int n = bt ? bt(ips, (int)want + 1) : 0;

@@ -1,8 +1,9 @@
 /*
  * unwind.h - backtrace capture for allocation records.
  *
- * Two unwinders: libunwind's unw_backtrace (works on any code, the
- * default) and a bounds-checked frame-pointer walk (several times cheaper,
+ * Two unwinders: a table-driven one (libunwind's unw_backtrace, or libgcc's
+ * _Unwind_Backtrace where the build has no libunwind; works on any code,
+ * the default) and a bounds-checked frame-pointer walk (several times cheaper,
  * right only for code built with frame pointers, never faults).  Both skip
  * the leading frames that lie in gwmem's own text (and optionally in a second
  * range: the object that called a gwmem_hook_* function), so frames[0] is
@@ -82,6 +83,14 @@ uint64_t gw_unwind_cache_hits(void) GW_HIDDEN;
  */
 unsigned gw_unwind_fp_walk(uintptr_t fp, uintptr_t lo, uintptr_t hi,
 			   uint64_t *frames, unsigned max) GW_HIDDEN;
+
+/*
+ * unwind-libgcc.c: load libgcc_s.so.1 (dlopen; false if it or its
+ * _Unwind_Backtrace is missing), and walk like unw_backtrace: at most max
+ * return addresses, ips[0] in the caller of gw_unwind_libgcc_backtrace.
+ */
+bool gw_unwind_libgcc_load(void) GW_HIDDEN;
+unsigned gw_unwind_libgcc_backtrace(void **ips, unsigned max) GW_HIDDEN;
 
 /* The calling thread's stack bounds (cached per thread); false if unknown. */
 bool gw_unwind_thread_stack(uintptr_t *lo, uintptr_t *hi) GW_HIDDEN;
