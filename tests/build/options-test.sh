@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# options-test.sh SRCDIR WORKDIR VARIANT: configure the tree with one
+# feature turned off and compile it (suite 'build-options', run by
+# scripts/test; `meson test --setup full --suite build-options`).
+#
+#   no-libunwind   -Dunwinder=libgcc      (libgcc's _Unwind_Backtrace)
+#   frame-pointer  -Dunwinder=frame-pointer
+#   no-libinih     --force-fallback-for=inih (Debian's source, subprojects/)
+#   no-tracking    -Dtracking=false
+#   no-cli         -Dcli=false            (no elfutils libdw)
+#
+# Tests and examples are left out of each variant to keep it short; the
+# preload, libgwmem.so and (where on) the CLI are built.
+set -euo pipefail
+src=$1 work=$2 variant=$3
+case $variant in
+  no-libunwind)  opts=(-Dunwinder=libgcc) ;;
+  frame-pointer) opts=(-Dunwinder=frame-pointer) ;;
+  no-libinih)    opts=(--force-fallback-for=inih) ;;
+  no-tracking)   opts=(-Dtracking=false) ;;
+  no-cli)        opts=(-Dcli=false) ;;
+  *) echo "unknown variant $variant"; exit 2 ;;
+esac
+dir=$work/options-$variant
+rm -rf "$dir"
+echo "meson setup $dir ${opts[*]} -Dtests=false -Dexamples=false"
+meson setup "$dir" "$src" "${opts[@]}" -Dtests=false -Dexamples=false >"$work/options-$variant.log" 2>&1 ||
+  { cat "$work/options-$variant.log"; exit 1; }
+sed -n '/^  Preload/,/^$/p' "$work/options-$variant.log"
+meson compile -C "$dir" >>"$work/options-$variant.log" 2>&1 ||
+  { grep -E 'error|FAILED' "$work/options-$variant.log" | head -20; exit 1; }
+for f in lib/libgwmem-preload.so lib/libgwmem.so; do
+  [ -f "$dir/$f" ] || { echo "missing $f"; exit 1; }
+done
+# what the variant promises
+case $variant in
+  no-libunwind)
+    grep -q 'unwinder *: libgcc' "$work/options-$variant.log"
+    nm -D "$dir/lib/libgwmem-preload.so" | grep -q ' U dlopen' ;;
+  no-libinih)
+    grep -q 'libinih *: subprojects' "$work/options-$variant.log"
+    ! readelf -d "$dir/lib/libgwmem.so" | grep -q libinih ;;
+  no-cli)
+    [ ! -e "$dir/tools/gwmem" ] ;;
+  *)
+    [ "$variant" = no-tracking ] || [ -x "$dir/tools/gwmem" ] ;;
+esac
+rm -rf "$dir"
+echo "$variant: configured and built"
