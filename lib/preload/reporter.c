@@ -40,6 +40,14 @@
 
 bool gw_reporter_restart_pending;
 
+/*
+ * "No module map written yet": a loader generation no loader reports.  Not
+ * 0: musl's dlpi_adds counts dlopen calls (glibc's counts every object
+ * loaded), so a musl process that never calls dlopen reports 0 + 0 forever
+ * and would never get its module map.
+ */
+#define MODULES_GEN_NONE (~0ull)
+
 static struct {
 	int report_signal;
 	bool handler_installed;
@@ -53,6 +61,7 @@ static struct {
 } R = {
 	.pipe_rd = -1,
 	.pipe_wr = -1,
+	.modules_gen = MODULES_GEN_NONE,
 };
 
 static bool fd_is_pipe(int fd, dev_t dev, ino_t ino)
@@ -398,7 +407,7 @@ void gw_reporter_atfork_child(void)
 void gw_reporter_restart(void)
 {
 	__atomic_store_n(&gw_reporter_restart_pending, false, __ATOMIC_RELAXED);
-	R.modules_gen = 0;
+	R.modules_gen = MODULES_GEN_NONE;
 	modules_refresh();
 	if (reporter_start() < 0)
 		gw_counters_event(GW_EVENT_REPORT_FAILED, false, "cannot start the reporter thread after fork");

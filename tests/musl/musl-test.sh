@@ -138,7 +138,15 @@ leak_check() {   # leak_check UNWINDER
     return
   fi
   json=$out/leaks-$unwinder.json
-  GWMEM_SHM_DIR=$shm "$gwmem" leaks "$pid" --older-than 0 --top 0 --json >"$json" 2>"$json.err" || rc=$?
+  # the module map reaches the segment from the preload's reporter thread,
+  # shortly after start: until then frames have no module
+  local try
+  for try in $(seq 40); do
+    rc=0
+    GWMEM_SHM_DIR=$shm "$gwmem" leaks "$pid" --older-than 0 --top 0 --json >"$json" 2>"$json.err" || rc=$?
+    [ $rc -ne 0 ] || ! grep -q '"module": ""' "$json" || { sleep 0.25; continue; }
+    break
+  done
   GWMEM_SHM_DIR=$shm "$gwmem" leaks "$pid" --older-than 0 --top 0 >"$out/leaks-$unwinder.txt" 2>&1 || true
   cat "/proc/$pid/maps" >"$out/maps-$unwinder.txt" 2>/dev/null
   eval "exec ${LEAKY[1]}>&-"
