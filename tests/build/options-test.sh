@@ -7,7 +7,8 @@
 #   frame-pointer  -Dunwinder=frame-pointer
 #   no-libinih     --force-fallback-for=inih (Debian's source, subprojects/)
 #   no-tracking    -Dtracking=false
-#   no-cli         -Dcli=false            (no elfutils libdw)
+#   no-libdw       -Dsymbolizer=disabled  (the CLI without elfutils libdw)
+#   no-cli         -Dcli=false
 #
 # Tests and examples are left out of each variant to keep it short; the
 # preload, libgwmem.so and (where on) the CLI are built.
@@ -18,6 +19,7 @@ case $variant in
   frame-pointer) opts=(-Dunwinder=frame-pointer) ;;
   no-libinih)    opts=(--force-fallback-for=inih) ;;
   no-tracking)   opts=(-Dtracking=false) ;;
+  no-libdw)      opts=(-Dsymbolizer=disabled) ;;
   no-cli)        opts=(-Dcli=false) ;;
   *) echo "unknown variant $variant"; exit 2 ;;
 esac
@@ -40,6 +42,8 @@ case $variant in
   no-libinih)
     grep -q 'libinih *: subprojects' "$work/options-$variant.log"
     ! readelf -d "$dir/lib/libgwmem.so" | grep -q libinih ;;
+  no-libdw)
+    [ -x "$dir/tools/gwmem" ] && ! readelf -d "$dir/tools/gwmem" | grep -q 'NEEDED.*libdw' ;;
   no-cli)
     [ ! -e "$dir/tools/gwmem" ] ;;
   *)

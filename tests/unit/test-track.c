@@ -394,4 +394,4 @@ Suite *suite_track(void)
 	return s;
 }
 
-GW_TEST_MAIN(suite_track)
+GW_TEST_MAIN_IF(GWMEM_WITH_TRACKING, "the build has no tracking (-Dtracking=false)", suite_track)

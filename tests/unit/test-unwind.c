@@ -423,4 +423,4 @@ Suite *suite_unwind(void)
 	return s;
 }
 
-GW_TEST_MAIN(suite_unwind)
+GW_TEST_MAIN_IF(GWMEM_WITH_TRACKING, "the build has no tracking (-Dtracking=false)", suite_unwind)
