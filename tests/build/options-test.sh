@@ -38,12 +38,12 @@ done
 case $variant in
   no-libunwind)
     grep -q 'unwinder *: libgcc' "$work/options-$variant.log"
-    nm -D "$dir/lib/libgwmem-preload.so" | grep -q ' U dlopen' ;;
+    nm -D "$dir/lib/libgwmem-preload.so" | grep ' U dlopen' >/dev/null ;;
   no-libinih)
     grep -q 'libinih *: subprojects' "$work/options-$variant.log"
-    ! readelf -d "$dir/lib/libgwmem.so" | grep -q libinih ;;
+    ! readelf -d "$dir/lib/libgwmem.so" | grep libinih >/dev/null ;;
   no-libdw)
-    [ -x "$dir/tools/gwmem" ] && ! readelf -d "$dir/tools/gwmem" | grep -q 'NEEDED.*libdw' ;;
+    [ -x "$dir/tools/gwmem" ] && ! readelf -d "$dir/tools/gwmem" | grep 'NEEDED.*libdw' >/dev/null ;;
   no-cli)
     [ ! -e "$dir/tools/gwmem" ] ;;
   *)

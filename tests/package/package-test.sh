@@ -18,7 +18,7 @@ src=$(cd "${1:?usage: package-test.sh SRCDIR WORKDIR}" && pwd)
 work=${2:?usage: package-test.sh SRCDIR WORKDIR}
 unset LD_PRELOAD
 
-if ! command -v dpkg-buildpackage >/dev/null || ! dpkg-query -W -f='${Status}' debhelper 2>/dev/null | grep -q "install ok installed"; then
+if ! command -v dpkg-buildpackage >/dev/null || ! dpkg-query -W -f='${Status}' debhelper 2>/dev/null | grep "install ok installed" >/dev/null; then
   echo "package-test: SKIP: dpkg-buildpackage or debhelper not installed (scripts/setup installs them)"
   exit 77
 fi
@@ -78,7 +78,7 @@ purge() {
     gwmem libgwmem-preload libgwmem0 libgwmem-dev >/dev/null 2>&1
 }
 for p in gwmem libgwmem-preload libgwmem0 libgwmem-dev; do
-  if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+  if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "install ok installed" >/dev/null; then
     echo "package-test: SKIP: $p is already installed on this machine; not replacing it"
     exit 77
   fi
