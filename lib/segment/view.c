@@ -315,14 +315,19 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 				continue;
 
 			uint64_t n = 0, sum = 0;
-			bool bad_stack = false;
+			bool bad_record = false;
 			for (uint32_t i = 0; i < h->slots_per_stripe; i++) {
 				if (!scratch[i].ptr)
 					continue;
 				n++;
-				sum += scratch[i].size;
+				/* no allocation exceeds PTRDIFF_MAX, and sums must not
+				 * wrap: a forged set of sizes could otherwise match the
+				 * stripe's total modulo 2^64 and make every total a lie */
+				if (scratch[i].size > (uint64_t)INT64_MAX ||
+				    __builtin_add_overflow(sum, scratch[i].size, &sum))
+					bad_record = true;
 				if (scratch[i].stack_id > h->stack_capacity)
-					bad_stack = true;
+					bad_record = true;
 			}
 			if (n != count || sum != bytes) {
 				mismatch = true;
@@ -330,7 +335,7 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 					break;
 				continue;
 			}
-			if (bad_stack) {
+			if (bad_record) {
 				err = GW_VIEW_ERR_CORRUPT;
 				break;
 			}
@@ -344,7 +349,10 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 			break;
 		}
 		st->records += count;
-		st->bytes += bytes;
+		if (__builtin_add_overflow(st->bytes, bytes, &st->bytes)) {
+			err = GW_VIEW_ERR_CORRUPT;    /* totals over all stripes wrap */
+			break;
+		}
 		if (fn) {
 			int r = fn(ctx, s, scratch, h->slots_per_stripe, count, bytes);
 			if (r) {

@@ -361,6 +361,53 @@ START_TEST(test_fuzz)
 }
 END_TEST
 
+/* Record sizes whose sum wraps modulo 2^64 can match a stripe's total;
+ * the reader must refuse them rather than report wrapped totals. */
+START_TEST(test_sizes_that_wrap)
+{
+	const uint64_t big = (uint64_t)INT64_MAX - 7;   /* a size no malloc returns */
+	struct gw_view v;
+	struct gw_view_snap_stats st;
+
+	/* three in one stripe (0x1000, 0x1040, 0x1080 share stripe 0): the
+	 * stripe's sum wraps and still equals its (wrapped) bytes field */
+	void *seg = sb_new(4242, 100);
+	for (uint64_t p = 0x1000; p <= 0x1080; p += 0x40)
+		ck_assert_int_eq(sb_record(seg, p, big, 0, 0), 0);
+	ck_assert_int_eq(gw_view_from_memory(&v, seg, SB_SIZE), 0);
+	ck_assert_int_eq(gw_view_snapshot(&v, NULL, NULL, &st), GW_VIEW_ERR_CORRUPT);
+	gw_view_close(&v);
+	free(seg);
+
+	/* one per stripe: each stripe is fine, the total over stripes wraps */
+	seg = sb_new(4242, 100);
+	for (uint64_t p = 0x1000; p < 0x1030; p += 0x10)
+		ck_assert_int_eq(sb_record(seg, p, big, 0, 0), 0);
+	ck_assert_int_eq(gw_view_from_memory(&v, seg, SB_SIZE), 0);
+	ck_assert_int_eq(gw_view_snapshot(&v, NULL, NULL, &st), GW_VIEW_ERR_CORRUPT);
+	gw_view_close(&v);
+	free(seg);
+
+	/* one size past PTRDIFF_MAX */
+	seg = sb_new(4242, 100);
+	ck_assert_int_eq(sb_record(seg, 0x1000, (uint64_t)INT64_MAX + 1, 0, 0), 0);
+	ck_assert_int_eq(gw_view_from_memory(&v, seg, SB_SIZE), 0);
+	ck_assert_int_eq(gw_view_snapshot(&v, NULL, NULL, &st), GW_VIEW_ERR_CORRUPT);
+	gw_view_close(&v);
+	free(seg);
+
+	/* the largest sizes that do not wrap are read */
+	seg = sb_new(4242, 100);
+	ck_assert_int_eq(sb_record(seg, 0x1000, big, 0, 0), 0);
+	ck_assert_int_eq(sb_record(seg, 0x1010, 8, 0, 0), 0);
+	ck_assert_int_eq(gw_view_from_memory(&v, seg, SB_SIZE), 0);
+	ck_assert_int_eq(gw_view_snapshot(&v, NULL, NULL, &st), 0);
+	ck_assert_uint_eq(st.bytes, (uint64_t)INT64_MAX + 1);
+	gw_view_close(&v);
+	free(seg);
+}
+END_TEST
+
 static Suite *suite_view(void)
 {
 	Suite *s = suite_create("view");
@@ -370,6 +417,7 @@ static Suite *suite_view(void)
 	tcase_add_test(tc, test_corruptions);
 	tcase_add_test(tc, test_version);
 	tcase_add_test(tc, test_busy_and_torn);
+	tcase_add_test(tc, test_sizes_that_wrap);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("fuzz");
 	tcase_set_timeout(tc, 120);
