@@ -232,6 +232,11 @@ static void diag(struct parse_ctx *ctx, unsigned line, const char *fmt, ...)
 	va_start(ap, fmt);
 	gw_vformat(&b, fmt, ap);
 	va_end(ap);
+	/* values from the file may hold escapes (\n, \t...) or raw control
+	 * bytes: a diagnostic stays one line of printable text */
+	for (char *q = (char *)gw_buf_cstr(&b); *q; q++)
+		if ((unsigned char)*q < 0x20 || *q == 0x7f)
+			*q = '?';
 	if (ctx->fn) {
 		ctx->fn(ctx->file, line, gw_buf_cstr(&b), ctx->fn_arg);
 		return;

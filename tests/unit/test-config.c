@@ -387,6 +387,13 @@ START_TEST(test_diagnostics_callback)
 	ck_assert(!c.compaction.auto_compact);
 	ck_assert_int_eq(gwmem_config_load_diag(NULL, f, 0, on_diag, &r), -EINVAL);
 	unlink(f);
+
+	/* an escaped newline in a bad value does not split the diagnostic */
+	f = write_file("[memory]\npool_enabled = \"a\\nb\\u\"\nstats_on_exit = \"x\\ty\"\n");
+	memset(&r, 0, sizeof(r));
+	ck_assert_int_eq(gwmem_config_load_diag(&c, f, GWMEM_CONFIG_NO_ENV, on_diag, &r), 2);
+	ck_assert_str_eq(r.last, "'stats_on_exit': expected true or false, got 'x?y'; using the default");
+	unlink(f);
 }
 END_TEST
 
