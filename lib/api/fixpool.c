@@ -18,7 +18,8 @@
  *    from it lazily, in batches that never cross into an uncommitted chunk.
  *    'limit' is the committed length: a pointer p is a block start iff
  *    p - base < limit and (p - base) % stride == 0.
- *  - bitmap: one bit per block, set while the block is handed out.  With the
+ *  - bitmap: one bit per block (one byte in thread-safe pools, see
+ *    bit_set()), set while the block is handed out.  With the
  *    range check it makes every free O(1) and exact: foreign, interior and
  *    double frees are refused and counted, the free lists never see them.
  *  - stripe: a free list with its own lock.  Thread-safe pools have
@@ -225,27 +226,38 @@ void *gw_fixpool_block(const struct gwmem_fixpool *fp, size_t i)
 	return block_at(fp, i);
 }
 
-/* Set the block's bit; returns the old value. */
-static GW_ALWAYS_INLINE bool bit_set(struct gwmem_fixpool *fp, bool ts, size_t g)
+/*
+ * The live state of block g.  Single-threaded pools keep one bit per block
+ * (the fast path's bitmap).  Thread-safe pools keep one byte per block: the
+ * allocating thread owns the block it popped, so marking it live is a plain
+ * store, and only the free needs an atomic exchange (two racing frees of
+ * one block: exactly one sees it live).  With bits, a producer setting and a
+ * consumer clearing bits of neighbouring blocks would fight over one cache
+ * line on every call; bytes spread 64 blocks per line instead of 512.
+ */
+static inline uint8_t *live_bytes(const struct gwmem_fixpool *fp)
 {
-	uint64_t m = (uint64_t)1 << (g & 63);
-	uint64_t *w = &fp->bitmap[g >> 6];
-
-	if (ts)
-		return __atomic_fetch_or(w, m, __ATOMIC_RELAXED) & m;
-	bool old = *w & m;
-	*w |= m;
-	return old;
+	return (uint8_t *)fp->bitmap;
 }
 
-/* Clear the block's bit; returns the old value. */
+/* Mark the block handed out. */
+static GW_ALWAYS_INLINE void bit_set(struct gwmem_fixpool *fp, bool ts, size_t g)
+{
+	if (ts) {
+		__atomic_store_n(&live_bytes(fp)[g], 1, __ATOMIC_RELAXED);
+		return;
+	}
+	fp->bitmap[g >> 6] |= (uint64_t)1 << (g & 63);
+}
+
+/* Mark the block free; returns whether it was handed out. */
 static GW_ALWAYS_INLINE bool bit_clear(struct gwmem_fixpool *fp, bool ts, size_t g)
 {
 	uint64_t m = (uint64_t)1 << (g & 63);
 	uint64_t *w = &fp->bitmap[g >> 6];
 
 	if (ts)
-		return __atomic_fetch_and(w, ~m, __ATOMIC_RELAXED) & m;
+		return __atomic_exchange_n(&live_bytes(fp)[g], 0, __ATOMIC_RELAXED);
 	bool old = *w & m;
 	*w &= ~m;
 	return old;
@@ -253,6 +265,8 @@ static GW_ALWAYS_INLINE bool bit_clear(struct gwmem_fixpool *fp, bool ts, size_t
 
 static inline bool bit_get(const struct gwmem_fixpool *fp, size_t g)
 {
+	if (is_ts(fp))
+		return __atomic_load_n(&live_bytes(fp)[g], __ATOMIC_RELAXED);
 	return __atomic_load_n(&fp->bitmap[g >> 6], __ATOMIC_RELAXED) & ((uint64_t)1 << (g & 63));
 }
 
@@ -331,7 +345,7 @@ struct gwmem_fixpool *gwmem_fixpool_create(const struct gwmem_fixpool_options *o
 	fp->base = (uint8_t *)GW_ALIGN_UP((uintptr_t)fp->map, align);
 
 	nbits = bpc * max_chunks;
-	fp->bitmap_bytes = GW_ALIGN_UP((nbits + 63) / 64 * 8, page);
+	fp->bitmap_bytes = GW_ALIGN_UP(is_ts(fp) ? nbits : (nbits + 63) / 64 * 8, page);
 	fp->bitmap = gw_os_map(fp->bitmap_bytes);
 	if (!fp->bitmap)
 		goto fail_nomem;
@@ -376,7 +390,10 @@ void gwmem_fixpool_destroy(struct gwmem_fixpool *fp)
 	if (gwmem_hook_free && !(fp->flags & GW_FIXPOOL_NOHOOK)) {
 		size_t nwords = (fp->nchunks * fp->bpc + 63) / 64;
 
-		for (size_t w = 0; w < nwords; w++) {
+		for (size_t g = 0; is_ts(fp) && g < fp->nchunks * fp->bpc; g++)
+			if (live_bytes(fp)[g])
+				GW_HOOK_FREE(block_at(fp, g));
+		for (size_t w = 0; !is_ts(fp) && w < nwords; w++) {
 			uint64_t bits = fp->bitmap[w];
 
 			while (bits) {
