@@ -28,7 +28,12 @@ rep=$tmp/reports
 mkdir -p "$rep"
 GWMEM_LEAK_DETECTION_REPORT_DIR="$rep" LD_PRELOAD="$preload" sleep 20 2>"$tmp/sleep.err" &
 pid=$!
-sleep 0.5
+# wait until the preload's SIGUSR1 handler is in place (SigCgt bit 10)
+for _ in $(seq 100); do
+  cgt=$(awk '/^SigCgt/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+  [ -n "$cgt" ] && [ $(( 0x$cgt & 0x200 )) -ne 0 ] && break
+  sleep 0.05
+done
 now=$(date +%s)
 for s in $(seq $((now - 1)) $((now + 8))); do
   ln -s "$tmp/victim" "$rep/gwmem-report.$pid.$s.txt"
