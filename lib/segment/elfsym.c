@@ -169,6 +169,19 @@ static const struct gw_elffile *line_file(struct gw_elfsym *s, int i)
 	return &f->file;
 }
 
+/* Let module i's files go; later lookups in it give module+offset only. */
+static void release_module(struct gw_elfsym *s, int i)
+{
+	struct mod_files *f = &s->files[i];
+
+	if (f->have_file)
+		gw_elffile_close(&f->file);
+	if (f->have_debug)
+		gw_elffile_close(&f->debug);
+	f->have_file = f->have_debug = false;
+	f->tried = true;
+}
+
 static void lookup(struct gw_elfsym *s, uint64_t address, struct gw_frame_info *fi)
 {
 	int i;
@@ -210,44 +223,57 @@ void gw_elfsym_prepare(struct gw_elfsym *s, const uint64_t *addrs, size_t n)
 		if (!m || p[m - 1].address != p[i].address)
 			p[m++].address = p[i].address;
 
-	/* names first; the module index of each frame goes in .line meanwhile */
-	for (size_t i = 0; i < m; i++) {
-		int mod;
-		uint64_t a = p[i].address;
-		lookup_name(s, a, &p[i].info, &mod);
-		p[i].info.line = (uint32_t)(mod + 1);
-	}
-	/* then one pass over each module's line table for all of its frames */
-	rsize = GW_ALIGN_UP(m * sizeof(struct gw_elffile_line_req), gw_os_page_size());
+	/* the module of each frame, from the map (no file read yet): which[i] = index + 1, or 0 */
+	rsize = GW_ALIGN_UP(m * (sizeof(struct gw_elffile_line_req) + sizeof(uint32_t)), gw_os_page_size());
 	struct gw_elffile_line_req *reqs = gw_os_map(rsize);
-	for (int mod = 0; reqs && mod < s->nmods; mod++) {
-		size_t k = 0;
-		for (size_t i = 0; i < m; i++)
-			if (p[i].info.line == (uint32_t)(mod + 1)) {
-				memset(&reqs[k], 0, sizeof(reqs[k]));
-				reqs[k++].vaddr = p[i].address - 1 - s->mods[mod].bias;
+	if (!reqs) {
+		gw_os_unmap(p, size);
+		return;                  /* frames are then looked up one by one */
+	}
+	uint32_t *which = (uint32_t *)(reqs + m);
+	for (size_t i = 0; i < m; i++) {
+		uint64_t a = p[i].address;
+		gw_report_symbolize_modules((void *)s->view, a, &p[i].info);
+		p[i].info.address = a;
+		which[i] = 0;
+		for (int mod = 0; a && mod < s->nmods; mod++)
+			if (a - 1 >= s->mods[mod].start && a - 1 < s->mods[mod].end) {
+				which[i] = (uint32_t)(mod + 1);
+				break;
 			}
-		if (!k)
-			continue;
-		const struct gw_elffile *e = line_file(s, mod);
-		gw_elffile_lines(e, reqs, k);
-		k = 0;
+	}
+	/*
+	 * Module by module: names, then one pass over its line table for all of
+	 * its frames, then its files are let go, so at most one module's files
+	 * are held at a time (they are copies: memory counts on a gateway).
+	 */
+	for (int mod = 0; mod < s->nmods; mod++) {
+		size_t k = 0;
+		int opened = -1;
 		for (size_t i = 0; i < m; i++) {
-			if (p[i].info.line != (uint32_t)(mod + 1))
+			if (which[i] != (uint32_t)(mod + 1))
 				continue;
-			struct gw_elffile_line_req *r = &reqs[k++];
-			p[i].info.line = 0;
-			if (r->found) {
-				p[i].info.line = r->line;
-				gw_elffile_line_file(e, r, p[i].info.file, sizeof(p[i].info.file));
+			lookup_name(s, p[i].address, &p[i].info, &opened);
+			memset(&reqs[k], 0, sizeof(reqs[k]));
+			reqs[k++].vaddr = p[i].address - 1 - s->mods[mod].bias;
+		}
+		if (k && opened == mod) {
+			const struct gw_elffile *e = line_file(s, mod);
+			gw_elffile_lines(e, reqs, k);
+			k = 0;
+			for (size_t i = 0; i < m; i++) {
+				if (which[i] != (uint32_t)(mod + 1))
+					continue;
+				struct gw_elffile_line_req *r = &reqs[k++];
+				if (r->found) {
+					p[i].info.line = r->line;
+					gw_elffile_line_file(e, r, p[i].info.file, sizeof(p[i].info.file));
+				}
 			}
 		}
+		release_module(s, mod);
 	}
-	if (reqs)
-		gw_os_unmap(reqs, rsize);
-	else
-		for (size_t i = 0; i < m; i++)
-			p[i].info.line = 0;      /* still a module index: no line table was read */
+	gw_os_unmap(reqs, rsize);
 	s->prep = p;
 	s->nprep = m;
 	s->prep_size = size;
