@@ -671,6 +671,8 @@ int gw_report_self(int fd, const void *segment, size_t size)
 		.stats = true,
 		.symbolize = sym ? gw_elfsym_frame : gw_report_symbolize_dladdr,
 		.sym_ctx = sym ? (void *)sym : (void *)&v,
+		/* the list the CLI takes too (not a configuration key: only labels change) */
+		.wrappers = gw_os_getenv("GWMEM_ALLOC_WRAPPERS"),
 	};
 	err = gw_report_collect(&v, &opt, &s);
 	if (!err && sym) {

@@ -795,6 +795,15 @@ def test_wrappers():
             check(("in " + w) in text, "SIGUSR1 report lacks label %r" % w)
     finally:
         check(t.stop() == 0, "target exit status")
+    # and takes GWMEM_ALLOC_WRAPPERS from its environment
+    t = FieldTarget(FIELDLEAK, env={"GWMEM_ALLOC_WRAPPERS": "dup_one"})
+    try:
+        text = report_of(t)
+        check(("in " + want["dup_one"]) not in text and ("in " + want["dup_two"]) in text
+              and re.search(r"\] +in main \(fieldleak\.c:\d+\)", text),
+              "GWMEM_ALLOC_WRAPPERS in the report: %s" % text[:3000])
+    finally:
+        check(t.stop() == 0, "target exit status")
 
 
 def main():
