@@ -4,6 +4,7 @@
 
 #include <check.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,6 +208,71 @@ START_TEST(test_double_and_invalid_free_counted)
 }
 END_TEST
 
+/* Two threads free one block at the same moment, many times: exactly one
+ * free of each pair is counted as a double free, and afterwards no block is
+ * handed out twice (each was linked into one cache only). */
+#define RACE_ROUNDS 5000
+static void *volatile race_block;
+static int race_round, race_done;
+
+static void *race_free(void *arg)
+{
+	(void)arg;
+	for (int r = 1; r <= RACE_ROUNDS; r++) {
+		while (__atomic_load_n(&race_round, __ATOMIC_ACQUIRE) < r)
+			sched_yield();
+		gw_pool_free(race_block);
+		__atomic_add_fetch(&race_done, 1, __ATOMIC_ACQ_REL);
+	}
+	/* both frees of the last round first: a block allocated again in
+	 * between could be freed again legitimately */
+	while (__atomic_load_n(&race_done, __ATOMIC_ACQUIRE) < 2 * RACE_ROUNDS)
+		sched_yield();
+	/* the blocks this thread's cache took come back out here */
+	void **got = calloc(RACE_ROUNDS + 64, sizeof(void *));
+	for (int i = 0; i < RACE_ROUNDS + 64; i++)
+		got[i] = gw_pool_alloc(48);
+	return got;
+}
+
+static int cmp_ptr(const void *a, const void *b)
+{
+	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+START_TEST(test_racing_double_free)
+{
+	setup_pool(1024, 256, 100);
+	uint64_t before = gw_counters->double_frees;
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(pthread_create(&th[i], NULL, race_free, NULL), 0);
+	for (int r = 1; r <= RACE_ROUNDS; r++) {
+		race_block = gw_pool_alloc(48);
+		ck_assert_ptr_nonnull(race_block);
+		__atomic_store_n(&race_round, r, __ATOMIC_RELEASE);
+		while (__atomic_load_n(&race_done, __ATOMIC_ACQUIRE) < 2 * r)
+			sched_yield();
+	}
+	void **got[2];
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], (void **)&got[i]);
+	ck_assert_uint_eq(gw_counters->double_frees - before, RACE_ROUNDS);
+	size_t n = 2 * (RACE_ROUNDS + 64);
+	void **all = calloc(n, sizeof(void *));
+	memcpy(all, got[0], (RACE_ROUNDS + 64) * sizeof(void *));
+	memcpy(all + RACE_ROUNDS + 64, got[1], (RACE_ROUNDS + 64) * sizeof(void *));
+	qsort(all, n, sizeof(void *), cmp_ptr);
+	for (size_t i = 1; i < n; i++)
+		if (all[i])
+			ck_assert_ptr_ne(all[i], all[i - 1]);
+	free(all);
+	free(got[0]);
+	free(got[1]);
+}
+END_TEST
+
 START_TEST(test_release_empty_chunks)
 {
 	setup_pool(1024, 16, 100);
@@ -275,6 +341,7 @@ Suite *suite_pool(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("misuse");
 	tcase_add_test(tc, test_double_and_invalid_free_counted);
+	tcase_add_test(tc, test_racing_double_free);
 	suite_add_tcase(s, tc);
 	return s;
 }
