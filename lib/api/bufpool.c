@@ -125,6 +125,10 @@ int gwmem_bufpool_get(struct gwmem_bufpool *bp, size_t min_capacity, struct gwme
 	out->data = NULL;
 	out->len = out->cap = 0;
 	c = shift_of(min_capacity ? min_capacity : 1);
+	if (c >= bp->min_shift + bp->nclasses) {
+		__atomic_fetch_add(&bp->failed, 1, __ATOMIC_RELAXED);
+		return -EMSGSIZE;
+	}
 	c = c > bp->min_shift ? c - bp->min_shift : 0;
 	for (; c < bp->nclasses; c++) {
 		void *b = gw_fixpool_alloc_ra(bp->cls[c], __builtin_return_address(0));
@@ -137,9 +141,7 @@ int gwmem_bufpool_get(struct gwmem_bufpool *bp, size_t min_capacity, struct gwme
 		}
 	}
 	__atomic_fetch_add(&bp->failed, 1, __ATOMIC_RELAXED);
-	return c == bp->nclasses && shift_of(min_capacity ? min_capacity : 1) > bp->min_shift + bp->nclasses - 1
-		       ? -EMSGSIZE
-		       : -ENOMEM;
+	return -ENOMEM;
 }
 
 int gwmem_bufpool_put(struct gwmem_bufpool *bp, struct gwmem_bytebuf *b)
