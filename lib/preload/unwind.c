@@ -75,6 +75,7 @@ static bool libunwind_load(void)
 #include "gwmem/shm_layout.h"
 #include "fmt.h"
 #include "unwind.h"
+#include "spin.h"
 #include "unwind-cache.h"
 
 #if defined(__x86_64__) || defined(__i386__) || defined(__aarch64__)
@@ -241,13 +242,154 @@ unsigned gw_unwind_fp_walk(uintptr_t fp, uintptr_t lo, uintptr_t hi, uint64_t *f
 	return n;
 }
 
+/* --- executable segments: what a frame-pointer walk may emit ----------- */
+
+/*
+ * A frame-pointer chain that runs into code built without frame pointers
+ * reads whatever that code keeps in the frame register: often a stack or
+ * heap address, which then passes for a return address (seen on musl with
+ * an -O2 program: a stack address reported as libc.so+0x63af863968).  So
+ * every return address the walk emits must lie in an executable segment of
+ * a loaded object; the first that does not ends the chain.
+ *
+ * The segments are collected with dl_iterate_phdr into one of two tables
+ * and published with a pointer swap, so readers take no lock.  An address
+ * outside every segment re-collects, but only when the loader's
+ * dlpi_adds/dlpi_subs have moved since the last collection and no other
+ * thread is collecting (else it counts as outside: a chain cut short,
+ * never a wrong frame).  A collection writes the table that is not
+ * published; a reader still scanning it from two collections ago can only
+ * misjudge one frame, never fault (nothing is dereferenced).
+ */
+#define EXEC_MAX 384
+
+struct exec_table {
+	unsigned n;
+	struct gw_range r[EXEC_MAX];
+};
+
+static struct exec_table exec_tables[2];
+static struct exec_table *exec_current;
+static unsigned long long exec_gen = ~0ull;
+static struct gw_spin exec_lock;
+static GW_TLS unsigned tls_exec_hint;
+
+struct exec_collect {
+	struct exec_table *t;
+	bool first, same;
+};
+
+static int exec_collect_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+	struct exec_collect *c = data;
+
+	if (c->first) {
+		unsigned long long gen = info->dlpi_adds + ((unsigned long long)info->dlpi_subs << 32);
+		c->first = false;
+		if (gen == exec_gen && exec_current) {
+			c->same = true;
+			return 1;
+		}
+		exec_gen = gen;
+	}
+	for (unsigned i = 0; i < info->dlpi_phnum && c->t->n < EXEC_MAX; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && ph->p_memsz)
+			c->t->r[c->t->n++] = (struct gw_range){
+				info->dlpi_addr + ph->p_vaddr, info->dlpi_addr + ph->p_vaddr + ph->p_memsz };
+	}
+	(void)size;
+	return 0;
+}
+
+static bool exec_refresh(void)
+{
+	if (!gw_spin_trylock(&exec_lock))
+		return false;
+	struct exec_table *cur = __atomic_load_n(&exec_current, __ATOMIC_ACQUIRE);
+	struct exec_table *t = cur == &exec_tables[0] ? &exec_tables[1] : &exec_tables[0];
+	struct exec_collect c = { .t = t, .first = true, .same = false };
+
+	t->n = 0;
+	dl_iterate_phdr(exec_collect_cb, &c);
+	if (!c.same)
+		__atomic_store_n(&exec_current, t, __ATOMIC_RELEASE);
+	gw_spin_unlock(&exec_lock);
+	return !c.same;
+}
+
+static bool exec_lookup(const struct exec_table *t, uintptr_t a)
+{
+	unsigned n = t ? __atomic_load_n(&t->n, __ATOMIC_RELAXED) : 0, h = tls_exec_hint;
+
+	if (h < n && gw_range_has(&t->r[h], a))
+		return true;
+	for (unsigned i = 0; i < n; i++) {
+		if (gw_range_has(&t->r[i], a)) {
+			tls_exec_hint = i;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * The walk asks about the same few return addresses over and over: a
+ * per-thread direct-mapped cache of pages known to be text answers most of
+ * them with one compare.  It is emptied when a collection publishes a new
+ * table (an unloaded object's pages must not stay "text").
+ */
+#define TEXT_CACHE 64
+static GW_TLS uintptr_t tls_text_page[TEXT_CACHE];
+static GW_TLS const struct exec_table *tls_text_table;
+
+/* frames[0..n) up to the first that is not text: how many are */
+static unsigned text_prefix(const uint64_t *frames, unsigned n)
+{
+	const struct exec_table *t = __atomic_load_n(&exec_current, __ATOMIC_RELAXED);
+
+	if (gw_unlikely(t != tls_text_table)) {
+		memset(tls_text_page, 0, sizeof(tls_text_page));
+		tls_text_table = t;
+	}
+	uintptr_t prev = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		uintptr_t page = (uintptr_t)frames[i] >> 12;
+		unsigned slot = (unsigned)(page ^ (page >> 6)) & (TEXT_CACHE - 1);
+
+		/* recursion and nested helpers: the caller's page again */
+		if (page == prev)
+			continue;
+		prev = page;
+		if (gw_likely(tls_text_page[slot] == page))
+			continue;
+		if (!gw_unwind_in_text((uintptr_t)frames[i]))
+			return i;
+		/* (page 0 is never text, so prev = 0 never skips a frame) */
+		/* cached only while the table it came from is still the current one */
+		if (page && tls_text_table == __atomic_load_n(&exec_current, __ATOMIC_RELAXED))
+			tls_text_page[slot] = page;
+	}
+	return n;
+}
+
+bool gw_unwind_in_text(uintptr_t a)
+{
+	if (exec_lookup(__atomic_load_n(&exec_current, __ATOMIC_ACQUIRE), a))
+		return true;
+	return exec_refresh() && exec_lookup(__atomic_load_n(&exec_current, __ATOMIC_ACQUIRE), a);
+}
+
 static GW_NOINLINE unsigned capture_fp(uint64_t *buf, unsigned max)
 {
 	uintptr_t lo, hi;
+	unsigned n;
 
 	if (!gw_unwind_thread_stack(&lo, &hi))
 		return 0;
-	return gw_unwind_fp_walk((uintptr_t)__builtin_frame_address(0), lo, hi, buf, max);
+	n = gw_unwind_fp_walk((uintptr_t)__builtin_frame_address(0), lo, hi, buf, max);
+	return text_prefix(buf, n);
 }
 
 /*

@@ -92,6 +92,13 @@ unsigned gw_unwind_fp_walk(uintptr_t fp, uintptr_t lo, uintptr_t hi,
 bool gw_unwind_libgcc_load(void) GW_HIDDEN;
 unsigned gw_unwind_libgcc_backtrace(void **ips, unsigned max) GW_HIDDEN;
 
+/*
+ * Whether a lies in an executable segment of a loaded object (the check the
+ * frame-pointer unwinder makes on every frame; lock-free, re-reads the
+ * loader's list when it changed).
+ */
+bool gw_unwind_in_text(uintptr_t a) GW_HIDDEN;
+
 /* The calling thread's stack bounds (cached per thread); false if unknown. */
 bool gw_unwind_thread_stack(uintptr_t *lo, uintptr_t *hi) GW_HIDDEN;
 

@@ -6,6 +6,7 @@
 #endif
 
 #include <check.h>
+#include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,6 +74,8 @@ static void check_chain(enum gwmem_unwinder kind)
 	if (ngot)
 		ck_assert_uint_ne(got[0], first);
 }
+
+static int nstk_probe = 1;
 
 START_TEST(test_unwind_libunwind_chain)
 {
@@ -214,10 +217,10 @@ END_TEST
 
 #if defined(__x86_64__)
 unsigned fp_thunk(void);
+static uint64_t thunk_frames[16];
 __attribute__((noinline, optimize("omit-frame-pointer"))) unsigned fp_thunk(void)
 {
-	uint64_t f[16];
-	return gw_unwind_capture(f, 16, 0, NULL);
+	return gw_unwind_capture(thunk_frames, 16, 0, NULL);
 }
 
 /* call the capture with rbp holding a value that is no frame at all */
@@ -256,7 +259,46 @@ START_TEST(test_unwind_fp_frameless_caller)
 				    (uintptr_t)&local + 3, hi - 8, lo };
 	for (unsigned i = 0; i < sizeof(bogus) / sizeof(bogus[0]); i++)
 		ck_assert_uint_le(capture_with_rbp(bogus[i]), 16);
+
+	/* a frame-less caller whose rbp points at what looks like a frame
+	 * record whose "return address" is a stack address: the walk must not
+	 * report it (nor anything outside the loaded objects' text) */
+	volatile uintptr_t fake[4];
+	fake[0] = 0;
+	fake[1] = (uintptr_t)&fake[2];
+	fake[2] = 0;
+	fake[3] = 0;
+	unsigned n = capture_with_rbp((uintptr_t)&fake[0]);
+	for (unsigned i = 0; i < n; i++) {
+		ck_assert_msg(thunk_frames[i] != (uintptr_t)&fake[2], "frame %u is the stack address", i);
+		ck_assert_msg(thunk_frames[i] < lo || thunk_frames[i] >= hi, "frame %u %#llx lies on the stack", i,
+			      (unsigned long long)thunk_frames[i]);
+		ck_assert(gw_unwind_in_text((uintptr_t)thunk_frames[i]));
+	}
 #endif
+}
+END_TEST
+
+START_TEST(test_unwind_in_text)
+{
+	int local;
+	void *heap = malloc(64);
+
+	ck_assert(gw_unwind_in_text((uintptr_t)&gw_unwind_in_text));   /* gwmem's */
+	ck_assert(gw_unwind_in_text((uintptr_t)&malloc));              /* libc's */
+	ck_assert(!gw_unwind_in_text((uintptr_t)&local));
+	ck_assert(!gw_unwind_in_text((uintptr_t)heap));
+	ck_assert(!gw_unwind_in_text(0));
+	ck_assert(!gw_unwind_in_text((uintptr_t)&nstk_probe));         /* data, not text */
+	free(heap);
+	/* an object loaded later is found: the loader's count moved */
+	void *h = dlopen("libutil.so.1", RTLD_NOW | RTLD_LOCAL);
+	if (h) {
+		void *f = dlsym(h, "openpty");
+		if (f)
+			ck_assert(gw_unwind_in_text((uintptr_t)f));
+		dlclose(h);
+	}
 }
 END_TEST
 
@@ -418,6 +460,7 @@ Suite *suite_unwind(void)
 		tcase_add_test(tc, test_unwind_fp_walk_checks);
 		tcase_add_test(tc, test_unwind_fp_frameless_caller);
 	}
+	tcase_add_test(tc, test_unwind_in_text);
 	tcase_add_test(tc, test_unwind_cache_equals_full);
 	suite_add_tcase(s, tc);
 	return s;
