@@ -155,6 +155,29 @@ __attribute__((destructor)) static void gwmem_preload_fini(void)
 
 /* --- allocation without tracking ---------------------------------------- */
 
+/*
+ * The next allocator failed: if the pools still hold unused address space
+ * (an RLIMIT_AS makes that what glibc lacks), give it back once and say
+ * whether a retry is worth it.  errno is restored for the retry, so a
+ * request that then succeeds leaves it as it was.
+ */
+static GW_NOINLINE GW_COLD bool next_failed_retry(int saved_errno)
+{
+	if (!pools_on || !gw_pool_trim())
+		return false;
+	errno = saved_errno;
+	return true;
+}
+
+#define NEXT_CALL(expr)                                                   \
+	({                                                                \
+		int saved_ = errno;                                       \
+		void *r_ = (expr);                                        \
+		if (gw_unlikely(r_ == NULL) && next_failed_retry(saved_)) \
+			r_ = (expr);                                      \
+		r_;                                                       \
+	})
+
 static GW_NOINLINE void *alloc_next(size_t n)
 {
 	if (gw_unlikely(!gw_next_ready())) {
@@ -164,7 +187,7 @@ static GW_NOINLINE void *alloc_next(size_t n)
 		return NULL;
 	}
 	gw_count(forwarded_allocs);
-	return gw_next.malloc(n);
+	return NEXT_CALL(gw_next.malloc(n));
 }
 
 static GW_NOINLINE void *alloc_slow(size_t n)
@@ -217,12 +240,12 @@ static void *aligned_impl(size_t align, size_t n)
 	if (!gw_next_ready())
 		return boot_alloc(n, align);
 	gw_count(forwarded_allocs);
-	return gw_next.memalign(align, n);
+	return NEXT_CALL(gw_next.memalign(align, n));
 }
 
 static GW_ALWAYS_INLINE void free_impl(void *p)
 {
-	if (gw_likely(gw_pool_owns_inline(p))) {
+	if (gw_likely(gw_pool_owns_exact(p))) {
 		gw_pool_free_inline(p);
 		return;
 	}
@@ -236,7 +259,7 @@ static size_t usable_size(void *p)
 {
 	if (!p)
 		return 0;
-	if (gw_pool_owns_inline(p))
+	if (gw_pool_owns_exact(p))
 		return gw_pool_usable_size(p);
 	if (boot_owns(p))
 		return boot_size(p);
@@ -306,7 +329,7 @@ EXPORT void *calloc(size_t nmemb, size_t size)
 		memset(p, 0, n);
 	} else if (gw_next_ready()) {
 		gw_count(forwarded_allocs);
-		p = gw_next.calloc(nmemb, size);
+		p = NEXT_CALL(gw_next.calloc(nmemb, size));
 	} else {
 		p = boot_alloc(n, MIN_ALIGN);   /* static arena: zero already */
 	}
@@ -325,7 +348,7 @@ out:
  */
 static inline bool realloc_refused(void *old)
 {
-	if (gw_pool_owns_inline(old) && gw_unlikely(gw_pool_check_realloc(old) != 0)) {
+	if (gw_pool_owns_exact(old) && gw_unlikely(gw_pool_check_realloc(old) != 0)) {
 		errno = EINVAL;
 		return true;
 	}
@@ -337,7 +360,7 @@ static void *realloc_impl(void *old, size_t n)
 {
 	void *p;
 
-	if (gw_pool_owns_inline(old)) {
+	if (gw_pool_owns_exact(old)) {
 		size_t have = gw_pool_usable_size(old);
 		/* stay in place while the block fits and is not too large for n */
 		if (n <= have && (n > have / 2 || have <= 32))
@@ -362,7 +385,7 @@ static void *realloc_impl(void *old, size_t n)
 		errno = ENOMEM;
 		return NULL;
 	}
-	return gw_next.realloc(old, n);
+	return NEXT_CALL(gw_next.realloc(old, n));
 }
 
 /*

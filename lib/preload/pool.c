@@ -5,7 +5,8 @@
  * At start one address range is reserved (PROT_NONE) and cut into one
  * region per class, each holding max_chunks chunk slots (fewer where the
  * address-space budget says so: 3 GiB targets get a smaller reservation,
- * and so does a process under RLIMIT_AS, see pool_budget()).  A chunk is made
+ * and so does a process under RLIMIT_AS, see pool_budget(); gw_pool_trim()
+ * gives the unused part back when the next allocator runs out).  A chunk is made
  * usable (mprotect) the first time a slot is needed and carved lazily, so
  * untouched blocks cost no memory.  A block's class follows from its
  * address (regions are equal powers of two), so blocks carry no header; a freed block holds
@@ -367,6 +368,7 @@ int gw_pool_init(const struct gwmem_config *cfg)
 		for (int k = 0; k < 5; k++)
 			inv *= 2 - odd * inv;
 		gw_pool_ro[i].committed = 0;
+		gw_pool_ro[i].reserved = (uintptr_t)1 << shift;
 		gw_pool_ro[i].size = size;
 		gw_pool_ro[i].inv = inv;
 		gw_pool_ro[i].limit = UINT32_MAX / size;
@@ -879,6 +881,42 @@ int gw_pool_check_realloc(void *p)
 		return GW_POOL_FREED_REALLOC;
 	}
 	return 0;
+}
+
+/* --- giving address space back ------------------------------------------ */
+
+bool gw_pool_trim(void)
+{
+	static int done;
+	const uintptr_t page = gw_os_page_size();
+
+	if (!gw_pool_ready() || __atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL))
+		return false;
+	const uintptr_t region = (uintptr_t)1 << gw_pool_g.region_shift;
+	uint64_t given = 0;
+	/* first stop growth and publish the new bounds, then the flag, and
+	 * only then unmap: an address in a hole can only be someone else's
+	 * after the unmap, by which time every reader checks the bounds */
+	for (unsigned i = 0; i < gw_pool_g.nclasses; i++) {
+		struct gw_size_class *c = &classes[i];
+		pthread_mutex_lock(&c->lock);
+		c->max_chunks = c->used_slots;
+		/* chunk_new commits up to this page boundary, no further */
+		uintptr_t keep = GW_ALIGN_UP((uintptr_t)c->used_slots * c->chunk_bytes, page);
+		__atomic_store_n(&gw_pool_ro[i].reserved, keep, __ATOMIC_RELEASE);
+		pthread_mutex_unlock(&c->lock);
+	}
+	__atomic_store_n(&gw_pool_g.trimmed, 1u, __ATOMIC_RELEASE);
+	for (unsigned i = 0; i < gw_pool_g.nclasses; i++) {
+		uintptr_t keep = gw_pool_ro[i].reserved;
+		if (keep < region) {
+			gw_os_unmap((void *)(region_base(i) + keep), (size_t)(region - keep));
+			given += region - keep;
+		}
+	}
+	gw_log("the next allocator is out of memory: the pools gave back %llu KiB of unused address "
+	       "space and grow no more", (unsigned long long)(given >> 10));
+	return given > 0;
 }
 
 /* --- statistics --------------------------------------------------------- */

@@ -58,11 +58,13 @@ struct gw_pool_global {
 	uintptr_t secret;        /* double-free canary key */
 	unsigned region_shift;
 	unsigned nclasses;
+	unsigned trimmed;        /* gw_pool_trim gave address space back: the span has holes */
 };
 
 /* Per class data the fast paths read (the rest is in pool.c). */
 struct gw_pool_class_ro {
 	uintptr_t committed;     /* bytes of the region backed by chunks (grows only) */
+	uintptr_t reserved;      /* bytes of the region still reserved (gw_pool_trim) */
 	uint32_t size;
 	uint32_t inv;            /* inverse of size's odd part mod 2^32 */
 	uint32_t limit;          /* UINT32_MAX / size */
@@ -151,6 +153,25 @@ static GW_ALWAYS_INLINE bool gw_pool_owns_inline(const void *p)
 	return (uintptr_t)p - gw_pool_g.base < gw_pool_g.span;
 }
 
+/*
+ * Ownership once the reservation may have holes: after gw_pool_trim() gave
+ * the unused part of each region back, the next allocator's mmap can place
+ * its blocks there, inside the span.  Those are not ours.  Until then (the
+ * usual case) this is the range check plus one predictable branch.
+ */
+static GW_ALWAYS_INLINE bool gw_pool_owns_exact(const void *p)
+{
+	uintptr_t off = (uintptr_t)p - gw_pool_g.base;
+
+	if (off >= gw_pool_g.span)
+		return false;
+	if (gw_likely(!__atomic_load_n(&gw_pool_g.trimmed, __ATOMIC_ACQUIRE)))
+		return true;
+	unsigned cls = (unsigned)(off >> gw_pool_g.region_shift);
+	uintptr_t roff = off & (((uintptr_t)1 << gw_pool_g.region_shift) - 1);
+	return roff < __atomic_load_n(&gw_pool_ro[cls].reserved, __ATOMIC_ACQUIRE);
+}
+
 /* Fast path: push to this thread's cache.  p must be owned by the pools. */
 static GW_ALWAYS_INLINE void gw_pool_free_inline(void *p)
 {
@@ -221,6 +242,13 @@ int gw_pool_check_realloc(void *p) GW_HIDDEN;
 unsigned gw_pool_stats(struct gwmem_shm_class *out, unsigned max) GW_HIDDEN;
 /* Keep live per-class statistics in 'area' (GWMEM_SHM_MAX_CLASSES entries) from now on. */
 void gw_pool_attach_stats(struct gwmem_shm_class *area, uint32_t *nclasses) GW_HIDDEN;
+/*
+ * The next allocator ran out of memory (typically RLIMIT_AS): give back the
+ * address space of every region past its committed chunks, once, so the
+ * next allocator can use it; classes then never grow again (their requests
+ * are forwarded).  True if anything was given back (worth retrying).
+ */
+bool gw_pool_trim(void) GW_HIDDEN;
 /* Release fully free chunks to the OS if due; 'force' ignores the interval. Returns chunks released. */
 unsigned gw_pool_release(bool force) GW_HIDDEN;
 /* Print the statistics table to fd without allocating. */

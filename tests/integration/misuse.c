@@ -381,6 +381,23 @@ static int mode_fill(size_t block)
 		list = p;
 		n++;
 	}
+	/* every block, wherever the next allocator put it (after the pools gave
+	 * address space back, inside their old range), is its block: usable
+	 * size, realloc keeping the data, free */
+	long bad = 0;
+	for (void ***pp = (void ***)&list; *pp; pp = (void ***)&(*pp)[0]) {
+		void **p = *pp;
+		if (malloc_usable_size(p) < block || ((unsigned char *)p)[block - 1] != 1)
+			bad++;
+		void **q = realloc(p, block / 2);
+		if (!q) {
+			bad++;
+			continue;
+		}
+		if (((unsigned char *)q)[block / 2 - 1] != 1)
+			bad++;
+		*pp = q;
+	}
 	long small = 0;
 	for (void **p = list; p && small < 1000; small++) {
 		/* small blocks still come from somewhere after large ones fail */
@@ -396,7 +413,9 @@ static int mode_fill(size_t block)
 		list = next;
 	}
 	printf("result: fill %zu-byte blocks: %ld\n", block, n);
-	return n > 0 ? 0 : 1;
+	if (bad)
+		printf("result: %ld blocks with a wrong size or content after realloc\n", bad);
+	return n > 0 && !bad ? 0 : 1;
 }
 
 int main(int argc, char **argv)
