@@ -98,6 +98,7 @@ struct gwmem_config {
 		char report_dir[GWMEM_CONFIG_PATH_MAX]; /**< where signal reports go */
 		char shm_dir[GWMEM_CONFIG_PATH_MAX];    /**< where segments are created */
 		bool keep_segment_on_exit;     /**< keep the segment after a normal exit */
+		uint32_t max_segment_bytes;    /**< memory one segment may use at most */
 	} leak_detection;
 	struct {
 		double fragmentation_threshold; /**< compact above this (0..1) */

@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "shared.h"
 
@@ -18,15 +19,18 @@ static const char help[] =
 "\n"
 "DESCRIPTION\n"
 "    One line per segment in the segment directory: pid, state, live bytes,\n"
-"    live allocations, the share of allocations that were tracked, and the\n"
-"    command line.  State is running (the process runs), exited (it exited\n"
-"    normally and kept its segment), crashed (it is gone without its exit\n"
-"    handler running: the segment holds what was live at the crash) or\n"
+"    live allocations, the share of allocations that were tracked, the\n"
+"    memory the segment file takes in the directory (SHM-KIB; on tmpfs that\n"
+"    is RAM) and the command line.  State is running (the process runs),\n"
+"    exited (it exited normally and kept its segment), crashed (it is gone\n"
+"    without its exit handler running: the segment holds what was live at\n"
+"    the crash), empty (it exited but could not remove its segment, having\n"
+"    dropped the privileges it was created with, so it emptied it) or\n"
 "    starting.  Segments that cannot be read are listed with the reason.\n"
 "    Live figures come from the table's stripe heads: cheap, not a snapshot.\n"
 "\n"
 "OPTIONS\n"
-"    --json          a JSON array of {\"pid\", \"state\", \"live_bytes\",\n"
+"    --json          a JSON array of {\"pid\", \"state\", \"live_bytes\", \"shm_bytes\",\n"
 "                    \"live_count\", \"tracked_percent\", \"command\", \"path\"}\n"
 "    --shm-dir DIR   segment directory (default $GWMEM_SHM_DIR or " GWMEM_DEFAULT_SHM_DIR ")\n"
 "    -h, --help      show this help\n"
@@ -45,6 +49,8 @@ struct ps_row {
 	uint64_t starttime;
 	char name[256];
 	int err;                      /* a gw_view_error */
+	bool empty;                   /* a 0-byte file: emptied at exit */
+	unsigned long long shm_bytes; /* what the file takes in shm_dir (tmpfs: RAM) */
 	const char *state;
 	uint64_t bytes, count;
 	double tracked_pct;
@@ -102,6 +108,19 @@ static void ps_read(const char *dir, struct ps_row *x)
 	struct gw_view v;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, x->name);
+	struct stat st;
+	if (lstat(path, &st) < 0) {
+		x->err = GW_VIEW_ERR_NOENT;
+		return;
+	}
+	x->shm_bytes = (unsigned long long)st.st_blocks * 512;
+	/* a process that could not remove its segment at exit (it dropped
+	 * the privileges it created it with) emptied it instead */
+	if (S_ISREG(st.st_mode) && st.st_size == 0) {
+		x->empty = true;
+		x->state = "empty";
+		return;
+	}
 	x->err = gw_view_open(&v, path);
 	if (x->err)
 		return;
@@ -132,18 +151,25 @@ static int ps_collect(const struct common_opts *co, struct ps_rows *r)
 
 static void ps_print_text(const struct ps_rows *r)
 {
-	printf("%-8s %-8s %14s %10s %8s  %s\n", "PID", "STATE", "LIVE-BYTES", "ALLOCS", "TRACKED", "COMMAND");
+	printf("%-8s %-8s %14s %10s %8s %9s  %s\n", "PID", "STATE", "LIVE-BYTES", "ALLOCS", "TRACKED", "SHM-KIB",
+	       "COMMAND");
 	for (size_t i = 0; i < r->n; i++) {
 		const struct ps_row *x = &r->row[i];
 		if (x->err == GW_VIEW_ERR_NOENT)
 			continue;    /* removed since the scan */
-		if (x->err) {
-			printf("%-8d %-8s %14s %10s %8s  (%s: %s)\n", (int)x->pid, "?", "-", "-", "-",
-			       x->name, gw_view_strerror(x->err));
+		if (x->empty) {
+			printf("%-8d %-8s %14s %10s %8s %9llu  (%s: exited, emptied: gwmem clean removes it)\n",
+			       (int)x->pid, x->state, "-", "-", "-", x->shm_bytes / 1024, x->name);
 			continue;
 		}
-		printf("%-8d %-8s %14llu %10llu %7.1f%%  ", (int)x->pid, x->state,
-		       (unsigned long long)x->bytes, (unsigned long long)x->count, x->tracked_pct);
+		if (x->err) {
+			printf("%-8d %-8s %14s %10s %8s %9llu  (%s: %s)\n", (int)x->pid, "?", "-", "-", "-",
+			       x->shm_bytes / 1024, x->name, gw_view_strerror(x->err));
+			continue;
+		}
+		printf("%-8d %-8s %14llu %10llu %7.1f%% %9llu  ", (int)x->pid, x->state,
+		       (unsigned long long)x->bytes, (unsigned long long)x->count, x->tracked_pct,
+		       x->shm_bytes / 1024);
 		put_escaped(stdout, GW_ESC_TEXT, x->cmd);
 		putchar('\n');
 	}
@@ -161,13 +187,16 @@ static void ps_print_json(const char *dir, const struct ps_rows *r)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, x->name);
 		printf("%s\n  {\"pid\": %d, ", shown++ ? "," : "", (int)x->pid);
-		if (x->err) {
+		if (x->empty) {
+			printf("\"state\": \"empty\", \"shm_bytes\": %llu", x->shm_bytes);
+		} else if (x->err) {
 			printf("\"state\": \"unreadable\", \"error\": ");
 			json_string(stdout, gw_view_strerror(x->err));
 		} else {
 			printf("\"state\": \"%s\", \"live_bytes\": %llu, \"live_count\": %llu, "
-			       "\"tracked_percent\": %.1f, \"command\": ", x->state,
-			       (unsigned long long)x->bytes, (unsigned long long)x->count, x->tracked_pct);
+			       "\"tracked_percent\": %.1f, \"shm_bytes\": %llu, \"command\": ", x->state,
+			       (unsigned long long)x->bytes, (unsigned long long)x->count, x->tracked_pct,
+			       x->shm_bytes);
 			json_string(stdout, x->cmd);
 		}
 		printf(", \"path\": ");

@@ -2,12 +2,14 @@
  * cmd-snapshot.c - `gwmem snapshot PID -o FILE`: a consistent copy of a
  * segment, readable by every other subcommand.
  *
- * The file has the segment's own layout: the header (flag
- * GW_VIEW_FLAG_SNAPSHOT set, heartbeat_monotonic_ns = the time of the
- * snapshot, so ages stay those at snapshot time), the module map, the
- * records copied stripe by stripe under each stripe's seqlock, stripe heads
- * with the verified totals and even sequence numbers, and the stack table
- * copied after the records (so every stack a record names is in it).
+ * The file has the segment layout (the current version, whatever the
+ * source's), made compact: the header (flag GW_VIEW_FLAG_SNAPSHOT set,
+ * heartbeat_monotonic_ns = the time of the snapshot, so ages stay those at
+ * snapshot time), stripe heads with the verified totals and even sequence
+ * numbers, the module map, the stack table cut to the stacks in use
+ * (copied after the records, so every stack a record names is in it), and
+ * each stripe's records as copied under its seqlock, in the first of the
+ * stripe's regions, which are as large as the largest array copied.
  */
 #include "config.h"
 
@@ -55,25 +57,38 @@ static const char help[] =
 "    gwmem snapshot 1234 -o /var/tmp/before.snap\n"
 "    gwmem snapshot $(pidof redis-server) -o redis-$(date +%s).snap\n";
 
+/* Each stripe's records as copied, until the output's geometry is known. */
 struct copy_ctx {
-	unsigned char *dst;
-	const struct gw_view *v;
+	struct gwmem_shm_record **recs;
+	uint32_t *slots, *count;
+	uint64_t *bytes;
+	uint32_t max_slots;
+	bool nomem;
 };
 
 static int copy_stripe(void *ctx, uint32_t stripe, const struct gwmem_shm_record *slots,
 		       uint32_t nslots, uint32_t count, uint64_t bytes)
 {
 	struct copy_ctx *c = ctx;
-	const struct gwmem_shm_header *h = &c->v->hdr;
-	struct gwmem_shm_stripe *sh = (void *)(c->dst + h->stripes_offset);
-	struct gwmem_shm_record *rec = (void *)(c->dst + h->records_offset);
 
-	memcpy(&rec[(uint64_t)stripe * h->slots_per_stripe], slots, (size_t)nslots * sizeof(*slots));
-	sh[stripe].seq = 0;
-	sh[stripe].lock = 0;
-	sh[stripe].count = count;
-	sh[stripe].bytes = bytes;
+	c->recs[stripe] = nslots ? malloc((size_t)nslots * sizeof(*slots)) : NULL;
+	if (nslots && !c->recs[stripe]) {
+		c->nomem = true;
+		return GW_VIEW_ERR_NOMEM;
+	}
+	if (nslots)
+		memcpy(c->recs[stripe], slots, (size_t)nslots * sizeof(*slots));
+	c->slots[stripe] = nslots;
+	c->count[stripe] = count;
+	c->bytes[stripe] = bytes;
+	if (nslots > c->max_slots)
+		c->max_slots = nslots;
 	return 0;
+}
+
+static uint64_t align_to(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) / a * a;
 }
 
 /*
@@ -140,44 +155,107 @@ static int snapshot_parse(int argc, char **argv, struct snapshot_args *a)
 }
 
 /*
- * The snapshot image in buf[v->size]: header, records, stacks, module map,
- * checked to read back.  Returns 0 or an exit status.
+ * The snapshot image, compact: header, stripe heads, module map, the stacks
+ * in use, each stripe's records as copied.  Checked to read back.  Returns
+ * 0 (*bufp, *sizep set) or an exit status.
  */
-static int snapshot_collect(const struct target *t, unsigned char *buf, struct gw_view_snap_stats *st)
+static int snapshot_collect(const struct target *t, unsigned char **bufp, size_t *sizep,
+			    struct gw_view_snap_stats *st)
 {
 	const struct gw_view *v = &t->view;
 	const struct gwmem_shm_header *h = &v->hdr;
+	unsigned char *buf = NULL;
+	size_t size = 0;
+	int rc = 0;
+	uint32_t ns = h->nstripes;
+	struct copy_ctx ctx = { 0 };
 
+	ctx.recs = calloc(ns + 1, sizeof(*ctx.recs));
+	ctx.slots = calloc(ns + 1, sizeof(*ctx.slots));
+	ctx.count = calloc(ns + 1, sizeof(*ctx.count));
+	ctx.bytes = calloc(ns + 1, sizeof(*ctx.bytes));
+	if (!ctx.recs || !ctx.slots || !ctx.count || !ctx.bytes) {
+		fprintf(stderr, "gwmem snapshot: out of memory\n");
+		rc = GWMEM_EXIT_ERROR;
+		goto out;
+	}
+	int err = gw_view_snapshot(v, copy_stripe, &ctx, st);
+	if (err) {
+		rc = ctx.nomem ? GWMEM_EXIT_ERROR : view_fail("snapshot", t->path, err, NULL);
+		if (ctx.nomem)
+			fprintf(stderr, "gwmem snapshot: out of memory\n");
+		goto out;
+	}
+
+	/* the output's geometry: what was copied, nothing more */
+	uint64_t stacks = h->stack_capacity;
+	if (h->version >= 2 && gw_view_live_header(v)->counters.stacks_used < stacks)
+		stacks = gw_view_live_header(v)->counters.stacks_used;
+	uint64_t off = GWMEM_SHM_HEADER_SIZE;
+	const uint64_t stripes_off = off;
+	off = align_to(off + (uint64_t)ns * sizeof(struct gwmem_shm_stripe), 64);
+	const uint64_t modules_off = off;
+	off = align_to(off + (uint64_t)h->modules_capacity * sizeof(struct gwmem_shm_module), 64);
+	const uint64_t stacks_off = off;
+	off = align_to(off + stacks * h->stack_stride, 64);
+	const uint64_t records_off = off;
+	const uint32_t region = ctx.max_slots ? ctx.max_slots : (ns ? 1 : 0);
+	off += (uint64_t)ns * 2 * region * sizeof(struct gwmem_shm_record);
+	size = (size_t)align_to(off, 4096);
+	buf = calloc(1, size);
+	if (!buf) {
+		fprintf(stderr, "gwmem snapshot: out of memory (%zu bytes)\n", size);
+		rc = GWMEM_EXIT_ERROR;
+		goto out;
+	}
+	struct gwmem_shm_header *nh = (void *)buf;
 	memcpy(buf, h, sizeof(*h));
+	nh->version = GWMEM_SHM_VERSION;
+	nh->segment_size = size;
+	nh->stripes_offset = ns ? stripes_off : 0;
+	nh->modules_offset = modules_off;
+	nh->stacks_offset = stacks ? stacks_off : 0;
+	nh->stack_capacity = (uint32_t)stacks;
+	nh->records_offset = ns ? records_off : 0;
+	nh->slots_per_stripe = region;
+	nh->counters.stacks_used = stacks;
+	nh->allocated_bytes = size;
 
 	/* records and stripe heads */
 	const struct gwmem_shm_stripe *live_sh = (const void *)(v->base + h->stripes_offset);
-	if (h->nstripes)
-		memcpy(buf + h->stripes_offset, live_sh, (size_t)h->nstripes * sizeof(*live_sh));
-	struct copy_ctx ctx = { buf, v };
-	int err = gw_view_snapshot(v, copy_stripe, &ctx, st);
-	if (err)
-		return view_fail("snapshot", t->path, err, NULL);
+	struct gwmem_shm_stripe *sh = (void *)(buf + stripes_off);
+	for (uint32_t i = 0; i < ns; i++) {
+		uint64_t at = records_off + (uint64_t)i * 2 * region * sizeof(struct gwmem_shm_record);
+
+		memcpy(&sh[i], &live_sh[i], sizeof(sh[i]));
+		sh[i].seq = 0;
+		sh[i].lock = 0;
+		sh[i].count = ctx.count[i];
+		sh[i].bytes = ctx.bytes[i];
+		sh[i].slots = ctx.slots[i];
+		sh[i].offset = at;
+		if (ctx.slots[i])
+			memcpy(buf + at, ctx.recs[i], (size_t)ctx.slots[i] * sizeof(struct gwmem_shm_record));
+	}
 
 	/* stacks after the records: every stack a copied record names was published before it */
-	for (uint32_t i = 0; i < h->stack_capacity; i++) {
-		uint64_t off = h->stacks_offset + (uint64_t)i * h->stack_stride;
-		struct gwmem_shm_stack *dst = (void *)(buf + off);
+	for (uint32_t i = 0; i < stacks; i++) {
+		struct gwmem_shm_stack *dst = (void *)(buf + stacks_off + (uint64_t)i * h->stack_stride);
 		uint64_t frames[GWMEM_SHM_MAX_FRAMES];
 		int depth = gw_view_stack(v, i + 1, frames, GWMEM_SHM_MAX_FRAMES);
 		if (depth <= 0)
 			continue;
 		memcpy(dst->frames, frames, (size_t)depth * 8);
 		dst->depth = (uint32_t)depth;
-		dst->hash = ((const struct gwmem_shm_stack *)(const void *)(v->base + off))->hash;
+		dst->hash = ((const struct gwmem_shm_stack *)(const void *)(v->base + h->stacks_offset +
+								     (uint64_t)i * h->stack_stride))->hash;
 		if (!dst->hash)
 			dst->hash = 1;
 	}
 
 	/* module map */
-	struct gwmem_shm_header *nh = (void *)buf;
 	if (h->modules_capacity) {
-		int n = gw_view_modules(v, (void *)(buf + h->modules_offset), h->modules_capacity);
+		int n = gw_view_modules(v, (void *)(buf + modules_off), h->modules_capacity);
 		nh->modules_count = n > 0 ? (uint32_t)n : 0;
 	}
 	nh->modules_seq = 0;
@@ -192,16 +270,29 @@ static int snapshot_collect(const struct target *t, unsigned char *buf, struct g
 
 	/* what we write must read back */
 	struct gw_view check;
-	err = gw_view_from_memory(&check, buf, v->size);
+	err = gw_view_from_memory(&check, buf, size);
 	if (!err)
 		err = gw_view_snapshot(&check, NULL, NULL, NULL);
-	if (err)
-		return view_fail("snapshot", t->path, err, &check);
-	return 0;
+	if (err) {
+		rc = view_fail("snapshot", t->path, err, &check);
+		goto out;
+	}
+	*bufp = buf;
+	*sizep = size;
+	buf = NULL;
+out:
+	free(buf);
+	for (uint32_t i = 0; ctx.recs && i < ns; i++)
+		free(ctx.recs[i]);
+	free(ctx.recs);
+	free(ctx.slots);
+	free(ctx.count);
+	free(ctx.bytes);
+	return rc;
 }
 
 static void snapshot_print(const struct snapshot_args *a, const struct target *t,
-			   const struct gw_view_snap_stats *st)
+			   const struct gw_view_snap_stats *st, size_t size)
 {
 	const struct gwmem_shm_header *h = &t->view.hdr;
 
@@ -209,7 +300,7 @@ static void snapshot_print(const struct snapshot_args *a, const struct target *t
 		printf("{\"path\": ");
 		json_string(stdout, a->output);
 		printf(", \"pid\": %u, \"live_count\": %llu, \"live_bytes\": %llu, \"size\": %zu}\n",
-		       h->pid, (unsigned long long)st->records, (unsigned long long)st->bytes, t->view.size);
+		       h->pid, (unsigned long long)st->records, (unsigned long long)st->bytes, size);
 	} else {
 		printf("%s: pid %u, %llu live allocations, %llu bytes\n", a->output, h->pid,
 		       (unsigned long long)st->records, (unsigned long long)st->bytes);
@@ -229,24 +320,19 @@ static int snapshot_main(int argc, char **argv)
 	rc = target_open("snapshot", a.target, a.co.shm_dir, &t);
 	if (rc)
 		return rc;
-	buf = calloc(1, t.view.size);
-	if (!buf) {
-		fprintf(stderr, "gwmem snapshot: out of memory (%zu bytes)\n", t.view.size);
-		rc = GWMEM_EXIT_ERROR;
-		goto out;
-	}
+	size_t size = 0;
 	/* the validated header copy, refreshed for counters and classes */
 	gw_view_refresh(&t.view);
-	rc = snapshot_collect(&t, buf, &st);
+	rc = snapshot_collect(&t, &buf, &size, &st);
 	if (rc)
 		goto out;
-	int err = write_file(a.output, buf, t.view.size);
+	int err = write_file(a.output, buf, size);
 	if (err) {
 		fprintf(stderr, "gwmem snapshot: %s: %s\n", a.output, strerror(-err));
 		rc = exit_for_errno(-err) == GWMEM_EXIT_ACCESS ? GWMEM_EXIT_ACCESS : GWMEM_EXIT_ERROR;
 		goto out;
 	}
-	snapshot_print(&a, &t, &st);
+	snapshot_print(&a, &t, &st, size);
 out:
 	free(buf);
 	target_close(&t);

@@ -5,34 +5,46 @@
  * A segment is a file /dev/shm/gwmem.<pid>.<starttime> (mode 0600) where
  * <starttime> is field 22 of /proc/<pid>/stat, so a reused pid never names the
  * same segment.  It holds, in this order, each part starting at the offset the
- * header gives (64-byte aligned):
+ * header gives (64-byte aligned; from the stack table on, page aligned):
  *
  *   struct gwmem_shm_header        fixed size, GWMEM_SHM_HEADER_SIZE bytes
  *   struct gwmem_shm_module[]      module map (seqlocked by modules_seq)
- *   stack table                    stack_capacity entries of stack_stride bytes
  *   struct gwmem_shm_stripe[]      nstripes stripe heads, one cache line each
- *   struct gwmem_shm_record[]      nstripes * slots_per_stripe records
+ *   stack table                    stack_capacity entries of stack_stride bytes
+ *   record regions                 per stripe two regions of slots_per_stripe
+ *                                  records each (version 2)
  *
- * Rules:
- *  - Only fixed-width types and offsets, never pointers: the reader may be a
- *    different process, and on armhf pointers are 32 bits.  Addresses are
- *    stored as uint64_t.
- *  - Any change of layout bumps GWMEM_SHM_VERSION; readers refuse versions
- *    they do not know.
- *  - The reader trusts nothing: every offset, size, count and index in here is
- *    bounds-checked against segment_size before use.
+ * Version 2: the file's apparent size (segment_size) is fixed at creation
+ * from the configured limits, but it is sparse: the writer backs a page
+ * with memory (fallocate) only before it first writes it, so the memory a
+ * segment uses (allocated_bytes, what `du` shows) follows the live
+ * allocations and stacks, not the limits.  A stripe's records are one
+ * array that lives in one of the stripe's two regions; when it fills up the
+ * writer builds a larger array in the other region and releases (punches)
+ * the old one.  Readers read only what live counts say: the stripe arrays
+ * named by the heads, stacks below counters.stacks_used, modules below
+ * modules_count.  Pages outside those may be holes.
+ *
+ * Version 1 (still read): stripe heads came after the stack table, the
+ * stack table was an open-addressing hash of stack_capacity (a power of
+ * two) entries, and stripe s's records were slots_per_stripe records at
+ * records_offset + s * slots_per_stripe * 32, always backed.
  *
  * Definitions used throughout:
  *  - stripe: a slice of the allocation table with its own spinlock and
- *    sequence counter.  A pointer's stripe is (hash(ptr) % nstripes); within
- *    a stripe records are an open-addressing table with linear probing and
- *    backward-shift deletion (no tombstones), slots_per_stripe slots.
+ *    sequence counter.  A pointer's stripe and home slot come from a hash of
+ *    its address without the low 8 bits, plus bits 4..7 of the address, so
+ *    blocks in the same 256 bytes share a stripe and neighbouring slots
+ *    (lib/preload/table.h).  Within a stripe records are an open-addressing
+ *    table of stripe.slots slots at stripe.offset, with linear probing and
+ *    backward-shift deletion (no tombstones).
  *  - seqlock: a writer takes the stripe lock, makes seq odd, writes, makes it
  *    even again, unlocks.  A reader copies the stripe's records between two
  *    reads of an even, equal seq; otherwise it retries.
  *  - stack id: 1 + index of the entry in the stack table; 0 means "no stack"
  *    (stack table full, or backtrace unavailable).  An entry is valid once its
  *    hash is non-zero (published with release ordering after its frames).
+ *    Version 2 appends entries in order: ids 1..counters.stacks_used.
  *  - time: records carry time_ds, tenths of a second since start_monotonic_ns
  *    (CLOCK_MONOTONIC, system-wide, so the CLI can compute ages).
  */
@@ -42,7 +54,8 @@
 #include <stdint.h>
 
 #define GWMEM_SHM_MAGIC         UINT64_C(0x314d48534d454d47) /* "GMEMSHM1" little-endian */
-#define GWMEM_SHM_VERSION       1u
+#define GWMEM_SHM_VERSION       2u
+#define GWMEM_SHM_VERSION_MIN   1u   /* oldest layout readers still accept */
 #define GWMEM_SHM_PREFIX        "gwmem."
 #define GWMEM_SHM_HEADER_SIZE   8192u
 #define GWMEM_SHM_MAX_CLASSES   64u
@@ -118,7 +131,8 @@ struct gwmem_shm_counters {
 	uint64_t mmap_failures;          /* chunk or segment mapping failed */
 	uint64_t reports_written;        /* signal reports written */
 	uint64_t stacks_used;            /* entries in the stack table */
-	uint64_t reserved[6];
+	uint64_t untracked_segment_full; /* allocation served, the segment could not grow (v2) */
+	uint64_t reserved[5];
 };
 
 /* One loaded object, for symbolizing a process that is gone.  Taken from
@@ -139,12 +153,15 @@ struct gwmem_shm_stripe {
 	uint32_t seq;          /* odd while a writer is inside */
 	uint32_t lock;         /* 0 free, 1 held */
 	uint32_t count;        /* live records in this stripe */
-	uint32_t reserved0;
+	uint32_t slots;        /* v2: slots in the current array (0: none yet) */
 	uint64_t bytes;        /* sum of record.size in this stripe */
 	uint64_t inserted;     /* records ever inserted */
 	uint64_t removed;      /* records ever removed */
 	uint64_t full;         /* inserts refused: stripe full */
-	uint64_t reserved[2];
+	uint64_t offset;       /* v2: file offset of the current array: one of the
+				  stripe's two regions (records_offset +
+				  (2 * s + 0 or 1) * slots_per_stripe * 32) */
+	uint64_t reserved;
 };
 
 /* One live allocation.  ptr == 0 marks an empty slot. */
@@ -201,7 +218,7 @@ struct gwmem_shm_header {
 	uint32_t reserved_m;
 
 	uint64_t stacks_offset;
-	uint32_t stack_capacity;       /* entries, a power of two */
+	uint32_t stack_capacity;       /* entries (v1: a power of two) */
 	uint32_t stack_stride;         /* bytes per entry */
 	uint32_t max_frames;           /* frames per entry */
 	uint32_t reserved_s;
@@ -209,7 +226,12 @@ struct gwmem_shm_header {
 	uint64_t stripes_offset;
 	uint64_t records_offset;
 	uint32_t nstripes;             /* a power of two */
-	uint32_t slots_per_stripe;     /* a power of two */
+	uint32_t slots_per_stripe;     /* v1: slots per stripe, a power of two;
+					  v2: records per region, page aligned */
+
+	/* version 2 */
+	uint64_t allocated_bytes;      /* bytes of the file backed by memory */
+	uint64_t max_segment_bytes;    /* allocated_bytes never exceeds this */
 };
 
 #ifdef __cplusplus

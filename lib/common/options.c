@@ -67,6 +67,7 @@ static const struct opt opts[] = {
 	{ "leak_detection", "report_dir", OPT_STRING, OFF(leak_detection.report_dir), 0, 0 },
 	{ "leak_detection", "shm_dir", OPT_STRING, OFF(leak_detection.shm_dir), 0, 0 },
 	{ "leak_detection", "keep_segment_on_exit", OPT_BOOL, OFF(leak_detection.keep_segment_on_exit), 0, 0 },
+	{ "leak_detection", "max_segment_bytes", OPT_U32, OFF(leak_detection.max_segment_bytes), 262144, 4294967295.0 },
 	{ "compaction", "fragmentation_threshold", OPT_DOUBLE, OFF(compaction.fragmentation_threshold), 0, 1 },
 	{ "compaction", "auto_compact", OPT_BOOL, OFF(compaction.auto_compact), 0, 0 },
 	{ "compaction", "compact_interval_seconds", OPT_U32, OFF(compaction.compact_interval_seconds), 0, 86400 * 365 },
@@ -86,8 +87,9 @@ void gwmem_config_defaults(struct gwmem_config *cfg)
 	cfg->object_pool.auto_shrink = true;
 	cfg->leak_detection.tracking_enabled = true;
 	cfg->leak_detection.threshold_seconds = 300;
-	cfg->leak_detection.max_tracked_allocations = 196608;   /* 3/4 of 2^18 slots */
-	cfg->leak_detection.max_stacks = 14336;        /* 16384 entries at 7/8 */
+	cfg->leak_detection.max_tracked_allocations = 196608;
+	cfg->leak_detection.max_stacks = 14336;
+	cfg->leak_detection.max_segment_bytes = 16u << 20;
 	cfg->leak_detection.max_frames = 16;
 	cfg->leak_detection.sample_rate = 1;
 	cfg->leak_detection.unwinder = GWMEM_UNWIND_LIBUNWIND;

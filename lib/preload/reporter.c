@@ -75,6 +75,7 @@ static bool fd_is_pipe(int fd, dev_t dev, ino_t ino)
 
 struct modules_ctx {
 	struct gwmem_shm_module *mods;
+	uint64_t offset;                /* of mods in the segment; 0 for a probe */
 	uint32_t cap, n;
 	const char *exe;
 	unsigned long long gen;
@@ -127,6 +128,9 @@ static int modules_cb(struct dl_phdr_info *info, size_t size, void *data)
 	}
 	if (c->n >= c->cap)
 		return 1;
+	/* the segment's pages are backed before their first store */
+	if (c->offset && gw_track_back(c->offset + (uint64_t)c->n * sizeof(*c->mods), sizeof(*c->mods)) < 0)
+		return 1;
 	for (unsigned i = 0; i < info->dlpi_phnum; i++) {
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
 
@@ -157,7 +161,7 @@ static void modules_refresh(void)
 {
 	struct gwmem_shm_header *h = gw_track_segment(NULL);
 	struct gwmem_shm_module tmp[1];
-	struct modules_ctx probe = { tmp, 1, 0, h ? h->exe : NULL, R.modules_gen, false };
+	struct modules_ctx probe = { tmp, 0, 1, 0, h ? h->exe : NULL, R.modules_gen, false };
 	struct modules_ctx c;
 
 	if (!h || !h->modules_capacity)
@@ -166,7 +170,7 @@ static void modules_refresh(void)
 	dl_iterate_phdr(modules_cb, &probe);
 	if (probe.unchanged)
 		return;
-	c = (struct modules_ctx){ (struct gwmem_shm_module *)((char *)h + h->modules_offset),
+	c = (struct modules_ctx){ (struct gwmem_shm_module *)((char *)h + h->modules_offset), h->modules_offset,
 				  h->modules_capacity, 0, h->exe, R.modules_gen, false };
 	__atomic_store_n(&h->modules_seq, h->modules_seq + 1, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
@@ -313,8 +317,11 @@ static void *reporter_main(void *arg)
 
 				for (int i = 0; i < 64 && read(R.pipe_rd, buf, sizeof(buf)) > 0; i++)
 					want = true;
-				if (want)
+				if (want) {
+					/* a forked child's segment becomes visible first */
+					gw_track_fork_tick(true);
 					gw_reporter_report_now(NULL, 0);
+				}
 			}
 		}
 		/* pool statistics reach the segment when the pools publish them:
@@ -322,6 +329,7 @@ static void *reporter_main(void *arg)
 		gw_pool_release(false);
 		if (tick % 4)
 			continue;
+		gw_track_fork_tick(false);
 		struct gwmem_shm_header *h = gw_track_segment(NULL);
 		if (h)
 			__atomic_store_n(&h->heartbeat_monotonic_ns, gw_os_monotonic_ns(), __ATOMIC_RELAXED);

@@ -1,12 +1,21 @@
 /*
  * shm.c - creating, sizing, naming, permissions and removal of the
- * shared-memory segment, and the child's own copy after fork.
+ * shared-memory segment, the memory behind it, and the child's own copy
+ * after fork.
  *
  * The segment is a regular file in shm_dir (tmpfs), mapped MAP_SHARED so the
  * gwmem CLI can map it read-only and watch the table while the process runs.
- * Its blocks are allocated up front (fallocate): a sparse tmpfs file whose
- * filesystem fills up later would kill the host with SIGBUS on an ordinary
- * store into the table, which is worse than not tracking at all.
+ * The file's apparent size covers what the configured limits allow, but it
+ * is sparse: a page gets memory (fallocate) only when the table, the stack
+ * table or the module map is about to write it, and the table gives the
+ * pages of an array it outgrew back (punched hole).  So the memory follows
+ * the live allocations, and the limits cost address space only.  A page is
+ * always backed before its first store: a sparse tmpfs page touched when the
+ * filesystem is full would kill the host with SIGBUS, while a failed
+ * fallocate is an error we can count (the allocation is served untracked).
+ *
+ * Which pages are backed is a bitmap in private memory; the file keeps its
+ * own truth in the live counts the readers follow (shm_layout.h).
  *
  * What this file leaves to others: the records (table.c), the stack table
  * (stacks.c), the module map and counters (track.c, counters.c).
@@ -23,6 +32,18 @@
 #include "fmt.h"
 #include "os.h"
 #include "shm.h"
+#include "spin.h"
+
+#ifndef FALLOC_FL_KEEP_SIZE
+#define FALLOC_FL_KEEP_SIZE 0x01
+#endif
+#ifndef FALLOC_FL_PUNCH_HOLE
+#define FALLOC_FL_PUNCH_HOLE 0x02
+#endif
+
+/* Our descriptor is moved this high so that programs that dup2() onto low
+ * numbers are less likely to hit it; it is checked before every use anyway. */
+#define HIGH_FD 512
 
 uint32_t gw_shm_pow2(uint64_t v)
 {
@@ -33,25 +54,37 @@ uint32_t gw_shm_pow2(uint64_t v)
 	return (uint32_t)p;
 }
 
-static uint64_t align64(uint64_t v)
+static uint64_t align_up(uint64_t v, uint64_t a)
 {
-	return (v + 63) & ~UINT64_C(63);
+	return (v + a - 1) & ~(a - 1);
 }
 
 void gw_shm_geometry(const struct gwmem_config *cfg, bool tracking, struct gw_shm_geom *g)
 {
 	const uint64_t page = gw_os_page_size();
 	uint64_t off = GWMEM_SHM_HEADER_SIZE;
+	uint64_t cap = cfg->leak_detection.max_segment_bytes;
 
 	memset(g, 0, sizeof(*g));
+	if (cap < GW_SHM_MIN_BYTES)
+		cap = GW_SHM_MIN_BYTES;
+	g->max_bytes = cap;
+	if (tracking) {
+		g->nstripes = GW_SHM_STRIPES;
+		g->stripes_offset = off;
+		off += (uint64_t)g->nstripes * sizeof(struct gwmem_shm_stripe);
+	}
+	g->initial = align_up(off, page);
 	g->modules_offset = off;
 	g->modules_capacity = GW_SHM_MODULES;
-	off = align64(off + (uint64_t)GW_SHM_MODULES * sizeof(struct gwmem_shm_module));
+	off = align_up(off + (uint64_t)GW_SHM_MODULES * sizeof(struct gwmem_shm_module), page);
 
 	if (tracking) {
 		uint32_t frames = cfg->leak_detection.max_frames;
 		uint64_t stacks = cfg->leak_detection.max_stacks;
-		uint64_t want, slots;
+		uint64_t want = cfg->leak_detection.max_tracked_allocations;
+		const uint64_t page_slots = page / sizeof(struct gwmem_shm_record);
+		uint64_t slots, region_max;
 
 		if (frames < 1)
 			frames = 1;
@@ -61,30 +94,34 @@ void gw_shm_geometry(const struct gwmem_config *cfg, bool tracking, struct gw_sh
 			stacks = 16;
 		g->max_frames = frames;
 		g->stack_stride = 16 + 8 * frames;
-		/* open addressing: keep the table at most 8/9 full so probes end */
-		g->stack_capacity = gw_shm_pow2(stacks + stacks / 8 + 1);
+		/* entries are appended: the table never holds more than the
+		 * limit, and never more than the cap can back */
+		if (stacks * g->stack_stride > cap)
+			stacks = cap / g->stack_stride;
+		g->stack_capacity = (uint32_t)stacks;
 		g->stacks_offset = off;
-		off = align64(off + (uint64_t)g->stack_capacity * g->stack_stride);
+		off = align_up(off + stacks * g->stack_stride, page);
 
-		want = cfg->leak_detection.max_tracked_allocations;
+		/*
+		 * A stripe's array is at most 3/4 full, and stripes are not
+		 * exactly balanced (x 5/4): a region holds max * 5/3 / nstripes
+		 * records.  An array larger than half the cap could never be
+		 * backed next to the one it replaces.
+		 */
 		if (want < 16)
 			want = 16;
-		slots = gw_shm_pow2((want * GW_SHM_LOAD_DEN + GW_SHM_LOAD_NUM - 1) / GW_SHM_LOAD_NUM);
-		if (slots < 64)
-			slots = 64;
-		/* stripes of 256 slots (8 KiB of records), at most 1024 stripes */
-		g->nstripes = (uint32_t)(slots / 256);
-		if (g->nstripes < 1)
-			g->nstripes = 1;
-		if (g->nstripes > GW_SHM_MAX_STRIPES)
-			g->nstripes = GW_SHM_MAX_STRIPES;
-		g->slots_per_stripe = (uint32_t)(slots / g->nstripes);
-		g->stripes_offset = off;
-		off = align64(off + (uint64_t)g->nstripes * sizeof(struct gwmem_shm_stripe));
+		slots = (want * 5 + 3 * g->nstripes - 1) / (3 * g->nstripes);
+		region_max = cap / 2 / sizeof(struct gwmem_shm_record);
+		if (slots > region_max)
+			slots = region_max;
+		slots = align_up(slots, page_slots);
+		if (slots > UINT32_MAX / 2)
+			slots = (UINT32_MAX / 2) & ~(page_slots - 1);
+		g->slots_per_stripe = (uint32_t)slots;
 		g->records_offset = off;
-		off += slots * sizeof(struct gwmem_shm_record);
+		off += (uint64_t)g->nstripes * 2 * slots * sizeof(struct gwmem_shm_record);
 	}
-	g->size = (off + page - 1) & ~(page - 1);
+	g->size = align_up(off, page);
 }
 
 int gw_shm_name(char *buf, size_t cap, const char *dir, pid_t pid, uint64_t starttime)
@@ -130,13 +167,196 @@ static int open_segment(const char *path)
 	return -EEXIST;
 }
 
-static int reserve_blocks(int fd, size_t size)
+/* Move fd out of the way of the program's low numbers (best effort). */
+static int high_fd(int fd)
 {
-	if (fallocate(fd, 0, 0, (off_t)size) == 0)
+	int h = fcntl(fd, F_DUPFD_CLOEXEC, HIGH_FD);
+
+	if (h < 0)
+		return fd;
+	close(fd);
+	return h;
+}
+
+static bool fd_is_ours(const struct gw_shm *s, int fd)
+{
+	struct stat st;
+
+	return fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == s->dev &&
+	       st.st_ino == s->ino;
+}
+
+/*
+ * Our descriptor, checked: a program may close every descriptor (daemons
+ * do) and reuse the number for a file of its own, which we must never
+ * write.  When it is gone, the file is opened again by name if it is still
+ * the same file; otherwise the segment cannot grow any more.
+ */
+static int segment_fd(struct gw_shm *s)
+{
+	int fd;
+
+	if (fd_is_ours(s, s->fd))
+		return s->fd;
+	s->fd = -1;
+	if (!s->path[0])
+		return -1;
+	fd = open(s->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (!fd_is_ours(s, fd)) {
+		close(fd);
+		return -1;
+	}
+	s->fd = high_fd(fd);
+	return s->fd;
+}
+
+/* Give the file blocks for [off, off + len): fallocate, or zeroes written
+ * on a filesystem without it; -errno when there is no room. */
+static int file_back(int fd, uint64_t off, uint64_t len)
+{
+	static const char zeroes[4096];
+
+	if (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
 		return 0;
 	if (errno != EOPNOTSUPP && errno != ENOSYS)
 		return -errno;
-	return ftruncate(fd, (off_t)size) == 0 ? 0 : -errno;
+	while (len) {
+		size_t n = len < sizeof(zeroes) ? (size_t)len : sizeof(zeroes);
+		ssize_t w = pwrite(fd, zeroes, n, (off_t)off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		off += (uint64_t)w;
+		len -= (uint64_t)w;
+	}
+	return 0;
+}
+
+static inline bool bit_get(const uint8_t *b, size_t i)
+{
+	return (__atomic_load_n(&b[i / 8], __ATOMIC_RELAXED) >> (i % 8)) & 1u;
+}
+
+static inline void bit_put(uint8_t *b, size_t i, bool on)
+{
+	uint8_t v = b[i / 8];
+
+	v = on ? (uint8_t)(v | (1u << (i % 8))) : (uint8_t)(v & ~(1u << (i % 8)));
+	__atomic_store_n(&b[i / 8], v, __ATOMIC_RELAXED);
+}
+
+void gw_shm_lock(struct gw_shm *s)
+{
+	gw_spin_lock(&s->lock);
+}
+
+void gw_shm_unlock(struct gw_shm *s)
+{
+	gw_spin_unlock(&s->lock);
+}
+
+static void publish_allocated(struct gw_shm *s)
+{
+	__atomic_store_n(&s->hdr->allocated_bytes, s->allocated, __ATOMIC_RELAXED);
+}
+
+bool gw_shm_is_backed(const struct gw_shm *s, uint64_t off, uint64_t len)
+{
+	size_t first, last;
+
+	if (!s->backed || !len || off + len > s->size)
+		return false;
+	first = (size_t)(off / s->page);
+	last = (size_t)((off + len - 1) / s->page);
+	for (size_t i = first; i <= last; i++)
+		if (!bit_get(s->backed, i))
+			return false;
+	return true;
+}
+
+int gw_shm_back(struct gw_shm *s, uint64_t off, uint64_t len)
+{
+	size_t first, last, i;
+	int err = 0;
+
+	if (!s->hdr || !s->backed || !len || off > s->size || len > s->size - off)
+		return -EINVAL;
+	if (gw_shm_is_backed(s, off, len))
+		return 0;
+	first = (size_t)(off / s->page);
+	last = (size_t)((off + len - 1) / s->page);
+	gw_shm_lock(s);
+	if (s->mode != GW_SHM_SHARED && s->mode != GW_SHM_PRIVATE) {
+		gw_shm_unlock(s);
+		return -ENOSPC;
+	}
+	for (i = first; i <= last && !err;) {
+		size_t j = i;
+
+		if (bit_get(s->backed, i)) {
+			i++;
+			continue;
+		}
+		while (j <= last && !bit_get(s->backed, j))
+			j++;
+		uint64_t bytes = (uint64_t)(j - i) * s->page;
+		if (s->allocated + bytes > s->max_bytes) {
+			err = -ENOSPC;
+			break;
+		}
+		if (s->mode == GW_SHM_SHARED) {
+			int fd = segment_fd(s);
+
+			err = fd < 0 ? -EBADF : file_back(fd, (uint64_t)i * s->page, bytes);
+			if (err)
+				break;
+		}
+		for (size_t k = i; k < j; k++)
+			bit_put(s->backed, k, true);
+		s->allocated += bytes;
+		i = j;
+	}
+	publish_allocated(s);
+	gw_shm_unlock(s);
+	return err;
+}
+
+void gw_shm_release(struct gw_shm *s, uint64_t off, uint64_t len)
+{
+	size_t first, last;
+
+	if (!s->hdr || !s->backed || !len || off % s->page || off > s->size || len > s->size - off)
+		return;
+	len = align_up(len, s->page);
+	if (len > s->size - off)
+		len = s->size - off;
+	first = (size_t)(off / s->page);
+	last = (size_t)((off + len - 1) / s->page);
+	gw_shm_lock(s);
+	if (s->mode == GW_SHM_SHARED) {
+		int fd = segment_fd(s);
+
+		/* when the hole cannot be punched the pages stay backed (and counted) */
+		if (fd < 0 || fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+					(off_t)len) < 0) {
+			gw_shm_unlock(s);
+			return;
+		}
+	} else {
+		gw_os_decommit((char *)s->hdr + off, (size_t)len);
+	}
+	for (size_t i = first; i <= last; i++) {
+		if (bit_get(s->backed, i)) {
+			bit_put(s->backed, i, false);
+			s->allocated -= s->page;
+		}
+	}
+	publish_allocated(s);
+	gw_shm_unlock(s);
 }
 
 static void fill_config(struct gwmem_shm_config *c, const struct gwmem_config *cfg, bool tracking)
@@ -208,6 +428,7 @@ static void fill_header(struct gwmem_shm_header *h, const struct gw_shm_geom *g,
 	h->records_offset = g->records_offset;
 	h->nstripes = g->nstripes;
 	h->slots_per_stripe = g->slots_per_stripe;
+	h->max_segment_bytes = g->max_bytes;
 	__atomic_store_n(&h->magic, GWMEM_SHM_MAGIC, __ATOMIC_RELEASE);
 }
 
@@ -216,24 +437,40 @@ int gw_shm_create(struct gw_shm *s, const struct gwmem_config *cfg, bool trackin
 	struct gw_shm_geom g;
 	struct stat st;
 	uint64_t starttime = gw_os_proc_starttime(getpid());
+	size_t bitmap;
 	void *p;
 	int fd, err;
 
 	memset(s, 0, sizeof(*s));
+	s->fd = -1;
+	s->page = gw_os_page_size();
 	gw_shm_geometry(cfg, tracking, &g);
-	err = gw_shm_name(s->path, sizeof(s->path), cfg->leak_detection.shm_dir, getpid(), starttime);
-	if (err)
+	if (g.size > SIZE_MAX / 2) {
+		err = -EFBIG;
 		goto fail;
+	}
+	s->npages = (size_t)(g.size / s->page);
+	bitmap = (size_t)align_up((s->npages + 7) / 8, s->page);
+	s->backed = gw_os_map(bitmap);
+	if (!s->backed) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	gw_snprintf(s->dir, sizeof(s->dir), "%s", cfg->leak_detection.shm_dir);
+	err = gw_shm_name(s->path, sizeof(s->path), s->dir, getpid(), starttime);
+	if (err)
+		goto fail_bitmap;
 	fd = open_segment(s->path);
 	if (fd < 0) {
 		err = fd;
-		goto fail;
+		goto fail_bitmap;
 	}
-	if (fstat(fd, &st) < 0) {
+	if (fstat(fd, &st) < 0 || ftruncate(fd, (off_t)g.size) < 0) {
 		err = -errno;
 		goto fail_unlink;
 	}
-	err = reserve_blocks(fd, g.size);
+	/* header and stripe heads: everything else is backed on demand */
+	err = file_back(fd, 0, g.initial);
 	if (err)
 		goto fail_unlink;
 	p = gw_os_map_shared(fd, g.size, true, NULL);
@@ -241,17 +478,26 @@ int gw_shm_create(struct gw_shm *s, const struct gwmem_config *cfg, bool trackin
 		err = -errno;
 		goto fail_unlink;
 	}
-	close(fd);
 	s->hdr = p;
-	s->size = g.size;
+	s->size = (size_t)g.size;
 	s->dev = st.st_dev;
 	s->ino = st.st_ino;
+	s->fd = high_fd(fd);
+	s->mode = GW_SHM_SHARED;
+	s->max_bytes = g.max_bytes;
+	for (size_t i = 0; i < g.initial / s->page; i++)
+		bit_put(s->backed, i, true);
+	s->allocated = g.initial;
 	fill_header(s->hdr, &g, cfg, tracking, starttime);
+	publish_allocated(s);
 	return 0;
 
 fail_unlink:
 	unlink(s->path);
 	close(fd);
+fail_bitmap:
+	gw_os_unmap(s->backed, bitmap);
+	s->backed = NULL;
 fail:
 	s->path[0] = '\0';
 	return err;
@@ -264,82 +510,188 @@ void gw_shm_publish(struct gw_shm *s)
 	__atomic_store_n(&s->hdr->state, GWMEM_SHM_STATE_RUNNING, __ATOMIC_RELEASE);
 }
 
-void gw_shm_exit(struct gw_shm *s, bool keep)
+bool gw_shm_exit_unlink(struct gw_shm *s, bool keep)
 {
 	struct stat st;
 
-	if (!s->hdr || !s->path[0])
-		return;
+	if (!s->hdr || s->mode != GW_SHM_SHARED || !s->path[0])
+		return false;
 	if (keep) {
 		__atomic_store_n(&s->hdr->state, GWMEM_SHM_STATE_EXITED, __ATOMIC_RELEASE);
-		return;
+		return false;
 	}
 	/* remove only the file we created, not one that replaced it */
-	if (lstat(s->path, &st) == 0 && st.st_dev == s->dev && st.st_ino == s->ino)
-		unlink(s->path);
-	s->path[0] = '\0';
-}
-
-static int write_all_at(int fd, const char *p, size_t len)
-{
-	off_t off = 0;
-
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, off);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		p += n;
-		off += n;
-		len -= (size_t)n;
+	if (lstat(s->path, &st) < 0 || st.st_dev != s->dev || st.st_ino != s->ino) {
+		s->path[0] = '\0';
+		return false;
 	}
-	return 0;
+	if (unlink(s->path) == 0) {
+		s->path[0] = '\0';
+		return false;
+	}
+	/* still there and not ours to remove any more: truncate it */
+	return true;
 }
 
-/* Replace the shared mapping by a private copy at the same address. */
-static void detach_private(struct gw_shm *s)
-{
-	void *q = gw_os_map(s->size);
+/* Replace the whole mapping by private zeroes at the same address. */
+static bool map_zeroes(struct gw_shm *s);
 
-	s->path[0] = '\0';
-	if (!q) {
-		/* last resort: a private mapping of zeroes, so the parent's file is safe */
-		(void)gw_os_map_anon_at(s->hdr, s->size);
+void gw_shm_exit(struct gw_shm *s, bool keep)
+{
+	if (gw_shm_exit_unlink(s, keep))
+		gw_shm_exit_truncate(s);
+}
+
+
+static bool map_zeroes(struct gw_shm *s)
+{
+	return gw_os_map_anon_at(s->hdr, s->size) != NULL;
+}
+
+void gw_shm_exit_truncate(struct gw_shm *s)
+{
+	int fd;
+
+	if (!s->hdr || s->mode != GW_SHM_SHARED)
 		return;
+	fd = segment_fd(s);
+	/*
+	 * Our own stores go to private zeroes first, then the file loses its
+	 * pages: a store that reached a truncated shared mapping would be
+	 * SIGBUS.  The file stays with no data at all: `gwmem ps` shows it
+	 * as an empty segment and `gwmem clean` removes it.
+	 */
+	if (fd >= 0 && map_zeroes(s)) {
+		s->mode = GW_SHM_DETACHED;
+		s->allocated = 0;
+		memset(s->backed, 0, (s->npages + 7) / 8);
+		if (ftruncate(fd, 0) < 0) {
+			/* nothing more we can do: the file keeps its pages */
+		}
+		close(fd);
+		s->fd = -1;
 	}
-	memcpy(q, s->hdr, s->size);
-	if (gw_os_remap_to(q, s->hdr, s->size) < 0) {
-		gw_os_unmap(q, s->size);
-		(void)gw_os_map_anon_at(s->hdr, s->size);
+	s->path[0] = '\0';
+}
+
+/* Copy the backed pages of the mapping into q (same offsets). */
+static void copy_backed(const struct gw_shm *s, char *q)
+{
+	const char *base = (const char *)s->hdr;
+
+	for (size_t i = 0; i < s->npages;) {
+		size_t j = i;
+
+		if (!bit_get(s->backed, i)) {
+			i++;
+			continue;
+		}
+		while (j < s->npages && bit_get(s->backed, j))
+			j++;
+		memcpy(q + i * s->page, base + i * s->page, (j - i) * s->page);
+		i = j;
 	}
+}
+
+void gw_shm_fork_prepare(struct gw_shm *s)
+{
+	void *q;
+
+	s->fork_copy = NULL;
+	if (!s->hdr || s->mode != GW_SHM_SHARED)
+		return;
+	q = gw_os_map(s->size);
+	if (!q)
+		return;
+	copy_backed(s, q);
+	s->fork_copy = q;
+}
+
+void gw_shm_fork_parent(struct gw_shm *s)
+{
+	if (s->fork_copy)
+		gw_os_unmap(s->fork_copy, s->size);
+	s->fork_copy = NULL;
 }
 
 int gw_shm_fork_child(struct gw_shm *s)
 {
+	void *q = s->fork_copy;
+
+	s->fork_copy = NULL;
+	if (!s->hdr)
+		return 0;
+	gw_spin_unlock(&s->lock);
+	s->fork_ns = gw_os_monotonic_ns();
+	if (s->mode == GW_SHM_SHARED) {
+		/* the parent's descriptor: close it only if it still is */
+		if (fd_is_ours(s, s->fd))
+			close(s->fd);
+		s->fd = -1;
+		s->path[0] = '\0';
+		int err = q ? gw_os_remap_to(q, s->hdr, s->size) : -ENOMEM;
+
+		if (err) {
+			if (q)
+				gw_os_unmap(q, s->size);
+			/* last resort: zeroes, so the parent's file is safe */
+			map_zeroes(s);
+			memset(s->backed, 0, (s->npages + 7) / 8);
+			s->allocated = 0;
+			s->mode = GW_SHM_DETACHED;
+			return err;
+		}
+		s->mode = GW_SHM_PRIVATE;
+	}
+	/* a private copy (our parent's, before it had a file) was made
+	 * private in us by the fork itself: nothing to copy */
+	return 0;
+}
+
+static int write_backed(const struct gw_shm *s, int fd)
+{
+	const char *base = (const char *)s->hdr;
+
+	for (size_t i = 0; i < s->npages;) {
+		size_t j = i;
+
+		if (!bit_get(s->backed, i)) {
+			i++;
+			continue;
+		}
+		while (j < s->npages && bit_get(s->backed, j))
+			j++;
+		uint64_t off = (uint64_t)i * s->page, len = (uint64_t)(j - i) * s->page;
+		int err = file_back(fd, off, len);
+		if (err)
+			return err;
+		while (len) {
+			ssize_t n = pwrite(fd, base + off, (size_t)len, (off_t)off);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				return n < 0 ? -errno : -EIO;
+			off += (uint64_t)n;
+			len -= (uint64_t)n;
+		}
+		i = j;
+	}
+	return 0;
+}
+
+int gw_shm_materialize(struct gw_shm *s)
+{
 	struct gwmem_shm_header *h = s->hdr;
 	uint64_t starttime;
 	struct stat st;
-	char path[sizeof(s->path)];
 	void *p;
 	int fd, err;
 
-	if (!h)
+	if (!h || s->mode != GW_SHM_PRIVATE)
 		return 0;
 	starttime = gw_os_proc_starttime(getpid());
-	/* the directory is the parent's: cut the file name off its path */
-	memcpy(path, s->path, sizeof(path));
-	char *slash = strrchr(path, '/');
-	if (!s->path[0] || !slash) {
-		err = -ENOENT;
-		goto fail;
-	}
-	*slash = '\0';
-	err = gw_shm_name(s->path, sizeof(s->path), path, getpid(), starttime);
+	err = gw_shm_name(s->path, sizeof(s->path), s->dir, getpid(), starttime);
 	if (err)
 		goto fail;
 	fd = open_segment(s->path);
@@ -347,24 +699,28 @@ int gw_shm_fork_child(struct gw_shm *s)
 		err = fd;
 		goto fail;
 	}
-	err = fstat(fd, &st) < 0 ? -errno : 0;
-	if (!err)
-		err = write_all_at(fd, (const char *)h, s->size);
-	if (err)
-		goto fail_unlink;
-	p = gw_os_map_shared(fd, s->size, true, h);
-	if (!p) {
+	if (fstat(fd, &st) < 0 || ftruncate(fd, (off_t)s->size) < 0) {
 		err = -errno;
 		goto fail_unlink;
 	}
-	close(fd);
-	s->dev = st.st_dev;
-	s->ino = st.st_ino;
 	h->pid = (uint32_t)getpid();
 	h->ppid = (uint32_t)getppid();
 	h->proc_starttime = starttime;
 	h->heartbeat_monotonic_ns = gw_os_monotonic_ns();
 	h->flags |= GWMEM_SHM_FLAG_FORKED;
+	err = write_backed(s, fd);
+	if (err)
+		goto fail_unlink;
+	p = gw_os_map_shared(fd, s->size, true, h);
+	if (!p) {
+		/* MAP_FIXED failing leaves the old mapping in place */
+		err = -errno;
+		goto fail_unlink;
+	}
+	s->dev = st.st_dev;
+	s->ino = st.st_ino;
+	s->fd = high_fd(fd);
+	s->mode = GW_SHM_SHARED;
 	__atomic_store_n(&h->state, GWMEM_SHM_STATE_RUNNING, __ATOMIC_RELEASE);
 	return 0;
 
@@ -372,6 +728,7 @@ fail_unlink:
 	unlink(s->path);
 	close(fd);
 fail:
-	detach_private(s);
+	s->path[0] = '\0';
+	s->mode = GW_SHM_DETACHED;
 	return err;
 }

@@ -1,11 +1,13 @@
 /*
  * shm.h - the shared-memory segment: sizing from the configuration, naming
- * (<shm_dir>/gwmem.<pid>.<starttime>), creation with safe permissions,
- * removal at exit, and the copy a forked child makes of its parent's segment.
+ * (<shm_dir>/gwmem.<pid>.<starttime>), creation with safe permissions, the
+ * memory behind it (backed page by page as the table and stacks grow, never
+ * up front), removal at exit, and the child's copy after fork.
  *
  * The layout itself is include/gwmem/shm_layout.h; this module only decides
- * where each part goes and fills the header.  The table, stacks and module
- * map are written by their own modules.
+ * where each part goes, fills the header and backs pages.  The table, stacks
+ * and module map are written by their own modules, which call gw_shm_back()
+ * before they first write a page.
  */
 #ifndef GW_SHM_H
 #define GW_SHM_H
@@ -18,38 +20,58 @@
 #include "gwmem.h"
 #include "gwmem/shm_layout.h"
 #include "internal.h"
+#include "spin.h"
 
-/* Module map entries reserved in every segment. */
+/* Module map entries in every segment (backed as they are used). */
 #define GW_SHM_MODULES 256u
-/* Allocation table design load: records = max_tracked_allocations * 4 / 3. */
-#define GW_SHM_LOAD_NUM 3u
-#define GW_SHM_LOAD_DEN 4u
-/* At most this many stripes (one lock and seqlock each). */
-#define GW_SHM_MAX_STRIPES 1024u
+/* Stripes (one lock and seqlock each): plenty for the cores of a gateway. */
+#define GW_SHM_STRIPES 32u
+/* Smallest max_segment_bytes accepted: header, module map and a page per stripe. */
+#define GW_SHM_MIN_BYTES (256u * 1024u)
 
-/* Where each part of a segment goes; all offsets 64-byte aligned.  Parts
- * that are absent (tracking off) have capacity 0 and offset 0. */
+/* Where each part of a segment goes.  Parts that are absent (tracking off)
+ * have capacity 0 and offset 0. */
 struct gw_shm_geom {
-	uint64_t size;
+	uint64_t size;                 /* apparent size of the file, page aligned */
 	uint64_t modules_offset;
 	uint32_t modules_capacity;
 	uint32_t max_frames;
-	uint64_t stacks_offset;
-	uint32_t stack_capacity;       /* entries, a power of two */
+	uint64_t stacks_offset;        /* page aligned */
+	uint32_t stack_capacity;       /* entries */
 	uint32_t stack_stride;         /* 16 + 8 * max_frames */
 	uint64_t stripes_offset;
-	uint64_t records_offset;
+	uint64_t records_offset;       /* page aligned */
 	uint32_t nstripes;             /* a power of two */
-	uint32_t slots_per_stripe;     /* a power of two */
+	uint32_t slots_per_stripe;     /* records per region (two regions per stripe) */
+	uint64_t initial;              /* bytes backed at creation: header and stripe heads */
+	uint64_t max_bytes;            /* cap on the backed bytes */
+};
+
+enum gw_shm_mode {
+	GW_SHM_NONE = 0,
+	GW_SHM_SHARED,                 /* the file is mapped: readers see what we write */
+	GW_SHM_PRIVATE,                /* forked child: a private copy, no file yet */
+	GW_SHM_DETACHED,               /* private memory that never becomes a file */
 };
 
 /* One mapped segment; hdr == NULL means "no segment". */
 struct gw_shm {
 	struct gwmem_shm_header *hdr;
-	size_t size;
+	size_t size;                   /* apparent size, mapped in full */
+	int mode;                      /* enum gw_shm_mode */
+	int fd;                        /* kept to back pages; -1 when not ours any more */
 	dev_t dev;
 	ino_t ino;
-	char path[GWMEM_CONFIG_PATH_MAX + 64];
+	struct gw_spin lock;           /* backing lock; taken under table/stack locks */
+	size_t page;
+	uint8_t *backed;               /* one bit per page: backed by memory (private) */
+	size_t npages;
+	uint64_t allocated;            /* bytes backed */
+	uint64_t max_bytes;
+	uint64_t fork_ns;              /* CLOCK_MONOTONIC of the fork that made us private */
+	void *fork_copy;               /* fork: the parent's copy, handed to the child */
+	char path[GWMEM_CONFIG_PATH_MAX + 64]; /* empty when there is no file of ours */
+	char dir[GWMEM_CONFIG_PATH_MAX];       /* shm_dir, for a forked child's own file */
 };
 
 /* Compute the layout for cfg; tracking == false gives a header + module map only. */
@@ -60,28 +82,69 @@ int gw_shm_name(char *buf, size_t cap, const char *dir, pid_t pid, uint64_t star
 
 /*
  * Create and map this process's segment and fill its header (state
- * STARTING).  A stale file of ours with the same name (left by the image
- * before exec) is replaced.  Returns 0 or -errno; on error s->hdr is NULL
- * and nothing is left behind.
+ * STARTING).  The file gets its full apparent size but only the header and
+ * stripe heads are backed.  A stale file of ours with the same name (left
+ * by the image before exec) is replaced.  Returns 0 or -errno; on error
+ * s->hdr is NULL and nothing is left behind.
  */
 int gw_shm_create(struct gw_shm *s, const struct gwmem_config *cfg, bool tracking) GW_HIDDEN;
 
 /* Make the segment visible to readers: state RUNNING (release store). */
 void gw_shm_publish(struct gw_shm *s) GW_HIDDEN;
 
-/* Normal exit: remove the file, or mark it EXITED when keep.  The mapping
- * stays (other threads may still write to it until the process is gone). */
-void gw_shm_exit(struct gw_shm *s, bool keep) GW_HIDDEN;
+/*
+ * Back [off, off + len) with memory before it is first written: fallocate
+ * on the file (a full filesystem gives an error here, never SIGBUS on a
+ * later store), nothing for a private copy.  Returns 0, -ENOSPC when
+ * max_segment_bytes would be exceeded, or -errno.  Thread-safe.
+ */
+int gw_shm_back(struct gw_shm *s, uint64_t off, uint64_t len) GW_HIDDEN;
+/* True when every page of [off, off + len) is backed (lock-free hint). */
+bool gw_shm_is_backed(const struct gw_shm *s, uint64_t off, uint64_t len) GW_HIDDEN;
+/* Give [off, off + len) (page aligned) back: punch a hole / drop the pages. */
+void gw_shm_release(struct gw_shm *s, uint64_t off, uint64_t len) GW_HIDDEN;
+
+/* The backing lock alone (fork, exit: no page is being backed meanwhile). */
+void gw_shm_lock(struct gw_shm *s) GW_HIDDEN;
+void gw_shm_unlock(struct gw_shm *s) GW_HIDDEN;
 
 /*
- * In a forked child: write the inherited segment into a new file named for
- * the child, map it at the same address (so every pointer into it stays
- * valid) and fix pid, ppid, start time and flags.  On failure the child
- * keeps a private anonymous copy at the same address (so nothing it writes
- * reaches the parent's file) and s->hdr stays valid but unpublished (path
- * empty).  Returns 0 or -errno.
+ * Normal exit: remove the file, or mark it EXITED when keep.  When the
+ * file cannot be removed (a daemon that dropped the privileges it was
+ * created with), it is truncated to zero so its memory goes back anyway,
+ * and the mapping is replaced by private memory so that a late store from
+ * another thread cannot fault.  The caller holds every writer lock for
+ * that: gw_shm_exit_unlink() returns true when gw_shm_exit_truncate() is
+ * needed.
  */
+bool gw_shm_exit_unlink(struct gw_shm *s, bool keep) GW_HIDDEN;
+/* Both, for a single-threaded caller (tests). */
+void gw_shm_exit(struct gw_shm *s, bool keep) GW_HIDDEN;
+void gw_shm_exit_truncate(struct gw_shm *s) GW_HIDDEN;
+
+/*
+ * fork, with every writer lock held from prepare until parent/child: the
+ * parent copies the backed pages of its segment into private memory
+ * (prepare); the fork gives the child that copy, copy-on-write, and the
+ * parent drops its own (parent); the child moves it over the segment's
+ * address (every pointer into it stays valid) and stops using the parent's
+ * file (child).  Nothing is written to disk: gw_shm_materialize() does
+ * that later, if the child lives long enough to be worth showing, so a
+ * child that execs or exits soon costs one copy of the live data.  A
+ * segment that is already a private copy needs no copy at all.
+ * gw_shm_fork_child returns 0 or -errno (the segment is then private
+ * zeroes, so the parent's file is never written by the child).
+ */
+void gw_shm_fork_prepare(struct gw_shm *s) GW_HIDDEN;
+void gw_shm_fork_parent(struct gw_shm *s) GW_HIDDEN;
 int gw_shm_fork_child(struct gw_shm *s) GW_HIDDEN;
+
+/*
+ * Private copy -> a file of our own named for this process, mapped at the
+ * same address; pid, ppid, start time and flags fixed.  The caller holds
+ * every writer lock.  On failure the copy stays private (mode DETACHED).
+ */
+int gw_shm_materialize(struct gw_shm *s) GW_HIDDEN;
 
 /* Round up to a power of two (v >= 1, result <= 2^31). */
 uint32_t gw_shm_pow2(uint64_t v) GW_HIDDEN;

@@ -1,11 +1,20 @@
 /*
  * stacks.h - the deduplicated stack table in the segment.
  *
- * A stack id is 1 + the index of the entry (0 = no stack: table full or no
- * backtrace).  Lookups are lock-free: an entry is valid once its hash is
- * non-zero, and the hash is published with a release store after the
- * frames, so a reader that sees the hash (acquire) sees the frames.
- * Inserts, rare once a program has warmed up, take one spinlock.
+ * Entries are appended: a stack id is 1 + the index of the entry (0 = no
+ * stack: table full or no backtrace), ids 1..counters.stacks_used are in
+ * use, and an entry's pages are backed only when it is about to be written
+ * (in extents of a few pages), so the table's memory follows the distinct
+ * stacks seen, not max_stacks.
+ *
+ * Finding the id of a frame list goes through a hash index in private
+ * memory (readers of the segment only ever look ids up).  Lookups are
+ * lock-free: the index is published with a release store and never freed
+ * (an index that was outgrown stays valid for what it holds, its
+ * successors are at least as large, so all of them together cost less than
+ * twice the current one); an entry is valid once its hash is non-zero,
+ * published with a release store after its frames.  Inserts, rare once a
+ * program has warmed up, take one spinlock.
  */
 #ifndef GW_STACKS_H
 #define GW_STACKS_H
@@ -15,28 +24,38 @@
 
 #include "gwmem/shm_layout.h"
 #include "internal.h"
+#include "shm.h"
 #include "spin.h"
+
+struct gw_stack_index {
+	uint32_t mask;              /* slots - 1 */
+	uint32_t ids[];             /* 0 = empty, else a stack id */
+};
 
 struct gw_stacks {
 	char *base;                 /* first entry */
-	uint32_t capacity;          /* entries, a power of two */
+	struct gw_shm *shm;
+	uint64_t offset;            /* of the first entry in the segment */
+	uint32_t capacity;          /* entries the segment has room for */
 	uint32_t stride;            /* bytes per entry */
 	uint32_t max_frames;
 	uint32_t limit;             /* entries accepted: max_stacks */
 	struct gw_spin lock;        /* insert lock (process-local) */
+	uint32_t backed;            /* entries whose pages are backed */
+	struct gw_stack_index *index;
 	struct gwmem_shm_counters *counters; /* stacks_used, dropped_stacks */
 };
 
 /* Attach to a segment's stack table; limit is leak_detection.max_stacks. */
-void gw_stacks_init(struct gw_stacks *st, struct gwmem_shm_header *hdr, uint32_t limit) GW_HIDDEN;
+void gw_stacks_init(struct gw_stacks *st, struct gw_shm *shm, uint32_t limit) GW_HIDDEN;
 
 /* Hash of a frame list; never 0. */
 uint64_t gw_stacks_hash(const uint64_t *frames, uint32_t depth) GW_HIDDEN;
 
 /*
  * The id of the stack frames[0..depth) (depth is cut to max_frames),
- * inserting it when new.  Returns 0 when depth is 0 or the table is full
- * (counters.dropped_stacks is then incremented).
+ * inserting it when new.  Returns 0 when depth is 0, the table is full or
+ * the segment cannot grow (counters.dropped_stacks is then incremented).
  */
 uint32_t gw_stacks_intern(struct gw_stacks *st, const uint64_t *frames, uint32_t depth) GW_HIDDEN;
 

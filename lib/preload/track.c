@@ -39,6 +39,14 @@
 #include "track.h"
 #include "unwind.h"
 
+#pragma weak gw_pool_stats
+
+/* A forked child gets a file of its own after living this long. */
+#define GW_TRACK_PUBLISH_NS UINT64_C(1000000000)
+
+static void writers_lock(void);
+static void writers_unlock(bool tracking);
+
 bool gw_track_on;
 
 static struct {
@@ -52,10 +60,8 @@ static struct {
 	uint64_t start_ns;              /* header's start_monotonic_ns */
 	uint32_t fork_gen;              /* bumped in every forked child */
 	bool keep_segment;
-	int fork_pipe[2];
 } T = {
 	.fork_gen = 1,
-	.fork_pipe = { -1, -1 },
 };
 
 static GW_TLS unsigned tls_guard;
@@ -161,8 +167,8 @@ int gw_track_init(const struct gwmem_config *cfg)
 	T.sample_rate = cfg->leak_detection.sample_rate ? cfg->leak_detection.sample_rate : 1;
 	T.max_frames = h->max_frames;
 	if (tracking) {
-		gw_table_init(&T.table, h);
-		gw_stacks_init(&T.stacks, h, cfg->leak_detection.max_stacks);
+		gw_table_init(&T.table, &T.shm);
+		gw_stacks_init(&T.stacks, &T.shm, cfg->leak_detection.max_stacks);
 		gw_unwind_init(cfg->leak_detection.unwinder);
 		T.tracking = true;
 	}
@@ -178,9 +184,22 @@ void gw_track_exit(void)
 	if (!T.shm.hdr)
 		return;
 	gw_reporter_stop();
+	/* a kept segment shows the pools as they are now, not as of the
+	 * reporter's last publication */
+	if (T.keep_segment && gw_pool_stats && T.shm.mode == GW_SHM_SHARED)
+		T.shm.hdr->nclasses = gw_pool_stats(T.shm.hdr->classes, GWMEM_SHM_MAX_CLASSES);
 	/* other threads may still allocate while the process winds down:
 	 * the mapping stays, only the file goes */
-	gw_shm_exit(&T.shm, T.keep_segment);
+	if (!gw_shm_exit_unlink(&T.shm, T.keep_segment))
+		return;
+	/* the file could not be removed (privileges dropped since it was
+	 * created): give its memory back; tracking stops here */
+	__atomic_store_n(&gw_track_on, false, __ATOMIC_RELEASE);
+	bool tracking = T.tracking;
+	writers_lock();
+	gw_shm_exit_truncate(&T.shm);
+	T.tracking = false;
+	writers_unlock(tracking);
 }
 
 /* --- recording --------------------------------------------------------- */
@@ -301,51 +320,46 @@ void gw_track_record_hooked(void *p, size_t size, unsigned tag, const struct gw_
 
 /* --- fork -------------------------------------------------------------- */
 
+/* Every writer of the segment stopped, in lock order (stacks, stripes, backing). */
+static void writers_lock(void)
+{
+	if (T.tracking) {
+		gw_stacks_lock(&T.stacks);
+		gw_table_lock_all(&T.table);
+	}
+	gw_shm_lock(&T.shm);
+}
+
+static void writers_unlock(bool tracking)
+{
+	gw_shm_unlock(&T.shm);
+	if (tracking) {
+		gw_table_unlock_all(&T.table);
+		gw_stacks_unlock(&T.stacks);
+	}
+}
+
 /*
- * The child copies the segment while the parent still holds every stripe
- * lock (and the stack insert lock), so the copy is consistent.  The parent
- * waits for that copy in its atfork handler: the child closes its end of
- * fork_pipe when done (or dies), and the parent's read returns.
+ * The parent copies the live part of its segment while it holds every
+ * writer lock, so the copy is consistent; the child gets that copy through
+ * the fork and keeps it private until it has lived for a second
+ * (gw_track_fork_tick), so a child that execs or exits soon never creates
+ * a file and the parent never waits for it.
  */
 void gw_track_atfork_prepare(void)
 {
 	if (!T.shm.hdr)
 		return;
-	if (pipe2(T.fork_pipe, O_CLOEXEC) < 0)
-		T.fork_pipe[0] = T.fork_pipe[1] = -1;
-	if (T.tracking) {
-		gw_stacks_lock(&T.stacks);
-		gw_table_lock_all(&T.table);
-	}
+	writers_lock();
+	gw_shm_fork_prepare(&T.shm);
 }
 
 void gw_track_atfork_parent(void)
 {
 	if (!T.shm.hdr)
 		return;
-	if (T.fork_pipe[0] >= 0) {
-		struct pollfd pfd = { .fd = T.fork_pipe[0], .events = POLLIN };
-		char c;
-
-		close(T.fork_pipe[1]);
-		/* bounded: a child stopped by a debugger must not hang us forever */
-		for (int i = 0; i < 100; i++) {
-			int r = poll(&pfd, 1, 100);
-
-			if (r > 0 || (r < 0 && errno != EINTR))
-				break;
-		}
-		if (pfd.revents & POLLIN) {
-			ssize_t n = read(T.fork_pipe[0], &c, 1);
-			(void)n;
-		}
-		close(T.fork_pipe[0]);
-		T.fork_pipe[0] = T.fork_pipe[1] = -1;
-	}
-	if (T.tracking) {
-		gw_table_unlock_all(&T.table);
-		gw_stacks_unlock(&T.stacks);
-	}
+	gw_shm_fork_parent(&T.shm);
+	writers_unlock(T.tracking);
 }
 
 void gw_track_atfork_child(void)
@@ -355,24 +369,46 @@ void gw_track_atfork_child(void)
 	if (!T.shm.hdr)
 		return;
 	T.fork_gen++;
-	if (T.fork_pipe[0] >= 0)
-		close(T.fork_pipe[0]);
 	err = gw_shm_fork_child(&T.shm);
 	if (T.tracking) {
 		gw_table_reset_locks(&T.table);
 		gw_stacks_unlock(&T.stacks);
 	}
-	if (T.fork_pipe[1] >= 0) {
-		ssize_t n = write(T.fork_pipe[1], "c", 1);
-		(void)n;
-		close(T.fork_pipe[1]);
-	}
-	T.fork_pipe[0] = T.fork_pipe[1] = -1;
+	if (err < 0)
+		gw_counters_event(GW_EVENT_SHM_FAILED, false,
+				  "forked child %u cannot copy its segment: %s; its allocations are not visible",
+				  (unsigned)getpid(), gw_strerror(-err));
+	gw_reporter_atfork_child();
+}
+
+int gw_track_fork_publish(void)
+{
+	int err;
+
+	if (T.shm.mode != GW_SHM_PRIVATE)
+		return 0;
+	writers_lock();
+	err = gw_shm_materialize(&T.shm);
+	writers_unlock(T.tracking);
 	if (err < 0)
 		gw_counters_event(GW_EVENT_SHM_FAILED, false,
 				  "forked child %u cannot create its segment: %s; its allocations are not visible",
 				  (unsigned)getpid(), gw_strerror(-err));
-	gw_reporter_atfork_child();
+	return err;
+}
+
+void gw_track_fork_tick(bool now)
+{
+	if (T.shm.mode != GW_SHM_PRIVATE)
+		return;
+	if (!now && gw_os_monotonic_ns() - T.shm.fork_ns < GW_TRACK_PUBLISH_NS)
+		return;
+	gw_track_fork_publish();
+}
+
+int gw_track_back(uint64_t off, uint64_t len)
+{
+	return gw_shm_back(&T.shm, off, len);
 }
 
 

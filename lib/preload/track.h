@@ -40,6 +40,16 @@ void gw_track_realloc(void *oldp, void *newp, size_t size) GW_HIDDEN;
 void gw_track_atfork_prepare(void) GW_HIDDEN;
 void gw_track_atfork_parent(void) GW_HIDDEN;
 void gw_track_atfork_child(void) GW_HIDDEN;
+/*
+ * A forked child keeps its copy of the segment private until it has lived
+ * for a second (the reporter thread then gives it a file): this does it
+ * now.  Returns 0, or -errno when the file could not be made.
+ */
+int gw_track_fork_publish(void) GW_HIDDEN;
+/* Reporter thread: gw_track_fork_publish() once due (now: a report is asked for). */
+void gw_track_fork_tick(bool now) GW_HIDDEN;
+/* Back [off, off + len) of the segment before writing it (shm.c gw_shm_back). */
+int gw_track_back(uint64_t off, uint64_t len) GW_HIDDEN;
 void gw_track_exit(void) GW_HIDDEN;
 
 /* The per-thread guard: true while this thread runs gwmem's own code that

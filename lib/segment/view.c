@@ -26,6 +26,15 @@
 
 #define SNAPSHOT_RETRIES        500u    /* ~50 ms of a stuck writer, then busy */
 #define MISMATCH_RETRIES        3u      /* equal even seqs yet wrong totals: corrupt */
+
+/*
+ * Bounds from the configuration limits (max_tracked_allocations <= 1e8,
+ * max_stacks <= 1e7, 32 stripes): a geometry beyond them was not written by
+ * gwmem, and would make us map or scan more than any real segment holds.
+ */
+#define MAX_STRIPES             1024u
+#define MAX_RECORD_SLOTS        (UINT64_C(1) << 28)     /* all stripes (v1), one region (v2) */
+#define MAX_STACK_ENTRIES       (UINT64_C(1) << 24)
 #define SNAPSHOT_YIELDS         256u    /* waits before sleeping */
 
 const char *gw_view_strerror(int err)
@@ -75,7 +84,7 @@ static int validate(struct gw_view *v)
 		return fail(v, GW_VIEW_ERR_CORRUPT, "file smaller than the segment header");
 	if (h->magic != GWMEM_SHM_MAGIC)
 		return fail(v, GW_VIEW_ERR_CORRUPT, "bad magic");
-	if (h->version != GWMEM_SHM_VERSION)
+	if (h->version < GWMEM_SHM_VERSION_MIN || h->version > GWMEM_SHM_VERSION)
 		return fail(v, GW_VIEW_ERR_VERSION, "unknown layout version");
 	if (h->header_size != GWMEM_SHM_HEADER_SIZE)
 		return fail(v, GW_VIEW_ERR_CORRUPT, "bad header size");
@@ -105,8 +114,10 @@ static int validate(struct gw_view *v)
 
 	/* stack table */
 	if (h->stack_capacity) {
-		if (!GW_IS_POW2(h->stack_capacity))
+		if (h->version == 1 && !GW_IS_POW2(h->stack_capacity))
 			return fail(v, GW_VIEW_ERR_CORRUPT, "stack capacity not a power of two");
+		if (h->stack_capacity > MAX_STACK_ENTRIES)
+			return fail(v, GW_VIEW_ERR_CORRUPT, "stack capacity beyond any configuration");
 		if (h->max_frames == 0 || h->max_frames > GWMEM_SHM_MAX_FRAMES)
 			return fail(v, GW_VIEW_ERR_CORRUPT, "bad max_frames");
 		if (h->stack_stride % 8 ||
@@ -119,21 +130,32 @@ static int validate(struct gw_view *v)
 
 	/* allocation table */
 	if (h->nstripes) {
-		if (!GW_IS_POW2(h->nstripes) || !GW_IS_POW2(h->slots_per_stripe))
-			return fail(v, GW_VIEW_ERR_CORRUPT, "stripe geometry not a power of two");
+		if (!GW_IS_POW2(h->nstripes) || h->nstripes > MAX_STRIPES)
+			return fail(v, GW_VIEW_ERR_CORRUPT, "bad stripe count");
+		if (h->version == 1 ? !GW_IS_POW2(h->slots_per_stripe)
+				    : h->slots_per_stripe == 0)
+			return fail(v, GW_VIEW_ERR_CORRUPT, "bad stripe geometry");
 		if (h->stripes_offset < GWMEM_SHM_HEADER_SIZE || h->stripes_offset % 8 ||
 		    !range_ok(h->stripes_offset, h->nstripes, sizeof(struct gwmem_shm_stripe), size))
 			return fail(v, GW_VIEW_ERR_CORRUPT, "stripe heads out of bounds");
 		uint64_t nrec;
-		if (__builtin_mul_overflow((uint64_t)h->nstripes, (uint64_t)h->slots_per_stripe, &nrec))
+		/* v2: two regions of slots_per_stripe records per stripe */
+		if (__builtin_mul_overflow((uint64_t)h->nstripes * (h->version == 1 ? 1 : 2),
+					   (uint64_t)h->slots_per_stripe, &nrec))
 			return fail(v, GW_VIEW_ERR_CORRUPT, "record count overflows");
+		if ((h->version == 1 ? nrec : h->slots_per_stripe) > MAX_RECORD_SLOTS)
+			return fail(v, GW_VIEW_ERR_CORRUPT, "record table beyond any configuration");
 		if (h->records_offset < GWMEM_SHM_HEADER_SIZE || h->records_offset % 8 ||
 		    !range_ok(h->records_offset, nrec, sizeof(struct gwmem_shm_record), size))
 			return fail(v, GW_VIEW_ERR_CORRUPT, "records out of bounds");
 	}
 
-	/* published stack entries: depth within max_frames */
-	for (uint32_t i = 0; i < h->stack_capacity; i++) {
+	/* published stack entries: depth within max_frames.  v2 appends
+	 * entries, so only the ones in use are read (the rest may be holes) */
+	uint64_t nstacks = h->stack_capacity;
+	if (h->version >= 2 && h->counters.stacks_used < nstacks)
+		nstacks = h->counters.stacks_used;
+	for (uint32_t i = 0; i < nstacks; i++) {
 		const struct gwmem_shm_stack *e = (const void *)(v->base + h->stacks_offset +
 								  (uint64_t)i * h->stack_stride);
 		if (__atomic_load_n(&e->hash, __ATOMIC_ACQUIRE) == 0)
@@ -153,6 +175,7 @@ static void copy_header(struct gw_view *v)
 int gw_view_from_memory(struct gw_view *v, const void *base, size_t size)
 {
 	memset(v, 0, sizeof(*v));
+	v->fd = -1;
 	v->base = base;
 	v->size = size;
 	if (!base || size < GWMEM_SHM_HEADER_SIZE || size < sizeof(v->hdr))
@@ -168,6 +191,7 @@ int gw_view_open(struct gw_view *v, const char *path)
 	int fd;
 
 	memset(v, 0, sizeof(*v));
+	v->fd = -1;
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		switch (errno) {
@@ -209,6 +233,10 @@ int gw_view_open(struct gw_view *v, const char *path)
 		const char *why = v->why;
 		gw_view_close(v);
 		v->why = why;
+	} else {
+		/* kept for the records (read_at) */
+		v->fd = fd;
+		return GW_VIEW_OK;
 	}
 out:
 	close(fd);
@@ -219,6 +247,9 @@ void gw_view_close(struct gw_view *v)
 {
 	if (v->mapped && v->base)
 		gw_os_unmap((void *)v->base, v->size);
+	if (v->fd >= 0)
+		close(v->fd);
+	v->fd = -1;
 	v->base = NULL;
 	v->size = 0;
 	v->mapped = false;
@@ -255,6 +286,59 @@ int gw_view_refresh(struct gw_view *v)
 
 /* --- records ------------------------------------------------------------ */
 
+/*
+ * Copy len bytes at off (within the validated mapping) into dst.  A file
+ * is read with pread: a hole (a page the writer gave back, or a sparse
+ * forged file) reads as zeroes without taking memory, where touching it
+ * through the mapping could allocate a page of a tmpfs, or fault if it is
+ * full.  Returns false when the file has become shorter.
+ */
+static bool read_at(const struct gw_view *v, uint64_t off, void *dst, size_t len)
+{
+	char *d = dst;
+
+	if (v->fd < 0) {
+		memcpy(dst, v->base + off, len);
+		return true;
+	}
+	while (len) {
+		ssize_t n = pread(v->fd, d, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		d += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+/* Where stripe s's records are, from a head read under its seqlock: v1 a
+ * fixed array, v2 the array the head names, which must be one of the
+ * stripe's two regions. */
+static bool stripe_array(const struct gw_view *v, uint32_t s, const struct gwmem_shm_stripe *sh,
+			 uint64_t *off, uint32_t *slots)
+{
+	const struct gwmem_shm_header *h = &v->hdr;
+	const uint64_t region = (uint64_t)h->slots_per_stripe * sizeof(struct gwmem_shm_record);
+
+	if (h->version == 1) {
+		*off = h->records_offset + (uint64_t)s * region;
+		*slots = h->slots_per_stripe;
+		return true;
+	}
+	*slots = __atomic_load_n(&sh->slots, __ATOMIC_RELAXED);
+	*off = __atomic_load_n(&sh->offset, __ATOMIC_RELAXED);
+	if (*slots == 0)
+		return true;
+	if (*slots > h->slots_per_stripe)
+		return false;
+	return *off == h->records_offset + (uint64_t)s * 2 * region ||
+	       *off == h->records_offset + ((uint64_t)s * 2 + 1) * region;
+}
+
 /* A stuck writer: spin, then yield (spin.h), then sleep, so that a reader
  * waiting on a stopped target does not take a core for the whole wait. */
 static void backoff(struct gw_backoff *b, unsigned attempt)
@@ -287,15 +371,13 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 		return GW_VIEW_ERR_NOMEM;
 
 	const struct gwmem_shm_stripe *stripes = (const void *)(v->base + h->stripes_offset);
-	const struct gwmem_shm_record *records = (const void *)(v->base + h->records_offset);
 
 	for (uint32_t s = 0; s < h->nstripes && !err; s++) {
 		const struct gwmem_shm_stripe *sh = &stripes[s];
-		const struct gwmem_shm_record *src = records + (uint64_t)s * h->slots_per_stripe;
 		bool done = false, mismatch = false;
 		unsigned mismatches = 0;
-		uint32_t count = 0;
-		uint64_t bytes = 0;
+		uint32_t count = 0, slots = 0;
+		uint64_t bytes = 0, off = 0;
 		struct gw_backoff b = GW_BACKOFF_INIT;
 
 		for (unsigned attempt = 0; attempt < SNAPSHOT_RETRIES && !done; attempt++) {
@@ -308,15 +390,24 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 				continue;
 			count = __atomic_load_n(&sh->count, __ATOMIC_RELAXED);
 			bytes = __atomic_load_n(&sh->bytes, __ATOMIC_RELAXED);
-			memcpy(scratch, src, scratch_size);
+			bool placed = stripe_array(v, s, sh, &off, &slots);
+			bool copied = placed && read_at(v, off, scratch, (size_t)slots * sizeof(*scratch));
 			__atomic_thread_fence(__ATOMIC_ACQUIRE);
 			uint32_t s2 = __atomic_load_n(&sh->seq, __ATOMIC_RELAXED);
 			if (s1 != s2)
 				continue;
+			if (!placed) {
+				err = GW_VIEW_ERR_CORRUPT;
+				break;
+			}
+			if (!copied) {
+				err = GW_VIEW_ERR_IO;
+				break;
+			}
 
 			uint64_t n = 0, sum = 0;
 			bool bad_record = false;
-			for (uint32_t i = 0; i < h->slots_per_stripe; i++) {
+			for (uint32_t i = 0; i < slots; i++) {
 				if (!scratch[i].ptr)
 					continue;
 				n++;
@@ -354,7 +445,7 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 			break;
 		}
 		if (fn) {
-			int r = fn(ctx, s, scratch, h->slots_per_stripe, count, bytes);
+			int r = fn(ctx, s, scratch, slots, count, bytes);
 			if (r) {
 				err = r;
 				break;
@@ -375,6 +466,10 @@ int gw_view_stack(const struct gw_view *v, uint32_t id, uint64_t *frames, unsign
 		return 0;
 	if (id > h->stack_capacity)
 		return GW_VIEW_ERR_CORRUPT;
+	/* v2: entries past the live count may be holes */
+	if (h->version >= 2 &&
+	    id > __atomic_load_n(&gw_view_live_header(v)->counters.stacks_used, __ATOMIC_ACQUIRE))
+		return 0;
 	const struct gwmem_shm_stack *e = (const void *)(v->base + h->stacks_offset +
 							  (uint64_t)(id - 1) * h->stack_stride);
 	if (__atomic_load_n(&e->hash, __ATOMIC_ACQUIRE) == 0)

@@ -45,6 +45,7 @@ struct gw_view {
 	const unsigned char *base;
 	size_t size;
 	bool mapped;                    /* base was mapped by gw_view_open */
+	int fd;                         /* the file (records are read with pread), or -1 */
 	const char *why;                /* static text: what failed validation */
 	struct gwmem_shm_header hdr;    /* validated private copy */
 };

@@ -3,7 +3,10 @@
  * segment readers' unit tests and the CLI tests (no preload involved).
  * Header-only, static.
  *
- * Geometry: 4 modules, 16 stacks of 8 frames, 4 stripes of 8 slots.
+ * Geometry (layout version 2): 4 modules, 16 stacks of 8 frames, 4 stripes
+ * whose array of 8 slots is in the first of their two 8-slot regions.
+ * sb_to_v1() turns it into the version 1 layout (fixed arrays), for the
+ * readers' compatibility tests.
  */
 #ifndef GWMEM_TEST_SEGBUILD_H
 #define GWMEM_TEST_SEGBUILD_H
@@ -25,7 +28,7 @@
 #define SB_STK_OFF   (SB_MOD_OFF + SB_MODULES * sizeof(struct gwmem_shm_module))
 #define SB_STR_OFF   ((SB_STK_OFF + SB_STACKS * SB_STRIDE + 63) & ~(uint64_t)63)
 #define SB_REC_OFF   (SB_STR_OFF + SB_STRIPES * sizeof(struct gwmem_shm_stripe))
-#define SB_SIZE      (SB_REC_OFF + SB_STRIPES * SB_SLOTS * sizeof(struct gwmem_shm_record))
+#define SB_SIZE      (SB_REC_OFF + 2 * SB_STRIPES * SB_SLOTS * sizeof(struct gwmem_shm_record))
 
 static inline struct gwmem_shm_header *sb_hdr(void *seg)
 {
@@ -39,7 +42,7 @@ static inline struct gwmem_shm_stripe *sb_stripe(void *seg, uint32_t i)
 
 static inline struct gwmem_shm_record *sb_slots(void *seg, uint32_t stripe)
 {
-	return (struct gwmem_shm_record *)((char *)seg + SB_REC_OFF) + (uint64_t)stripe * SB_SLOTS;
+	return (struct gwmem_shm_record *)((char *)seg + SB_REC_OFF) + (uint64_t)stripe * 2 * SB_SLOTS;
 }
 
 static inline struct gwmem_shm_stack *sb_stack(void *seg, uint32_t id)
@@ -90,6 +93,10 @@ static inline void *sb_new(uint32_t pid, uint64_t now_ds)
 	h->records_offset = SB_REC_OFF;
 	h->nstripes = SB_STRIPES;
 	h->slots_per_stripe = SB_SLOTS;
+	for (uint32_t i = 0; i < SB_STRIPES; i++) {
+		sb_stripe(seg, i)->offset = SB_REC_OFF + (uint64_t)i * 2 * SB_SLOTS * sizeof(struct gwmem_shm_record);
+		sb_stripe(seg, i)->slots = SB_SLOTS;
+	}
 	return seg;
 }
 
@@ -126,6 +133,21 @@ static inline int sb_record(void *seg, uint64_t ptr, uint64_t size, uint32_t sta
 		return 0;
 	}
 	return -1;
+}
+
+/* The same content in the version 1 layout: stripe arrays back to back, no
+ * array offsets in the heads.  (The v1 file was smaller; the tail stays.) */
+static inline void sb_to_v1(void *seg)
+{
+	const size_t len = SB_SLOTS * sizeof(struct gwmem_shm_record);
+
+	for (uint32_t i = 0; i < SB_STRIPES; i++) {
+		memmove((char *)seg + SB_REC_OFF + i * len, sb_slots(seg, i), len);
+		sb_stripe(seg, i)->offset = 0;
+		sb_stripe(seg, i)->slots = 0;
+	}
+	memset((char *)seg + SB_REC_OFF + SB_STRIPES * len, 0, SB_STRIPES * len);
+	sb_hdr(seg)->version = 1;
 }
 
 #endif /* GWMEM_TEST_SEGBUILD_H */

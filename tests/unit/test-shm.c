@@ -4,6 +4,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,8 +52,9 @@ START_TEST(test_shm_name_and_mode)
 	ck_assert(S_ISREG(st.st_mode));
 	ck_assert_uint_eq(st.st_mode & 07777, 0600);
 	ck_assert_uint_eq((uint64_t)st.st_size, s.size);
-	/* blocks are reserved up front: no SIGBUS later on a full tmpfs */
-	ck_assert_uint_ge((uint64_t)st.st_blocks * 512, s.size);
+	/* only the header and stripe heads are backed: the rest when used */
+	ck_assert_uint_le((uint64_t)st.st_blocks * 512, 16 * 1024);
+	ck_assert_uint_eq(s.allocated, (uint64_t)st.st_blocks * 512);
 
 	struct gwmem_shm_header *h = s.hdr;
 	ck_assert_uint_eq(h->magic, GWMEM_SHM_MAGIC);
@@ -66,13 +68,17 @@ START_TEST(test_shm_name_and_mode)
 	ck_assert(strstr(h->cmdline, "test-shm") != NULL);
 	ck_assert(strstr(h->exe, "test-shm") != NULL);
 	ck_assert_uint_eq(h->config.max_tracked_allocations, 1000);
-	ck_assert(GW_IS_POW2(h->nstripes) && GW_IS_POW2(h->slots_per_stripe) && GW_IS_POW2(h->stack_capacity));
+	ck_assert(GW_IS_POW2(h->nstripes));
+	ck_assert_uint_eq(h->stack_capacity, 100);
 	ck_assert_uint_ge((uint64_t)h->nstripes * h->slots_per_stripe * 3 / 4, 1000);
-	ck_assert_uint_le(h->records_offset + (uint64_t)h->nstripes * h->slots_per_stripe * 32, s.size);
-	ck_assert_uint_le(h->stripes_offset + h->nstripes * 64u, h->records_offset);
-	ck_assert_uint_le(h->stacks_offset + (uint64_t)h->stack_capacity * h->stack_stride, h->stripes_offset);
+	ck_assert_uint_eq(h->records_offset + (uint64_t)h->nstripes * 2 * h->slots_per_stripe * 32, s.size);
+	ck_assert_uint_le(h->stripes_offset + h->nstripes * 64u, h->modules_offset);
+	ck_assert_uint_le(h->modules_offset + GW_SHM_MODULES * 280u, h->stacks_offset);
+	ck_assert_uint_le(h->stacks_offset + (uint64_t)h->stack_capacity * h->stack_stride, h->records_offset);
 	ck_assert_uint_eq(h->modules_offset % 64, 0);
-	ck_assert_uint_eq(h->records_offset % 64, 0);
+	ck_assert_uint_eq(h->stacks_offset % 4096, 0);
+	ck_assert_uint_eq(h->records_offset % 4096, 0);
+	ck_assert_uint_eq(h->max_segment_bytes, 16u << 20);
 	gw_shm_publish(&s);
 	ck_assert_uint_eq(h->state, GWMEM_SHM_STATE_RUNNING);
 
@@ -160,14 +166,33 @@ START_TEST(test_shm_untracked_is_small)
 	gw_shm_exit(&s, false);
 	rmdir(dir);
 
-	/* table memory per configured allocation at the design load */
+	/* the limits size the regions (address space), not the memory */
 	cfg.leak_detection.max_tracked_allocations = 393216;
 	gw_shm_geometry(&cfg, true, &g);
-	ck_assert_uint_eq(g.nstripes, 1024);
-	ck_assert_uint_le((uint64_t)g.nstripes * (g.slots_per_stripe * 32 + 64) / 393216, 48);
+	ck_assert_uint_eq(g.nstripes, GW_SHM_STRIPES);
+	ck_assert_uint_ge((uint64_t)g.nstripes * g.slots_per_stripe * 3 / 4, 393216);
+	ck_assert_uint_le(g.initial, 16 * 1024);
+	/* no array larger than half of max_segment_bytes */
+	cfg.leak_detection.max_tracked_allocations = 100000000;
+	gw_shm_geometry(&cfg, true, &g);
+	ck_assert_uint_le((uint64_t)g.slots_per_stripe * 32, g.max_bytes / 2);
+	ck_assert_uint_le((uint64_t)g.stack_capacity * g.stack_stride, g.max_bytes);
 }
 END_TEST
 
+static bool child_file_exists(pid_t pid)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd), "ls %s/gwmem.%d.* >/dev/null 2>&1", dir, (int)pid);
+	return system(cmd) == 0;
+}
+
+/*
+ * fork: the child gets a private copy of the live part, writes nothing to
+ * the parent's file, makes no file of its own until it materializes, and
+ * can grow its copy in between.
+ */
 START_TEST(test_shm_fork_child_copy)
 {
 	struct gw_shm s;
@@ -178,28 +203,64 @@ START_TEST(test_shm_fork_child_copy)
 	gw_shm_publish(&s);
 	strcpy(parent_path, s.path);
 	s.hdr->counters.reserved[0] = 7;
+	/* a page of the stack table, backed and written before the fork */
+	ck_assert_int_eq(gw_shm_back(&s, s.hdr->stacks_offset, 4096), 0);
+	memset((char *)s.hdr + s.hdr->stacks_offset, 0x5a, 4096);
 	struct gwmem_shm_header *addr = s.hdr;
 
-	int pipefd[2];
-	ck_assert_int_eq(pipe(pipefd), 0);
+	/* a child that exits at once leaves nothing behind */
+	gw_shm_fork_prepare(&s);
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
+		gw_shm_fork_child(&s);
+		_exit(s.mode == GW_SHM_PRIVATE && s.hdr->counters.reserved[0] == 7 ? 0 : 1);
+	}
+	gw_shm_fork_parent(&s);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert(!child_file_exists(pid));
+
+	int pipefd[2];
+	ck_assert_int_eq(pipe(pipefd), 0);
+	gw_shm_fork_prepare(&s);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
 		int rc = gw_shm_fork_child(&s);
-		int ok = rc == 0 && s.hdr == addr && s.hdr->pid == (uint32_t)getpid() &&
-			 s.hdr->ppid == (uint32_t)getppid() && (s.hdr->flags & GWMEM_SHM_FLAG_FORKED) &&
-			 s.hdr->counters.reserved[0] == 7 && strcmp(s.path, parent_path) != 0;
-		/* writes now go to the child's file only */
+		const char *p = (const char *)s.hdr + s.hdr->stacks_offset;
+		int ok = rc == 0 && s.hdr == addr && s.mode == GW_SHM_PRIVATE && !s.path[0] &&
+			 s.hdr->counters.reserved[0] == 7 && p[0] == 0x5a && p[4095] == 0x5a;
+		/* writes go to the private copy only; it can grow */
 		s.hdr->counters.reserved[0] = 99;
+		ok = ok && gw_shm_back(&s, s.hdr->records_offset, 8192) == 0;
+		memset((char *)s.hdr + s.hdr->records_offset, 0x77, 8192);
+		ok = ok && !child_file_exists(getpid());
+		/* a file of its own, with what it wrote, named for it */
+		ok = ok && gw_shm_materialize(&s) == 0 && s.mode == GW_SHM_SHARED && s.hdr == addr &&
+		     s.hdr->pid == (uint32_t)getpid() && s.hdr->ppid == (uint32_t)getppid() &&
+		     (s.hdr->flags & GWMEM_SHM_FLAG_FORKED) && strcmp(s.path, parent_path) != 0 &&
+		     child_file_exists(getpid());
+		struct stat st;
+		ok = ok && stat(s.path, &st) == 0 && (uint64_t)st.st_blocks * 512 == s.allocated;
+		int fd = open(s.path, O_RDONLY);
+		uint64_t v = 0;
+		char r = 0;
+		ok = ok && fd >= 0 &&
+		     pread(fd, &v, 8, (off_t)offsetof(struct gwmem_shm_header, counters.reserved)) == 8 &&
+		     v == 99 && pread(fd, &r, 1, (off_t)s.hdr->records_offset + 8191) == 1 && r == 0x77;
+		if (fd >= 0)
+			close(fd);
 		char c = ok ? 'y' : 'n';
 		ck_assert_int_eq(write(pipefd[1], &c, 1), 1);
 		_exit(ok ? 0 : 1);
 	}
+	gw_shm_fork_parent(&s);
 	close(pipefd[1]);
 	char c = 0;
 	ck_assert_int_eq(read(pipefd[0], &c, 1), 1);
 	close(pipefd[0]);
-	int status;
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	ck_assert_int_eq(c, 'y');
@@ -207,15 +268,40 @@ START_TEST(test_shm_fork_child_copy)
 	ck_assert_uint_eq(s.hdr->pid, (uint32_t)getpid());
 
 	/* the child's segment is there (it did _exit: like a crash, left behind) */
-	char child_path[256];
-	snprintf(child_path, sizeof(child_path), "%s/gwmem.%d.", dir, (int)pid);
+	ck_assert(child_file_exists(pid));
 	char cmd[512];
-	snprintf(cmd, sizeof(cmd), "ls %s* >/dev/null 2>&1", child_path);
-	ck_assert_int_eq(system(cmd), 0);
-	snprintf(cmd, sizeof(cmd), "rm -f %s*", child_path);
+	snprintf(cmd, sizeof(cmd), "rm -f %s/gwmem.%d.*", dir, (int)pid);
 	ck_assert_int_eq(system(cmd), 0);
 	gw_shm_exit(&s, false);
 	ck_assert_int_eq(access(parent_path, F_OK), -1);
+	rmdir(dir);
+}
+END_TEST
+
+/* A file that cannot be removed gives its memory back; later stores do not fault. */
+START_TEST(test_shm_exit_truncate)
+{
+	struct gw_shm s;
+	struct stat st;
+	char path[256];
+
+	setup_dir();
+	ck_assert_int_eq(gw_shm_create(&s, &cfg, true), 0);
+	gw_shm_publish(&s);
+	strcpy(path, s.path);
+	const uint64_t rec = s.hdr->records_offset;
+	ck_assert_int_eq(gw_shm_back(&s, rec, 65536), 0);
+	memset((char *)s.hdr + rec, 1, 65536);
+	gw_shm_exit_truncate(&s);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_size, 0);
+	ck_assert_int_eq(st.st_blocks, 0);
+	ck_assert_int_eq(s.mode, GW_SHM_DETACHED);
+	/* a late writer: private zeroes, no SIGBUS; no further growth */
+	s.hdr->counters.reserved[0] = 1;
+	memset((char *)s.hdr + rec, 2, 65536);
+	ck_assert_int_eq(gw_shm_back(&s, rec + 65536, 4096), -ENOSPC);
+	unlink(path);
 	rmdir(dir);
 }
 END_TEST
@@ -230,6 +316,7 @@ Suite *suite_shm(void)
 	tcase_add_test(tc, test_shm_no_dir);
 	tcase_add_test(tc, test_shm_untracked_is_small);
 	tcase_add_test(tc, test_shm_fork_child_copy);
+	tcase_add_test(tc, test_shm_exit_truncate);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -5,6 +5,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "gwmem.h"
@@ -28,15 +30,24 @@ static void make_stacks(uint32_t max_stacks, uint32_t max_frames)
 	cfg.leak_detection.max_stacks = max_stacks;
 	cfg.leak_detection.max_frames = max_frames;
 	ck_assert_int_eq(gw_shm_create(&shm, &cfg, true), 0);
-	gw_stacks_init(&st, shm.hdr, max_stacks);
-	ck_assert(GW_IS_POW2(st.capacity));
-	ck_assert_uint_gt(st.capacity, max_stacks);
+	gw_stacks_init(&st, &shm, max_stacks);
+	ck_assert_uint_eq(st.capacity, max_stacks);
 }
 
 static void drop_stacks(void)
 {
 	gw_shm_exit(&shm, false);
+	munmap(shm.hdr, shm.size);
 	rmdir(dir);
+}
+
+/* bytes of the segment file backed by memory, as du sees them */
+static uint64_t file_blocks_bytes(void)
+{
+	struct stat sb;
+
+	ck_assert_int_eq(stat(shm.path, &sb), 0);
+	return (uint64_t)sb.st_blocks * 512;
 }
 
 START_TEST(test_stacks_dedup)
@@ -76,6 +87,11 @@ START_TEST(test_stacks_dedup)
 	ck_assert_int_eq(memcmp(e->frames, a, sizeof(a)), 0);
 	ck_assert_ptr_null(gw_stacks_get(&st, 0));
 	ck_assert_ptr_null(gw_stacks_get(&st, st.capacity + 1));
+	/* ids are appended: 1, 2, 3 */
+	ck_assert_uint_eq(ia, 1);
+	ck_assert_uint_eq(ib, 2);
+	ck_assert_uint_eq(ic, 3);
+	ck_assert_ptr_null(gw_stacks_get(&st, 4));
 	/* the stride in the segment is 16 + 8 * max_frames */
 	ck_assert_uint_eq(shm.hdr->stack_stride, 16 + 8 * 16);
 	drop_stacks();
@@ -146,6 +162,37 @@ START_TEST(test_stacks_concurrent)
 }
 END_TEST
 
+/* The table's memory follows the stacks seen: max_stacks costs nothing up front. */
+START_TEST(test_stacks_growth)
+{
+	const unsigned n = 5000;
+	uint64_t empty, full;
+
+	make_stacks(100000, 16);
+	empty = file_blocks_bytes();
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t f[16];
+		for (unsigned k = 0; k < 16; k++)
+			f[k] = 0x400000 + i * 64 + k;
+		ck_assert_uint_eq(gw_stacks_intern(&st, f, 16), i + 1);
+	}
+	full = file_blocks_bytes();
+	/* 144-byte entries, backed a few pages ahead */
+	ck_assert_uint_ge(full - empty, (uint64_t)n * 144);
+	ck_assert_uint_le(full - empty, (uint64_t)n * 144 + 32 * 1024);
+	ck_assert_uint_le(empty, 64 * 1024);
+	/* every one is found again after the index grew several times */
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t f[16];
+		for (unsigned k = 0; k < 16; k++)
+			f[k] = 0x400000 + i * 64 + k;
+		ck_assert_uint_eq(gw_stacks_intern(&st, f, 16), i + 1);
+	}
+	ck_assert_uint_eq(shm.hdr->counters.stacks_used, n);
+	drop_stacks();
+}
+END_TEST
+
 Suite *suite_stacks(void)
 {
 	Suite *s = suite_create("stacks");
@@ -153,6 +200,7 @@ Suite *suite_stacks(void)
 	tcase_add_test(tc, test_stacks_dedup);
 	tcase_add_test(tc, test_stacks_full_table);
 	tcase_add_test(tc, test_stacks_concurrent);
+	tcase_add_test(tc, test_stacks_growth);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,23 +1,27 @@
-/* tests/unit/test-table.c: striped allocation table, backward-shift deletion, seqlock snapshots */
+/* tests/unit/test-table.c: striped allocation table, growth, backward-shift deletion, seqlock snapshots */
 #include "config.h"
 
 #include <check.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "gwmem.h"
 #include "shm.h"
 #include "table.h"
+#include "view.h"
 #include "suite.h"
 
 static char dir[64];
 static struct gw_shm shm;
 static struct gw_table tab;
 
-static void make_table(uint32_t max_tracked)
+static void make_table_cap(uint32_t max_tracked, uint32_t max_bytes)
 {
 	struct gwmem_config cfg;
 
@@ -27,14 +31,23 @@ static void make_table(uint32_t max_tracked)
 	strcpy(cfg.leak_detection.shm_dir, dir);
 	cfg.leak_detection.max_tracked_allocations = max_tracked;
 	cfg.leak_detection.max_stacks = 64;
+	if (max_bytes)
+		cfg.leak_detection.max_segment_bytes = max_bytes;
 	ck_assert_int_eq(gw_shm_create(&shm, &cfg, true), 0);
-	gw_table_init(&tab, shm.hdr);
+	gw_shm_publish(&shm);
+	gw_table_init(&tab, &shm);
 	ck_assert_uint_gt(tab.nstripes, 0);
+}
+
+static void make_table(uint32_t max_tracked)
+{
+	make_table_cap(max_tracked, 0);
 }
 
 static void drop_table(void)
 {
 	gw_shm_exit(&shm, false);
+	munmap(shm.hdr, shm.size);
 	rmdir(dir);
 }
 
@@ -43,9 +56,18 @@ static uint32_t stripe_of(uint64_t p)
 	return (uint32_t)(gw_table_hash(p) & (tab.nstripes - 1));
 }
 
-static uint32_t home_of(uint64_t p)
+static struct gwmem_shm_record *recs_of(uint32_t s)
 {
-	return (uint32_t)(gw_table_hash(p) >> 32) & (tab.slots - 1);
+	return (struct gwmem_shm_record *)(tab.base + tab.stripes[s].offset);
+}
+
+/* bytes of the segment file backed by memory, as du sees them */
+static uint64_t file_blocks_bytes(void)
+{
+	struct stat st;
+
+	ck_assert_int_eq(stat(shm.path, &st), 0);
+	return (uint64_t)st.st_blocks * 512;
 }
 
 START_TEST(test_table_insert_remove)
@@ -82,9 +104,25 @@ START_TEST(test_table_insert_remove)
 		ck_assert_uint_eq(tab.stripes[s].bytes, 0);
 		ck_assert_uint_eq(tab.stripes[s].seq & 1, 0);
 		ck_assert_uint_eq(tab.stripes[s].inserted, tab.stripes[s].removed);
+		for (uint32_t i = 0; i < tab.stripes[s].slots; i++)
+			ck_assert_uint_eq(recs_of(s)[i].ptr, 0);
 	}
-	for (uint64_t i = 0; i < (uint64_t)tab.nstripes * tab.slots; i++)
-		ck_assert_uint_eq(tab.records[i].ptr, 0);
+	drop_table();
+}
+END_TEST
+
+START_TEST(test_table_neighbours_share_lines)
+{
+	make_table(4096);
+	/* the sixteen 16-byte blocks of a 256-byte span: one stripe, adjacent slots */
+	const uint64_t base = UINT64_C(0x7f0000100000);
+	for (unsigned i = 0; i < 16; i++)
+		ck_assert(gw_table_insert(&tab, base + 16 * i, 16, 0, 0, 0, 0));
+	uint32_t s = stripe_of(base), slots = tab.stripes[s].slots;
+	ck_assert_uint_eq(tab.stripes[s].count, 16);
+	uint32_t home = gw_table_home_slot(gw_table_hash(base), base, slots);
+	for (unsigned i = 0; i < 16; i++)
+		ck_assert_uint_eq(recs_of(s)[(home + i) % slots].ptr, base + 16 * i);
 	drop_table();
 }
 END_TEST
@@ -96,26 +134,30 @@ START_TEST(test_table_backward_shift)
 
 	make_table(4096);
 	/* four pointers with the same stripe and home slot: one probe run */
-	uint32_t want_s = stripe_of(16), want_h = home_of(16);
-	for (uint64_t v = 16; n < 4 && v < (UINT64_C(1) << 40); v += 16)
-		if (stripe_of(v) == want_s && home_of(v) == want_h)
+	ck_assert(gw_table_insert(&tab, 256, 1, 0, 0, 0, 0));   /* gives the stripe its array */
+	uint32_t want_s = stripe_of(256), slots = tab.stripes[want_s].slots;
+	uint32_t want_h = gw_table_home_slot(gw_table_hash(4096), 4096, slots);
+	ck_assert(gw_table_remove(&tab, 256, NULL));
+	for (uint64_t v = 4096; n < 4 && v < (UINT64_C(1) << 40); v += 256)
+		if (stripe_of(v) == want_s && gw_table_home_slot(gw_table_hash(v), v, slots) == want_h)
 			p[n++] = v;
 	ck_assert_uint_eq(n, 4);
 	for (unsigned i = 0; i < 4; i++)
 		ck_assert(gw_table_insert(&tab, p[i], 10 + i, 0, 0, 0, 0));
-	struct gwmem_shm_record *recs = &tab.records[(uint64_t)want_s * tab.slots];
+	ck_assert_uint_eq(tab.stripes[want_s].slots, slots);
+	struct gwmem_shm_record *recs = recs_of(want_s);
 	for (unsigned i = 0; i < 4; i++)
-		ck_assert_uint_eq(recs[(want_h + i) & (tab.slots - 1)].ptr, p[i]);
+		ck_assert_uint_eq(recs[(want_h + i) % slots].ptr, p[i]);
 	/* delete the head of the run: the others shift back, no hole remains */
 	ck_assert(gw_table_remove(&tab, p[0], NULL));
 	for (unsigned i = 0; i < 3; i++)
-		ck_assert_uint_eq(recs[(want_h + i) & (tab.slots - 1)].ptr, p[i + 1]);
-	ck_assert_uint_eq(recs[(want_h + 3) & (tab.slots - 1)].ptr, 0);
+		ck_assert_uint_eq(recs[(want_h + i) % slots].ptr, p[i + 1]);
+	ck_assert_uint_eq(recs[(want_h + 3) % slots].ptr, 0);
 	/* the middle one */
 	ck_assert(gw_table_remove(&tab, p[2], NULL));
 	ck_assert_uint_eq(recs[want_h].ptr, p[1]);
-	ck_assert_uint_eq(recs[(want_h + 1) & (tab.slots - 1)].ptr, p[3]);
-	ck_assert_uint_eq(recs[(want_h + 2) & (tab.slots - 1)].ptr, 0);
+	ck_assert_uint_eq(recs[(want_h + 1) % slots].ptr, p[3]);
+	ck_assert_uint_eq(recs[(want_h + 2) % slots].ptr, 0);
 	uint64_t sz;
 	ck_assert(gw_table_remove(&tab, p[3], &sz));
 	ck_assert_uint_eq(sz, 13);
@@ -130,49 +172,115 @@ START_TEST(test_table_full_stripe_counted)
 {
 	unsigned ok = 0, refused = 0;
 
-	make_table(16);
-	ck_assert_uint_eq(tab.nstripes, 1);
-	ck_assert_uint_eq(tab.slots, 64);
-	for (uint64_t i = 1; i <= 100; i++) {
-		if (gw_table_insert(&tab, i * 32, 8, 0, 0, 0, 0))
+	/* a small table: every region is one page, and each stripe takes its
+	 * share of max_tracked_allocations (x 5/4) */
+	make_table(2400);
+	uint32_t region = tab.region_slots;
+	ck_assert_uint_eq(region, tab.min_slots);
+	ck_assert_uint_eq(tab.stripe_limit, (2400 * 5 / 4 + tab.nstripes - 1) / tab.nstripes);
+	const uint32_t limit = tab.stripe_limit < GW_TABLE_LIMIT(region) ? tab.stripe_limit : GW_TABLE_LIMIT(region);
+	for (uint64_t v = 256; ok + refused < region + 20; v += 256) {
+		if (stripe_of(v) != 0)
+			continue;
+		if (gw_table_insert(&tab, v, 8, 0, 0, 0, 0))
 			ok++;
 		else
 			refused++;
 	}
-	ck_assert_uint_eq(ok, GW_TABLE_LIMIT(64));
-	ck_assert_uint_eq(refused, 100 - GW_TABLE_LIMIT(64));
+	ck_assert_uint_eq(ok, limit);
+	ck_assert_uint_eq(refused, region + 20 - limit);
 	ck_assert_uint_eq(tab.stripes[0].full, refused);
 	ck_assert_uint_eq(shm.hdr->counters.untracked_table_full, refused);
 	ck_assert_uint_eq(tab.stripes[0].count, ok);
-	/* lookups of absent pointers in a nearly full stripe still end */
-	ck_assert(!gw_table_remove(&tab, 99 * 32, NULL));
-	ck_assert(gw_table_remove(&tab, 1 * 32, NULL));
-	ck_assert(gw_table_insert(&tab, 1000 * 32, 8, 0, 0, 0, 0));
+	ck_assert_uint_eq(tab.stripes[0].slots, region);
+	drop_table();
+}
+END_TEST
+
+/* The table grows with the live records; the file's memory follows them and
+ * does not depend on max_tracked_allocations. */
+START_TEST(test_table_growth)
+{
+	const uint64_t n = 50000, base = UINT64_C(0x7f0000000000);
+	uint64_t before, grown, used;
+
+	make_table(4000000);
+	before = file_blocks_bytes();
+	ck_assert_uint_le(before, 64 * 1024);
+	for (uint64_t i = 0; i < n; i++)
+		ck_assert(gw_table_insert(&tab, base + i * 48, 48, 0, 0, 0, 0));
+	ck_assert_uint_eq(gw_table_count(&tab), n);
+	for (uint32_t s = 0; s < tab.nstripes; s++) {
+		ck_assert_uint_gt(tab.stripes[s].slots, tab.min_slots);
+		ck_assert_uint_le(tab.stripes[s].count, GW_TABLE_GROW_AT(tab.stripes[s].slots));
+	}
+	grown = file_blocks_bytes();
+	used = shm.hdr->allocated_bytes;
+	/* 64 bytes a record at most, plus the header */
+	ck_assert_uint_le(grown, 64 * n + 64 * 1024);
+	ck_assert_uint_le(used, 64 * n + 64 * 1024);
+	ck_assert_uint_ge(used, 32 * n);
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t sz = 0;
+		ck_assert(gw_table_remove(&tab, base + i * 48, &sz));
+		ck_assert_uint_eq(sz, 48);
+	}
+	ck_assert_uint_eq(gw_table_count(&tab), 0);
+	drop_table();
+}
+END_TEST
+
+/* A segment that may not grow any further refuses records, counts them and
+ * never faults. */
+START_TEST(test_table_segment_cap)
+{
+	const uint64_t base = UINT64_C(0x7f0000000000);
+	uint64_t ok = 0;
+
+	make_table_cap(1000000, 256 * 1024);
+	for (uint64_t i = 0; i < 100000; i++)
+		ok += gw_table_insert(&tab, base + i * 32, 32, 0, 0, 0, 0);
+	ck_assert_uint_gt(ok, 1000);
+	ck_assert_uint_lt(ok, 100000);
+	ck_assert_uint_eq(gw_table_count(&tab), ok);
+	ck_assert_uint_gt(shm.hdr->counters.untracked_segment_full + shm.hdr->counters.untracked_table_full, 0);
+	ck_assert_uint_le(shm.hdr->allocated_bytes, 256 * 1024);
+	ck_assert_uint_le(file_blocks_bytes(), 256 * 1024);
 	drop_table();
 }
 END_TEST
 
 static volatile int stop_flag;
 
+#define WRITER_LIVE 4096
+
 static void *writer(void *arg)
 {
 	/* writer n owns pointers n << 32 + ...; the argument is n, not the base,
 	 * which would not fit a 32-bit pointer */
 	unsigned n = (unsigned)(uintptr_t)arg;
-	uint64_t base = (uint64_t)n << 32, live[256] = { 0 };
-	unsigned seed = n;
+	uint64_t base = (uint64_t)n << 32;
+	static uint64_t lives[3][WRITER_LIVE];
+	uint64_t *live = lives[n];
+	unsigned seed = n, round = 0;
 
+	memset(live, 0, sizeof(lives[n]));
 	while (!__atomic_load_n(&stop_flag, __ATOMIC_RELAXED)) {
-		unsigned i = (unsigned)rand_r(&seed) % 256;
+		/* the live set grows for a while (the arrays grow under the
+		 * readers), then churns */
+		unsigned span = round < 20000 ? 64 + round / 5 : WRITER_LIVE;
+		unsigned i = (unsigned)rand_r(&seed) % (span < WRITER_LIVE ? span : WRITER_LIVE);
+
+		round++;
 		if (live[i]) {
 			ck_assert(gw_table_remove(&tab, live[i], NULL));
 			live[i] = 0;
 		} else {
-			live[i] = base + (uint64_t)(rand_r(&seed) % 100000) * 4096 + i * 16;
-			gw_table_insert(&tab, live[i], 1 + (unsigned)rand_r(&seed) % 5000, i, 0, 0, 0);
+			live[i] = base + (uint64_t)(rand_r(&seed) % 50000) * 65536 + i * 16;
+			gw_table_insert(&tab, live[i], 1 + (unsigned)rand_r(&seed) % 5000, i % 64, 0, 0, 0);
 		}
 	}
-	for (unsigned i = 0; i < 256; i++)
+	for (unsigned i = 0; i < WRITER_LIVE; i++)
 		if (live[i])
 			gw_table_remove(&tab, live[i], NULL);
 	return NULL;
@@ -186,22 +294,22 @@ START_TEST(test_table_concurrent_snapshots)
 	unsigned long good = 0, busy = 0;
 	struct timespec t0, t;
 
-	make_table(2048);
-	copy = calloc(tab.slots, sizeof(*copy));
+	make_table(200000);
+	copy = calloc(tab.region_slots, sizeof(*copy));
 	stop_flag = 0;
 	pthread_create(&w[0], NULL, writer, (void *)(uintptr_t)1);
 	pthread_create(&w[1], NULL, writer, (void *)(uintptr_t)2);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (unsigned round = 0; round < 1000000; round++) {
 		uint32_t s = round % tab.nstripes;
-		int r = gw_table_snapshot_stripe(&tab.stripes[s], &tab.records[(uint64_t)s * tab.slots],
-						 tab.slots, &head, copy, 1000);
+		int r = gw_table_snapshot_stripe(&tab, s, &head, copy, tab.region_slots, 1000);
 		if (r != 0) {
+			ck_assert_int_eq(r, -EAGAIN);
 			busy++;
 			continue;
 		}
 		uint64_t bytes = 0, count = 0;
-		for (uint32_t i = 0; i < tab.slots; i++) {
+		for (uint32_t i = 0; i < head.slots; i++) {
 			if (copy[i].ptr) {
 				count++;
 				bytes += copy[i].size;
@@ -212,7 +320,7 @@ START_TEST(test_table_concurrent_snapshots)
 		ck_assert_uint_eq(head.seq & 1, 0);
 		good++;
 		clock_gettime(CLOCK_MONOTONIC, &t);
-		if (t.tv_sec - t0.tv_sec >= 1 && good > 1000)
+		if (t.tv_sec - t0.tv_sec >= 2 && good > 1000)
 			break;
 	}
 	__atomic_store_n(&stop_flag, 1, __ATOMIC_RELAXED);
@@ -221,7 +329,71 @@ START_TEST(test_table_concurrent_snapshots)
 	ck_assert_uint_gt(good, 1000);
 	ck_assert_uint_lt(busy, good);
 	ck_assert_uint_eq(gw_table_count(&tab), 0);
+	/* the arrays grew while they were read */
+	uint32_t grown = 0;
+	for (uint32_t s = 0; s < tab.nstripes; s++)
+		grown += tab.stripes[s].slots > tab.min_slots;
+	ck_assert_uint_gt(grown, 0);
 	free(copy);
+	drop_table();
+}
+END_TEST
+
+/* The CLI's reader (gw_view, pread of the arrays) while writers grow the table. */
+START_TEST(test_table_view_while_growing)
+{
+	pthread_t w[2];
+	struct gw_view v;
+	struct gw_view_snap_stats st;
+	unsigned good = 0;
+	struct timespec t0, t;
+
+	make_table(200000);
+	ck_assert_int_eq(gw_view_open(&v, shm.path), 0);
+	stop_flag = 0;
+	pthread_create(&w[0], NULL, writer, (void *)(uintptr_t)1);
+	pthread_create(&w[1], NULL, writer, (void *)(uintptr_t)2);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		int r = gw_view_snapshot(&v, NULL, NULL, &st);
+
+		if (r != 0 && r != GW_VIEW_ERR_BUSY)
+			ck_abort_msg("snapshot: %d %s", r, v.why ? v.why : "");
+		good += r == 0;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while (t.tv_sec - t0.tv_sec < 2);
+	__atomic_store_n(&stop_flag, 1, __ATOMIC_RELAXED);
+	pthread_join(w[0], NULL);
+	pthread_join(w[1], NULL);
+	ck_assert_uint_gt(good, 10);
+	ck_assert_int_eq(gw_view_snapshot(&v, NULL, NULL, &st), 0);
+	ck_assert_uint_eq(st.records, 0);
+	gw_view_close(&v);
+	drop_table();
+}
+END_TEST
+
+/* A reader that opened the segment while it was small reads it after it
+ * has grown: the arrays moved to regions the reader never looked at. */
+START_TEST(test_table_old_reader)
+{
+	const uint64_t base = UINT64_C(0x7f0000000000);
+	struct gw_view v;
+	struct gw_view_snap_stats st;
+
+	make_table(200000);
+	ck_assert(gw_table_insert(&tab, base, 10, 0, 0, 0, 0));
+	ck_assert_int_eq(gw_view_open(&v, shm.path), 0);
+	ck_assert_int_eq(gw_view_snapshot(&v, NULL, NULL, &st), 0);
+	ck_assert_uint_eq(st.records, 1);
+	uint64_t allocated = shm.hdr->allocated_bytes;
+	for (uint64_t i = 1; i < 30000; i++)
+		ck_assert(gw_table_insert(&tab, base + i * 64, 10, 0, 0, 0, 0));
+	ck_assert_uint_gt(shm.hdr->allocated_bytes, allocated);
+	ck_assert_int_eq(gw_view_snapshot(&v, NULL, NULL, &st), 0);
+	ck_assert_uint_eq(st.records, 30000);
+	ck_assert_uint_eq(st.bytes, 300000);
+	gw_view_close(&v);
 	drop_table();
 }
 END_TEST
@@ -231,9 +403,14 @@ Suite *suite_table(void)
 	Suite *s = suite_create("table");
 	TCase *tc = tcase_create("table");
 	tcase_add_test(tc, test_table_insert_remove);
+	tcase_add_test(tc, test_table_neighbours_share_lines);
 	tcase_add_test(tc, test_table_backward_shift);
 	tcase_add_test(tc, test_table_full_stripe_counted);
+	tcase_add_test(tc, test_table_growth);
+	tcase_add_test(tc, test_table_segment_cap);
 	tcase_add_test(tc, test_table_concurrent_snapshots);
+	tcase_add_test(tc, test_table_view_while_growing);
+	tcase_add_test(tc, test_table_old_reader);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
 	return s;

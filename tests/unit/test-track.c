@@ -64,11 +64,16 @@ static struct gwmem_shm_header *seg(void)
 static struct gwmem_shm_record find(uint64_t p)
 {
 	struct gwmem_shm_header *h = seg();
-	struct gwmem_shm_record *r = (void *)((char *)h + h->records_offset), none = { 0 };
+	struct gwmem_shm_stripe *s = (void *)((char *)h + h->stripes_offset);
+	struct gwmem_shm_record none = { 0 };
 
-	for (uint64_t i = 0; i < (uint64_t)h->nstripes * h->slots_per_stripe; i++)
-		if (r[i].ptr == p)
-			return r[i];
+	for (uint32_t k = 0; k < h->nstripes; k++) {
+		struct gwmem_shm_record *r = (void *)((char *)h + s[k].offset);
+
+		for (uint32_t i = 0; i < s[k].slots; i++)
+			if (r[i].ptr == p)
+				return r[i];
+	}
 	return none;
 }
 
@@ -341,9 +346,11 @@ START_TEST(test_track_fork)
 		gw_track_atfork_child();
 		close(pfd[0]);
 		struct gwmem_shm_header *h = seg();
-		int ok = h->pid == (uint32_t)getpid() && (h->flags & GWMEM_SHM_FLAG_FORKED) &&
-			 find((uintptr_t)parent_block).size == 16;
+		/* private until the child lives long enough, or asks */
+		int ok = h->pid == (uint32_t)getppid() && find((uintptr_t)parent_block).size == 16;
 		gw_track_alloc(child_block, 24);
+		ok = ok && gw_track_fork_publish() == 0 && h->pid == (uint32_t)getpid() &&
+		     (h->flags & GWMEM_SHM_FLAG_FORKED);
 		ok = ok && find((uintptr_t)child_block).size == 24 &&
 		     find((uintptr_t)child_block).tid == (uint32_t)getpid();
 		char c = ok ? 'y' : 'n';

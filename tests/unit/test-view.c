@@ -158,7 +158,7 @@ static void c_modcap(void *s) { H(s)->modules_capacity = 0xffffffffu; H(s)->modu
 static void c_modoff_low(void *s) { H(s)->modules_offset = 64; }
 static void c_stkoff(void *s) { H(s)->stacks_offset = UINT64_MAX - 8; }
 static void c_stkcap(void *s) { H(s)->stack_capacity = 1u << 31; }
-static void c_stkcap_pow2(void *s) { H(s)->stack_capacity = 12; }
+static void c_stkcap_pow2(void *s) { sb_to_v1(s); H(s)->stack_capacity = 12; }
 static void c_maxframes(void *s) { H(s)->max_frames = GWMEM_SHM_MAX_FRAMES + 1; }
 static void c_stride(void *s) { H(s)->stack_stride = 16; }
 static void c_stride_odd(void *s) { H(s)->stack_stride = SB_STRIDE + 4; }
@@ -166,7 +166,7 @@ static void c_depth(void *s) { sb_stack(s, 2)->depth = SB_FRAMES + 1; }
 static void c_depth_huge(void *s) { sb_stack(s, 1)->depth = 0xffffffffu; }
 static void c_stripes(void *s) { H(s)->nstripes = 1u << 31; H(s)->slots_per_stripe = 1u << 31; }
 static void c_stripes_pow2(void *s) { H(s)->nstripes = 3; }
-static void c_slots_pow2(void *s) { H(s)->slots_per_stripe = 6; }
+static void c_slots_pow2(void *s) { sb_to_v1(s); H(s)->slots_per_stripe = 6; }
 static void c_recoff(void *s) { H(s)->records_offset = SB_SIZE - 32; }
 static void c_stroff(void *s) { H(s)->stripes_offset = SB_SIZE; }
 static void c_recoff_align(void *s) { H(s)->records_offset += 4; }
@@ -220,6 +220,65 @@ START_TEST(test_corruptions)
 		ck_assert_int_eq(gw_view_open(&v, path), corruptions[i].err);
 		free(seg);
 	}
+}
+END_TEST
+
+/* A stripe head naming an array outside the stripe's regions: corrupt at snapshot. */
+START_TEST(test_bad_stripe_array)
+{
+	struct gw_view v;
+	void *seg = valid_segment();
+
+	sb_stripe(seg, 1)->offset = sb_stripe(seg, 2)->offset;
+	ck_assert_int_eq(gw_view_from_memory(&v, seg, SB_SIZE), 0);
+	ck_assert_int_eq(gw_view_snapshot(&v, NULL, NULL, NULL), GW_VIEW_ERR_CORRUPT);
+	free(seg);
+	seg = valid_segment();
+	sb_stripe(seg, 3)->slots = SB_SLOTS + 1;
+	ck_assert_int_eq(gw_view_from_memory(&v, seg, SB_SIZE), 0);
+	ck_assert_int_eq(gw_view_snapshot(&v, NULL, NULL, NULL), GW_VIEW_ERR_CORRUPT);
+	/* an array in the second region, or none yet, is fine */
+	free(seg);
+	seg = valid_segment();
+	struct gwmem_shm_record *a = sb_slots(seg, 0);
+	sb_stripe(seg, 0)->offset += SB_SLOTS * sizeof(struct gwmem_shm_record);
+	memmove(a + SB_SLOTS, a, SB_SLOTS * sizeof(*a));
+	memset(a, 0, SB_SLOTS * sizeof(*a));
+	struct gw_view_snap_stats st;
+	ck_assert_int_eq(gw_view_from_memory(&v, seg, SB_SIZE), 0);
+	ck_assert_int_eq(gw_view_snapshot(&v, NULL, NULL, &st), 0);
+	ck_assert_uint_eq(st.records, 4);
+	free(seg);
+	seg = sb_new(1, 1);
+	for (uint32_t i = 0; i < SB_STRIPES; i++)
+		sb_stripe(seg, i)->slots = 0;
+	ck_assert_int_eq(gw_view_from_memory(&v, seg, SB_SIZE), 0);
+	ck_assert_int_eq(gw_view_snapshot(&v, NULL, NULL, &st), 0);
+	ck_assert_uint_eq(st.records, 0);
+	free(seg);
+}
+END_TEST
+
+/* Segments and snapshots of layout version 1 are still read, from memory and from a file. */
+START_TEST(test_version1)
+{
+	struct gw_view v;
+	struct gw_view_snap_stats st;
+	uint64_t frames[GWMEM_SHM_MAX_FRAMES];
+	void *seg = valid_segment();
+
+	sb_to_v1(seg);
+	ck_assert_int_eq(gw_view_from_memory(&v, seg, SB_SIZE), 0);
+	ck_assert_int_eq(gw_view_snapshot(&v, NULL, NULL, &st), 0);
+	ck_assert_uint_eq(st.records, 4);
+	ck_assert_uint_eq(st.bytes, 158);
+	ck_assert_int_eq(gw_view_stack(&v, 2, frames, GWMEM_SHM_MAX_FRAMES), SB_FRAMES);
+	const char *path = write_tmp("v1", seg, SB_SIZE);
+	ck_assert_int_eq(gw_view_open(&v, path), 0);
+	ck_assert_int_eq(gw_view_snapshot(&v, NULL, NULL, &st), 0);
+	ck_assert_uint_eq(st.records, 4);
+	gw_view_close(&v);
+	free(seg);
 }
 END_TEST
 
@@ -416,6 +475,8 @@ static Suite *suite_view(void)
 	tcase_add_test(tc, test_valid_file);
 	tcase_add_test(tc, test_corruptions);
 	tcase_add_test(tc, test_version);
+	tcase_add_test(tc, test_version1);
+	tcase_add_test(tc, test_bad_stripe_array);
 	tcase_add_test(tc, test_busy_and_torn);
 	tcase_add_test(tc, test_sizes_that_wrap);
 	suite_add_tcase(s, tc);
