@@ -56,9 +56,9 @@ static const char help[] =
 
 /* Everything printed about one process, collected once. */
 struct stats {
-	uint64_t segment_size, live_bytes, live_count, table_slots, stripes;
+	uint64_t segment_size, segment_memory, max_segment_bytes, live_bytes, live_count, table_slots, stripes;
 	uint64_t stacks_used, stack_capacity, max_frames, threshold_seconds, sample_rate;
-	uint64_t untracked_table_full, untracked_internal, sampled_out, dropped_stacks;
+	uint64_t untracked_table_full, untracked_segment_full, untracked_internal, sampled_out, dropped_stacks;
 	uint64_t invalid_frees, double_frees, forwarded_allocs, mmap_failures, reports_written;
 	uint64_t pool_active_bytes, pool_free_bytes, pool_chunks;
 	double table_fill, uptime_seconds, pool_fragmentation;
@@ -117,6 +117,9 @@ struct metric {
  */
 static const struct metric metrics[] = {
 	{ "segment_size", TOP, NO_TEXT, NULL, NULL, NULL, GAUGE, NULL, COUNT, S(segment_size) },
+	{ "segment_memory", TOP, NO_TEXT, NULL, "gwmem_segment_memory_bytes", NULL, GAUGE,
+	  "Bytes of the segment file backed by memory (what du shows).", COUNT, S(segment_memory) },
+	{ "max_segment_bytes", TOP, NO_TEXT, NULL, NULL, NULL, GAUGE, NULL, COUNT, S(max_segment_bytes) },
 	{ "live_bytes", TOP, LIVE, "%v bytes", "gwmem_live_bytes", NULL, GAUGE,
 	  "Bytes in live tracked allocations.", COUNT, S(live_bytes) },
 	{ "live_count", TOP, LIVE, " in %v allocations", "gwmem_live_allocations", NULL, GAUGE,
@@ -136,6 +139,10 @@ static const struct metric metrics[] = {
 	{ "untracked_table_full", COUNTERS, UNTRACKED, "%v table full",
 	  "gwmem_untracked_allocations_total", "reason=\"table_full\"", COUNTER,
 	  "Allocations served but not tracked, by reason.", COUNT, S(untracked_table_full) },
+	{ "untracked_segment_full", COUNTERS, UNTRACKED, " (%v: the segment could not grow)",
+	  "gwmem_segment_full_total", NULL, COUNTER,
+	  "Times the segment could not grow (max_segment_bytes or a full shm_dir).", COUNT,
+	  S(untracked_segment_full) },
 	{ "untracked_internal", COUNTERS, UNTRACKED, ", %v internal",
 	  "gwmem_untracked_allocations_total", "reason=\"internal\"", COUNTER,
 	  NULL, COUNT, S(untracked_internal) },
@@ -287,6 +294,8 @@ static int stats_gather(const struct target *tg, struct stats *s)
 		return err;
 	memset(s, 0, sizeof(*s));
 	s->segment_size = h->segment_size;
+	s->segment_memory = h->version >= 2 ? h->allocated_bytes : h->segment_size;
+	s->max_segment_bytes = h->version >= 2 ? h->max_segment_bytes : h->segment_size;
 	s->live_bytes = snap.bytes;
 	s->live_count = snap.records;
 	s->table_slots = (uint64_t)h->nstripes * h->slots_per_stripe;
@@ -298,6 +307,7 @@ static int stats_gather(const struct target *tg, struct stats *s)
 	s->threshold_seconds = h->config.threshold_seconds;
 	s->sample_rate = h->config.sample_rate;
 	s->untracked_table_full = c->untracked_table_full;
+	s->untracked_segment_full = c->untracked_segment_full;
 	s->untracked_internal = c->untracked_internal;
 	s->sampled_out = c->sampled_out;
 	s->dropped_stacks = c->dropped_stacks;
@@ -416,7 +426,9 @@ static void print_text(const struct target *tg, const struct stats *s)
 	printf("pid %u (", h->pid);
 	put_escaped(stdout, GW_ESC_TEXT, cmd);
 	printf("), %s\n", segment_state(&tg->view));
-	printf("segment:          %s, %llu bytes\n", tg->path, (unsigned long long)s->segment_size);
+	printf("segment:          %s, %llu bytes in memory (at most %llu), %llu bytes of address space\n",
+	       tg->path, (unsigned long long)s->segment_memory, (unsigned long long)s->max_segment_bytes,
+	       (unsigned long long)s->segment_size);
 	for (int line = LIVE; line < NLINES; line++) {
 		fputs(line_label[line], stdout);
 		for (size_t i = 0; i < NMETRICS; i++)

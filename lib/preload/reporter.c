@@ -48,6 +48,9 @@ bool gw_reporter_restart_pending;
  */
 #define MODULES_GEN_NONE (~0ull)
 
+/* A forked child starts its reporter (and gets a segment file) after this. */
+#define GW_REPORTER_CHILD_DELAY_NS UINT64_C(1000000000)
+
 static struct {
 	int report_signal;
 	bool handler_installed;
@@ -58,6 +61,7 @@ static struct {
 	bool stop;
 	char report_dir[GWMEM_CONFIG_PATH_MAX];
 	unsigned long long modules_gen;
+	uint64_t fork_ns;               /* forked child: when */
 } R = {
 	.pipe_rd = -1,
 	.pipe_wr = -1,
@@ -408,13 +412,23 @@ void gw_reporter_atfork_child(void)
 	 * wake the parent's reporter */
 	pipe_close();
 	R.running = false;
+	R.fork_ns = gw_os_monotonic_ns();
 	if (!R.stop)
 		__atomic_store_n(&gw_reporter_restart_pending, true, __ATOMIC_RELAXED);
 }
 
+/*
+ * Called on the allocations of a forked child until it runs.  A child that
+ * execs or exits within a second (a shell's $(...), system()) never
+ * starts a thread nor creates a segment file: both cost more than the
+ * fork itself.  The first allocation after that second does both.
+ */
 void gw_reporter_restart(void)
 {
+	if (gw_os_monotonic_ns() - R.fork_ns < GW_REPORTER_CHILD_DELAY_NS)
+		return;
 	__atomic_store_n(&gw_reporter_restart_pending, false, __ATOMIC_RELAXED);
+	gw_track_fork_tick(true);
 	R.modules_gen = MODULES_GEN_NONE;
 	modules_refresh();
 	if (reporter_start() < 0)

@@ -574,51 +574,86 @@ void gw_shm_exit_truncate(struct gw_shm *s)
 	s->path[0] = '\0';
 }
 
-/* Copy the backed pages of the mapping into q (same offsets). */
-static void copy_backed(const struct gw_shm *s, char *q)
+/*
+ * The copy buffer is kept between forks: a program that forks often (a
+ * shell, a supervisor) then pays a memcpy of its live pages per fork, not a
+ * new mapping, its page faults and its munmap.  Pages of the buffer that
+ * the segment no longer backs are dropped, so the buffer never holds more
+ * than the segment does.  It is given back after a quiet while
+ * (gw_shm_fork_idle).
+ */
+void gw_shm_fork_prepare(struct gw_shm *s)
 {
+	char *q = s->fork_copy;
 	const char *base = (const char *)s->hdr;
 
+	s->fork_copied = false;
+	if (!s->hdr || s->mode != GW_SHM_SHARED)
+		return;
+	if (!q) {
+		q = gw_os_map(s->size);
+		if (!q)
+			return;
+		s->fork_bits = gw_os_map((s->npages + 7) / 8);
+		if (!s->fork_bits) {
+			gw_os_unmap(q, s->size);
+			return;
+		}
+		s->fork_copy = q;
+	}
 	for (size_t i = 0; i < s->npages;) {
 		size_t j = i;
+		bool on = bit_get(s->backed, i);
 
-		if (!bit_get(s->backed, i)) {
+		while (j < s->npages && bit_get(s->backed, j) == on && (on || bit_get(s->fork_bits, j)))
+			j++;
+		if (j == i) {
+			/* not backed, and not in the buffer either */
 			i++;
 			continue;
 		}
-		while (j < s->npages && bit_get(s->backed, j))
-			j++;
-		memcpy(q + i * s->page, base + i * s->page, (j - i) * s->page);
+		if (on)
+			memcpy(q + i * s->page, base + i * s->page, (j - i) * s->page);
+		else
+			gw_os_decommit(q + i * s->page, (j - i) * s->page);
+		for (size_t k = i; k < j; k++)
+			bit_put(s->fork_bits, k, on);
 		i = j;
 	}
-}
-
-void gw_shm_fork_prepare(struct gw_shm *s)
-{
-	void *q;
-
-	s->fork_copy = NULL;
-	if (!s->hdr || s->mode != GW_SHM_SHARED)
-		return;
-	q = gw_os_map(s->size);
-	if (!q)
-		return;
-	copy_backed(s, q);
-	s->fork_copy = q;
+	s->fork_copied = true;
+	s->fork_ns = gw_os_monotonic_ns();
 }
 
 void gw_shm_fork_parent(struct gw_shm *s)
 {
-	if (s->fork_copy)
-		gw_os_unmap(s->fork_copy, s->size);
+	s->fork_copied = false;
+}
+
+void gw_shm_fork_idle(struct gw_shm *s, uint64_t now_ns)
+{
+	if (!s->fork_copy || now_ns - s->fork_ns < GW_SHM_FORK_IDLE_NS)
+		return;
+	gw_shm_lock(s);
+	gw_os_unmap(s->fork_copy, s->size);
+	gw_os_unmap(s->fork_bits, (s->npages + 7) / 8);
 	s->fork_copy = NULL;
+	s->fork_bits = NULL;
+	gw_shm_unlock(s);
 }
 
 int gw_shm_fork_child(struct gw_shm *s)
 {
-	void *q = s->fork_copy;
+	void *q = s->fork_copied ? s->fork_copy : NULL;
 
+	/* the buffer becomes our segment; a buffer of our own comes with our
+	 * own first fork (and a private segment needs none) */
+	if (s->fork_bits)
+		gw_os_unmap(s->fork_bits, (s->npages + 7) / 8);
+	if (s->fork_copy && !q)
+		gw_os_unmap(s->fork_copy, s->size);
 	s->fork_copy = NULL;
+	s->fork_bits = NULL;
+	s->fork_copied = false;
 	if (!s->hdr)
 		return 0;
 	gw_spin_unlock(&s->lock);

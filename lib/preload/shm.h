@@ -68,8 +68,11 @@ struct gw_shm {
 	size_t npages;
 	uint64_t allocated;            /* bytes backed */
 	uint64_t max_bytes;
-	uint64_t fork_ns;              /* CLOCK_MONOTONIC of the fork that made us private */
+	uint64_t fork_ns;              /* CLOCK_MONOTONIC of the last fork (parent), of the
+					  fork that made us private (child) */
 	void *fork_copy;               /* fork: the parent's copy, handed to the child */
+	uint8_t *fork_bits;            /* pages of fork_copy that hold data */
+	bool fork_copied;              /* fork_copy is current (between prepare and parent/child) */
 	char path[GWMEM_CONFIG_PATH_MAX + 64]; /* empty when there is no file of ours */
 	char dir[GWMEM_CONFIG_PATH_MAX];       /* shm_dir, for a forked child's own file */
 };
@@ -125,8 +128,8 @@ void gw_shm_exit_truncate(struct gw_shm *s) GW_HIDDEN;
 /*
  * fork, with every writer lock held from prepare until parent/child: the
  * parent copies the backed pages of its segment into private memory
- * (prepare); the fork gives the child that copy, copy-on-write, and the
- * parent drops its own (parent); the child moves it over the segment's
+ * (prepare); the fork gives the child that copy, copy-on-write (the parent
+ * keeps its buffer for the next fork); the child moves it over the segment's
  * address (every pointer into it stays valid) and stops using the parent's
  * file (child).  Nothing is written to disk: gw_shm_materialize() does
  * that later, if the child lives long enough to be worth showing, so a
@@ -138,6 +141,9 @@ void gw_shm_exit_truncate(struct gw_shm *s) GW_HIDDEN;
 void gw_shm_fork_prepare(struct gw_shm *s) GW_HIDDEN;
 void gw_shm_fork_parent(struct gw_shm *s) GW_HIDDEN;
 int gw_shm_fork_child(struct gw_shm *s) GW_HIDDEN;
+/* Drop the parent's copy buffer when no fork came for GW_SHM_FORK_IDLE_NS. */
+void gw_shm_fork_idle(struct gw_shm *s, uint64_t now_ns) GW_HIDDEN;
+#define GW_SHM_FORK_IDLE_NS UINT64_C(10000000000)
 
 /*
  * Private copy -> a file of our own named for this process, mapped at the

@@ -399,6 +399,8 @@ int gw_track_fork_publish(void)
 
 void gw_track_fork_tick(bool now)
 {
+	if (T.shm.mode == GW_SHM_SHARED && !now)
+		gw_shm_fork_idle(&T.shm, gw_os_monotonic_ns());
 	if (T.shm.mode != GW_SHM_PRIVATE)
 		return;
 	if (!now && gw_os_monotonic_ns() - T.shm.fork_ns < GW_TRACK_PUBLISH_NS)

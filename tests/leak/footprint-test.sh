@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# footprint-test.sh GWMEM PRELOAD LEAKY [TABLE_OUT]
+#
+# What a segment costs, checked with stat/du (never timings):
+#   ground-truth  1,200 live allocations (leaky million 1200): du of the
+#                 segment <= 64 N + 160 S + 256 KiB, and under 1 MiB
+#   100k          100,000 live allocations: the same bound, and the same du at
+#                 max_tracked_allocations 4,000,000 as at the default
+#   subshells     200 $(...) subshells of a tracked dash leave nothing in
+#                 shm_dir (children that exec or exit soon write no file)
+#   sigkill       a SIGKILLed process leaves a segment holding its live data
+#                 only (bounded as above); `gwmem ps` shows it, `gwmem clean`
+#                 removes it
+#   setuid        a process that drops root before a normal exit cannot
+#                 unlink its segment: it is left with 0 bytes; `gwmem ps`
+#                 shows it as empty, `gwmem clean` removes it (root only)
+#   full-tmpfs    a 256 KiB tmpfs as shm_dir (root only) and a small
+#                 max_segment_bytes: 100,000 allocations are served, the
+#                 untracked ones counted, no SIGBUS
+#   mosquitto     idle mosquitto under full tracking: VmRSS + segment du
+#                 within 3 MiB of VmRSS under glibc (when installed)
+# With TABLE_OUT, the footprint table of docs/tracking.md is written there.
+set -u
+gwmem=$1 preload=$2 leaky=$3 table_out=${4:-}
+py=$(command -v python3) || { echo "SKIP: python3 missing"; exit 77; }
+
+tmp=$(mktemp -d /tmp/gwmem-footprint.XXXXXX)
+chmod 755 "$tmp"
+pids=()
+mnt=""
+fail=0
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  [ -n "$mnt" ] && umount "$mnt" 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+bad() { echo "FAIL $*"; fail=1; }
+
+export GWMEM_CONFIG=/nonexistent/gwmem.toml GWMEM_SHM_DIR=$tmp/shm
+mkdir -p "$tmp/shm"
+
+du_b() { echo $(( $(stat -c %b "$1") * $(stat -c %B "$1") )); }
+seg_of() { ls "$GWMEM_SHM_DIR"/gwmem."$1".* 2>/dev/null | head -1; }
+
+# start_leaky NAME ARGS... : leaky under the preload, pid in $lpid, stdin kept open on fd 9
+start_leaky() {
+  local name=$1; shift
+  mkfifo "$tmp/$name.in"
+  env LD_PRELOAD="$preload" GWMEM_LEAK_DETECTION_SHM_DIR="$GWMEM_SHM_DIR" "${extra_env[@]}" \
+    "$leaky" "$@" <"$tmp/$name.in" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+  lpid=$!
+  pids+=("$lpid")
+  exec 9>"$tmp/$name.in"
+  for _ in $(seq 100); do grep -q READY "$tmp/$name.out" 2>/dev/null && return 0; sleep 0.1; done
+  echo "FAIL $name: leaky did not start"; cat "$tmp/$name.err"; return 1
+}
+stop_leaky() { exec 9>&-; wait "$lpid"; }
+
+# check_bound NAME PID: du of the segment against 64 N + 160 S + 256 KiB; prints "du N S apparent"
+check_bound() {
+  local name=$1 pid=$2 seg stats n s du app
+  seg=$(seg_of "$pid")
+  [ -n "$seg" ] || { bad "$name: no segment"; return 1; }
+  stats=$("$gwmem" stats "$pid" --json) || { bad "$name: gwmem stats"; return 1; }
+  read -r n s < <(echo "$stats" | "$py" -c 'import json,sys; d=json.load(sys.stdin); print(d["live_count"], d["stacks_used"])')
+  du=$(du_b "$seg"); app=$(stat -c %s "$seg")
+  if [ "$du" -gt $(( 64 * n + 160 * s + 262144 )) ]; then
+    bad "$name: du $du > 64*$n + 160*$s + 256 KiB"
+  else
+    echo "ok   $name: du $du bytes for $n live allocations, $s stacks (bound $(( 64 * n + 160 * s + 262144 ))), apparent $app"
+  fi
+  row="$du $n $s $app"
+}
+
+table=()
+
+# --- ground truth and 100k, at three configurations ------------------------
+for conf in default small large; do
+  case $conf in
+    default) extra_env=(GWMEM_X=1) ;;
+    small) extra_env=(GWMEM_LEAK_DETECTION_MAX_TRACKED_ALLOCATIONS=16384 GWMEM_LEAK_DETECTION_MAX_STACKS=2048
+                      GWMEM_LEAK_DETECTION_MAX_FRAMES=8 GWMEM_LEAK_DETECTION_MAX_SEGMENT_BYTES=2097152) ;;
+    large) extra_env=(GWMEM_LEAK_DETECTION_MAX_TRACKED_ALLOCATIONS=4000000 GWMEM_LEAK_DETECTION_MAX_STACKS=65536
+                      GWMEM_LEAK_DETECTION_MAX_SEGMENT_BYTES=268435456) ;;
+  esac
+  start_leaky "gt-$conf" million 1200 || { fail=1; continue; }
+  check_bound "ground-truth ($conf)" "$lpid"
+  gt=$row
+  [ "${row%% *}" -lt 1048576 ] || bad "ground-truth ($conf): ${row%% *} bytes, not under 1 MiB"
+  stop_leaky
+  [ -z "$(seg_of "$lpid")" ] || bad "ground-truth ($conf): segment left after a normal exit"
+  start_leaky "100k-$conf" million 100000 || { fail=1; continue; }
+  check_bound "100k ($conf)" "$lpid"
+  hk=$row
+  stop_leaky
+  table+=("$conf|$gt|$hk")
+done
+# the limits cost address space, not memory: default and large within 10 %
+d100=$(printf '%s\n' "${table[@]}" | awk -F'|' '$1=="default"{split($3,a," "); print a[1]}')
+l100=$(printf '%s\n' "${table[@]}" | awk -F'|' '$1=="large"{split($3,a," "); print a[1]}')
+if [ -n "$d100" ] && [ -n "$l100" ]; then
+  if [ $(( l100 * 10 )) -gt $(( d100 * 11 )) ]; then bad "100k: du $l100 at 4,000,000 vs $d100 at the default"
+  else echo "ok   100k: du $l100 at max_tracked_allocations 4,000,000, $d100 at the default"; fi
+fi
+extra_env=(GWMEM_X=1)
+
+# --- 200 subshells of a tracked dash ---------------------------------------
+if command -v dash >/dev/null; then
+  before=$(ls "$GWMEM_SHM_DIR" | wc -l)
+  LD_PRELOAD=$preload GWMEM_LEAK_DETECTION_SHM_DIR=$GWMEM_SHM_DIR dash -c \
+    'i=0; while [ $i -lt 200 ]; do x=$(true); y=$(echo $i); i=$((i + 1)); done' || bad "subshells: dash failed"
+  left=$(ls "$GWMEM_SHM_DIR" | wc -l)
+  bytes=$(du -s -B1 "$GWMEM_SHM_DIR" | cut -f1)
+  # dash itself leaves with _exit (no exit handlers): its own segment stays
+  if [ "$left" -gt $((before + 1)) ] || [ "$bytes" -gt 2097152 ]; then
+    bad "subshells: $((left - before)) segments left ($bytes bytes)"
+  else
+    echo "ok   subshells: 400 subshells left no segment; dash's own (it exits with _exit): $bytes bytes"
+  fi
+  rm -f "$GWMEM_SHM_DIR"/*
+else
+  echo "skip subshells: dash not installed"
+fi
+
+# --- SIGKILL: a bounded post-mortem segment ---------------------------------
+if start_leaky sigkill million 20000; then
+  kill -KILL "$lpid"; wait "$lpid" 2>/dev/null; exec 9>&-
+  seg=$(seg_of "$lpid")
+  if [ -z "$seg" ]; then bad "sigkill: no segment left to read"
+  else
+    du=$(du_b "$seg")
+    [ "$du" -le $(( 64 * 20000 + 160 * 64 + 262144 )) ] || bad "sigkill: du $du"
+    "$gwmem" ps | grep -E "^$lpid +crashed" >/dev/null || bad "sigkill: gwmem ps does not show it crashed"
+    "$gwmem" clean >/dev/null || bad "sigkill: gwmem clean failed"
+    [ -z "$(seg_of "$lpid")" ] || bad "sigkill: gwmem clean left it"
+    echo "ok   sigkill: $du bytes left for 20,000 live allocations; ps shows it, clean removes it"
+  fi
+fi
+
+# --- a daemon that drops root ------------------------------------------------
+if [ "$(id -u)" -eq 0 ]; then
+  LD_PRELOAD=$preload GWMEM_LEAK_DETECTION_SHM_DIR=$GWMEM_SHM_DIR "$py" -c '
+import os
+keep = [bytearray(100) for _ in range(5000)]
+os.setgid(65534); os.setuid(65534)
+print(os.getpid(), flush=True)
+' >"$tmp/setuid.out" 2>"$tmp/setuid.err" || bad "setuid: python failed: $(cat "$tmp/setuid.err")"
+  spid=$(cat "$tmp/setuid.out")
+  seg=$(seg_of "$spid")
+  if [ -z "$seg" ]; then bad "setuid: no segment left (expected an emptied one)"
+  else
+    size=$(stat -c %s "$seg"); du=$(du_b "$seg")
+    [ "$size" -eq 0 ] && [ "$du" -eq 0 ] || bad "setuid: segment left with $size bytes ($du in memory)"
+    "$gwmem" ps | grep -E "^$spid +empty" >/dev/null || bad "setuid: gwmem ps does not show it empty"
+    "$gwmem" clean >/dev/null
+    [ -z "$(seg_of "$spid")" ] || bad "setuid: gwmem clean left it"
+    echo "ok   setuid: the segment it could not remove was left with 0 bytes; clean removed it"
+  fi
+else
+  echo "skip setuid: not root"
+fi
+left=$(du -s -B1 "$GWMEM_SHM_DIR" | cut -f1)
+echo "note shm_dir holds $left bytes after these runs"
+
+# --- a full tmpfs --------------------------------------------------------------
+if [ "$(id -u)" -eq 0 ] && mkdir -p "$tmp/small" && mount -t tmpfs -o size=256k,mode=1777 gwmem-small "$tmp/small" 2>/dev/null; then
+  mnt=$tmp/small
+  for sub in tmpfs cap; do
+    if [ $sub = tmpfs ]; then dir=$mnt; extra_env=(GWMEM_X=1); else dir=$tmp/shm; extra_env=(GWMEM_LEAK_DETECTION_MAX_SEGMENT_BYTES=262144); fi
+    GWMEM_SHM_DIR=$dir start_leaky "full-$sub" million 100000 || { fail=1; continue; }
+    GWMEM_SHM_DIR=$dir "$gwmem" stats "$lpid" --json >"$tmp/full.json" || bad "full-$sub: gwmem stats"
+    stop_leaky; rc=$?
+    [ $rc -eq 0 ] || bad "full-$sub: leaky exited with $rc (SIGBUS is 135)"
+    "$py" -c '
+import json, sys
+d = json.load(open(sys.argv[2])); c = d["counters"]
+untracked = c["untracked_table_full"] + c.get("untracked_segment_full", 0)
+assert untracked > 0, c
+print("ok   full-%s: %d tracked, %d untracked, no SIGBUS" % (sys.argv[1], d["live_count"], untracked))
+' "$sub" "$tmp/full.json" || bad "full-$sub: no untracked allocations counted"
+  done
+  extra_env=(GWMEM_X=1)
+  umount "$mnt" && mnt=""
+else
+  echo "skip full-tmpfs: cannot mount a tmpfs here"
+fi
+
+# --- idle mosquitto -------------------------------------------------------------
+mosq=$(command -v mosquitto || ls /usr/sbin/mosquitto 2>/dev/null)
+if [ -n "$mosq" ]; then
+  rss() { awk '/^VmRSS/ {print $2 * 1024}' "/proc/$1/status"; }
+  free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+  for mode in glibc gwmem; do
+    port=$(free_port)
+    printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$port" >"$tmp/m.conf"
+    [ "$(id -u)" -eq 0 ] && echo "user root" >>"$tmp/m.conf"
+    if [ $mode = gwmem ]; then
+      LD_PRELOAD=$preload GWMEM_LEAK_DETECTION_SHM_DIR=$GWMEM_SHM_DIR "$mosq" -c "$tmp/m.conf" >/dev/null 2>&1 &
+    else
+      "$mosq" -c "$tmp/m.conf" >/dev/null 2>&1 &
+    fi
+    mpid=$!; pids+=("$mpid")
+    sleep 1.5
+    r=$(rss "$mpid"); seg=$(seg_of "$mpid")
+    shm=0; [ -n "$seg" ] && shm=$(du_b "$seg")
+    eval "rss_$mode=$r shm_$mode=$shm"
+    kill -TERM "$mpid"; wait "$mpid" 2>/dev/null
+  done
+  extra=$(( rss_gwmem + shm_gwmem - rss_glibc ))
+  if [ "$extra" -gt 3145728 ]; then bad "mosquitto: $extra bytes over glibc (rss $rss_gwmem + shm $shm_gwmem vs $rss_glibc)"
+  else echo "ok   mosquitto idle: VmRSS $rss_gwmem + segment $shm_gwmem bytes vs glibc VmRSS $rss_glibc (+$extra)"; fi
+else
+  echo "skip mosquitto: not installed"
+fi
+
+if [ -n "$table_out" ]; then
+  {
+    echo "| configuration | ~1,200 live: du (live allocations, stacks) | 100,000 live: du (stacks) | address space |"
+    echo "|---|---|---|---|"
+    for t in "${table[@]}"; do
+      IFS='|' read -r conf gt hk <<<"$t"
+      read -r gd gn gs ga <<<"$gt"; read -r hd hn hs ha <<<"$hk"
+      printf '| %s | %d KiB (%d, %d) | %d KiB (%d) | %d MiB |\n' "$conf" $((gd / 1024)) "$gn" "$gs" $((hd / 1024)) "$hs" $((ha / 1048576))
+    done
+  } >"$table_out"
+fi
+exit $fail
