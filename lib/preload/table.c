@@ -142,8 +142,10 @@ static GW_NOINLINE bool grow(struct gw_table *t, struct gwmem_shm_stripe *s, uin
 		return false;
 	}
 	nw = (struct gwmem_shm_record *)(t->base + new_off);
-	/* a region whose pages could not be punched earlier still holds old records */
-	memset(nw, 0, (size_t)(new_slots * rsize));
+	/* a region whose pages could not be punched earlier still holds old
+	 * records: only ptr says whether a slot is used */
+	for (uint64_t i = 0; i < new_slots; i++)
+		ST(&nw[i].ptr, 0);
 
 	write_begin(s);
 	for (uint32_t i = 0; i < old_slots; i++) {
