@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -66,6 +67,12 @@ void gw_shm_geometry(const struct gwmem_config *cfg, bool tracking, struct gw_sh
 	uint64_t cap = cfg->leak_detection.max_segment_bytes;
 
 	memset(g, 0, sizeof(*g));
+	/* under an address-space limit the segment takes a small share of it:
+	 * the program must keep about what glibc alone would give it */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    cap > rl.rlim_cur / GW_SHM_RLIMIT_SHARE)
+		cap = rl.rlim_cur / GW_SHM_RLIMIT_SHARE;
 	if (cap < GW_SHM_MIN_BYTES)
 		cap = GW_SHM_MIN_BYTES;
 	g->max_bytes = cap;
@@ -105,13 +112,14 @@ void gw_shm_geometry(const struct gwmem_config *cfg, bool tracking, struct gw_sh
 		/*
 		 * A stripe's array is at most 3/4 full, and stripes are not
 		 * exactly balanced (x 5/4): a region holds max * 5/3 / nstripes
-		 * records.  An array larger than half the cap could never be
-		 * backed next to the one it replaces.
+		 * records.  The regions of all stripes together span at most
+		 * twice the cap (address space is not free either: 32-bit, or
+		 * RLIMIT_AS), so one array is at most 1/nstripes of the cap.
 		 */
 		if (want < 16)
 			want = 16;
 		slots = (want * 5 + 3 * g->nstripes - 1) / (3 * g->nstripes);
-		region_max = cap / 2 / sizeof(struct gwmem_shm_record);
+		region_max = cap / g->nstripes / sizeof(struct gwmem_shm_record);
 		if (slots > region_max)
 			slots = region_max;
 		slots = align_up(slots, page_slots);

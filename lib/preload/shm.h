@@ -26,6 +26,8 @@
 #define GW_SHM_MODULES 256u
 /* Stripes (one lock and seqlock each): plenty for the cores of a gateway. */
 #define GW_SHM_STRIPES 32u
+/* Under RLIMIT_AS, max_segment_bytes is at most this fraction of the limit. */
+#define GW_SHM_RLIMIT_SHARE 32u
 /* Smallest max_segment_bytes accepted: header, module map and a page per stripe. */
 #define GW_SHM_MIN_BYTES (256u * 1024u)
 
