@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "shared.h"
@@ -27,7 +28,10 @@ static const char help[] =
 "    longer running (no process with that pid, or one with another start\n"
 "    time).  Segments of crashed and exited processes are kept until then on\n"
 "    purpose, so take a `gwmem snapshot` first if you still need one.  Other\n"
-"    files, other users' segments and symbolic links are never touched.\n"
+"    files, other users' segments and symbolic links are never touched.  The\n"
+"    segment of a process in another PID namespace (a container sharing the\n"
+"    directory), whose pid means nothing here, is kept while its writer's\n"
+"    heartbeat is less than 10 seconds old.\n"
 "\n"
 "OPTIONS\n"
 "    -n, --dry-run   print what would be removed, remove nothing\n"
@@ -81,6 +85,39 @@ static int clean_parse(int argc, char **argv, struct clean_args *a)
 	return PARSE_OK;
 }
 
+/* Heartbeats younger than this mean a live writer, whatever its pid says here. */
+#define LIVE_HEARTBEAT_NS (10ull * 1000000000ull)
+
+/*
+ * The segment of a process in another PID namespace (a container sharing
+ * shm_dir: the header names the writer's namespace) whose writer still
+ * beats: the reporter thread refreshes the heartbeat once a second with
+ * CLOCK_MONOTONIC, the same clock in every PID namespace.  Its pid says
+ * nothing here (no such process, or another one).
+ */
+static bool foreign_live(int dfd, const char *name)
+{
+	struct gwmem_shm_header h;
+	struct timespec ts;
+	struct stat ns;
+	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	bool live = false;
+
+	if (fd < 0)
+		return false;
+	if (pread(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h) && h.magic == GWMEM_SHM_MAGIC &&
+	    h.version >= 2 && h.pid_ns && stat("/proc/self/ns/pid", &ns) == 0 &&
+	    h.pid_ns != (uint64_t)ns.st_ino &&
+	    h.state == GWMEM_SHM_STATE_RUNNING && !(h.flags & GWMEM_SHM_FLAG_SNAPSHOT) &&
+	    clock_gettime(CLOCK_MONOTONIC, &ts) == 0) {
+		uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+		live = h.heartbeat_monotonic_ns <= now + LIVE_HEARTBEAT_NS &&
+		       now - h.heartbeat_monotonic_ns < LIVE_HEARTBEAT_NS;
+	}
+	close(fd);
+	return live;
+}
+
 /* Never follows a link, never takes another user's file or a live process's segment. */
 static int clean_check(void *ctx, const struct segment_entry *e)
 {
@@ -90,7 +127,7 @@ static int clean_check(void *ctx, const struct segment_entry *e)
 	if (fstatat(e->dfd, e->name, &sb, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(sb.st_mode) ||
 	    sb.st_uid != getuid())
 		return 0;
-	if (proc_alive(e->pid, e->starttime)) {
+	if (proc_alive(e->pid, e->starttime) || foreign_live(e->dfd, e->name)) {
 		l->kept++;
 		return 0;
 	}

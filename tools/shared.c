@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "os.h"
 #include "shared.h"
@@ -193,6 +194,28 @@ bool proc_alive(pid_t pid, uint64_t starttime)
 	return gw_os_proc_starttime(pid) == starttime;
 }
 
+/* The writer ran in another PID namespace: its pid means nothing here. */
+static bool pid_ns_foreign(const struct gwmem_shm_header *h)
+{
+	struct stat ns;
+
+	return h->version >= 2 && h->pid_ns && stat("/proc/self/ns/pid", &ns) == 0 &&
+	       h->pid_ns != (uint64_t)ns.st_ino;
+}
+
+/* Refreshed once a second by a live writer (CLOCK_MONOTONIC: the same in every namespace). */
+static bool heartbeat_fresh(const struct gwmem_shm_header *h)
+{
+	struct timespec ts;
+	uint64_t now;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) < 0)
+		return false;
+	now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return h->heartbeat_monotonic_ns <= now + 10000000000ull &&
+	       now - h->heartbeat_monotonic_ns < 10000000000ull;
+}
+
 const char *segment_state(const struct gw_view *v)
 {
 	const struct gwmem_shm_header *h = &v->hdr;
@@ -203,6 +226,8 @@ const char *segment_state(const struct gw_view *v)
 	case GWMEM_SHM_STATE_EXITED:
 		return "exited";
 	default:
+		if (pid_ns_foreign(h))
+			return heartbeat_fresh(h) ? "running" : "crashed";
 		return proc_alive((pid_t)h->pid, h->proc_starttime) ? "running" : "crashed";
 	}
 }

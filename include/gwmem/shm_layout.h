@@ -232,6 +232,8 @@ struct gwmem_shm_header {
 	/* version 2 */
 	uint64_t allocated_bytes;      /* bytes of the file backed by memory */
 	uint64_t max_segment_bytes;    /* allocated_bytes never exceeds this */
+	uint64_t pid_ns;               /* inode of the writer's /proc/self/ns/pid (0: unknown):
+					  pid means something only in that namespace */
 };
 
 #ifdef __cplusplus

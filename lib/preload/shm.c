@@ -437,6 +437,9 @@ static void fill_header(struct gwmem_shm_header *h, const struct gw_shm_geom *g,
 	h->nstripes = g->nstripes;
 	h->slots_per_stripe = g->slots_per_stripe;
 	h->max_segment_bytes = g->max_bytes;
+	struct stat ns;
+	if (stat("/proc/self/ns/pid", &ns) == 0)
+		h->pid_ns = (uint64_t)ns.st_ino;
 	__atomic_store_n(&h->magic, GWMEM_SHM_MAGIC, __ATOMIC_RELEASE);
 }
 
@@ -751,6 +754,9 @@ int gw_shm_materialize(struct gw_shm *s)
 	h->proc_starttime = starttime;
 	h->heartbeat_monotonic_ns = gw_os_monotonic_ns();
 	h->flags |= GWMEM_SHM_FLAG_FORKED;
+	struct stat ns;
+	if (stat("/proc/self/ns/pid", &ns) == 0)
+		h->pid_ns = (uint64_t)ns.st_ino;
 	err = write_backed(s, fd);
 	if (err)
 		goto fail_unlink;

@@ -17,6 +17,8 @@
 #   full-tmpfs    a 256 KiB tmpfs as shm_dir (root only) and a small
 #                 max_segment_bytes: 100,000 allocations are served, the
 #                 untracked ones counted, no SIGBUS
+#   pid-namespace the segment of a live process in another PID namespace
+#                 is kept by `gwmem clean` and shown running by `gwmem ps`
 #   mosquitto     idle mosquitto under full tracking: VmRSS + segment du
 #                 within 3 MiB of VmRSS under glibc (when installed)
 # With TABLE_OUT, the footprint table of docs/tracking.md is written there.
@@ -163,6 +165,29 @@ else
 fi
 left=$(du -s -B1 "$GWMEM_SHM_DIR" | cut -f1)
 echo "note shm_dir holds $left bytes after these runs"
+
+# --- a process in another PID namespace: its pid means nothing here ---------
+if [ "$(id -u)" -eq 0 ] && unshare --pid --fork --mount-proc true 2>/dev/null; then
+  rm -f "$GWMEM_SHM_DIR"/*
+  mkfifo "$tmp/ns.in"
+  unshare --pid --fork --mount-proc env LD_PRELOAD="$preload" GWMEM_LEAK_DETECTION_SHM_DIR="$GWMEM_SHM_DIR" \
+    "$leaky" sites <"$tmp/ns.in" >"$tmp/ns.out" 2>&1 &
+  nspid=$!; pids+=("$nspid")
+  exec 8>"$tmp/ns.in"
+  for _ in $(seq 100); do grep -q READY "$tmp/ns.out" 2>/dev/null && break; sleep 0.1; done
+  sleep 1.5   # one heartbeat at least
+  seg=$(ls "$GWMEM_SHM_DIR"/gwmem.* 2>/dev/null | head -1)
+  if [ -z "$seg" ]; then bad "pid-namespace: no segment"
+  else
+    "$gwmem" clean >/dev/null
+    [ -e "$seg" ] || bad "pid-namespace: gwmem clean removed the segment of a live process"
+    "$gwmem" ps | grep -E "running .*leaky sites" >/dev/null || bad "pid-namespace: gwmem ps does not show it running"
+    echo "ok   pid-namespace: $(basename "$seg") kept by clean and shown running while its process lives"
+  fi
+  exec 8>&-; wait "$nspid" 2>/dev/null
+else
+  echo "skip pid-namespace: unshare --pid not available"
+fi
 
 # --- a full tmpfs --------------------------------------------------------------
 if [ "$(id -u)" -eq 0 ] && mkdir -p "$tmp/small" && mount -t tmpfs -o size=256k,mode=1777 gwmem-small "$tmp/small" 2>/dev/null; then
