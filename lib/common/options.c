@@ -7,9 +7,12 @@
  * '#' comments on their own line or after a value, basic "..." strings with
  * the usual backslash escapes, literal '...' strings, booleans, integers
  * (with '_' separators) and decimals.  The file is read with open/read into
- * a mapped buffer of at most GW_CONFIG_MAX_BYTES and split into lines here:
- * no stdio, no malloc, and every diagnostic carries its line number.  A line
- * may be as long as the file; a value at most GWMEM_CONFIG_PATH_MAX - 1
+ * a mapped buffer of at most GW_CONFIG_MAX_BYTES; libinih splits it into
+ * sections and key = value lines through our line reader, and this file
+ * does the rest of TOML (quotes, escapes, comments after values, the
+ * stricter syntax): no stdio, no malloc, and every diagnostic carries its
+ * line number.  A line may be INI_MAX_LINE - 1 bytes long (4095 with the
+ * inih meson.build builds); a value at most GWMEM_CONFIG_PATH_MAX - 1
  * bytes.  Each value is typed and range-checked from one table, and every
  * problem is one diagnostic "FILE:LINE: ..." that keeps the default.
  * Diagnostics go to a caller's callback, or to stderr where the first
@@ -22,6 +25,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <ini.h>
 
 #include "gwmem.h"
 #include "fmt.h"
@@ -213,6 +218,11 @@ struct parse_ctx {
 	void *fn_arg;
 	char section[64];         /* current [section] */
 	enum { SECTION_NONE, SECTION_OK, SECTION_BAD } section_state;
+	/* read_line's state: the rest of the buffer and the line read last */
+	const char *pos, *end;
+	const char *raw, *raw_end;
+	unsigned line;
+	bool handled;             /* inih called on_ini() for that line */
 };
 
 static void diag(struct parse_ctx *ctx, unsigned line, const char *fmt, ...)
@@ -424,6 +434,30 @@ static void apply(struct parse_ctx *ctx, unsigned line, const struct opt *o, con
 
 /* --- the file ----------------------------------------------------------- */
 
+/*
+ * libinih splits the file: ini_parse_stream() calls read_line() once per
+ * line, finds [section] headers and the '=' of key = value lines, and calls
+ * on_ini() with each new section, and with each key and the rest of its
+ * line.  meson.build builds inih from subprojects/ for exactly this use (the
+ * #if below refuses any other build): the line buffer is an array of
+ * INI_MAX_LINE bytes on the parsing thread's stack (no malloc; 4 KiB, small
+ * enough for the thread whose first malloc loads the configuration), '#'
+ * and ';' start a comment only at the start of a line, no inline comments
+ * (a '#' after a value is stripped by clean_value, outside quotes), no
+ * multi-line values, and a call for each new section.
+ *
+ * What inih leaves to this file: the line numbers (read_line counts), the
+ * TOML rules inih does not know (bare keys, '=' and not ':', blanks inside
+ * the brackets of a section, nothing but a comment after ']', no ';'
+ * comments), and one diagnostic for every line inih could not split, where
+ * inih only returns the first: before reading the next line, read_line
+ * checks that the last one was a blank or a comment or reached on_ini().
+ */
+#if !INI_USE_STACK || INI_MAX_LINE < 4096 || INI_ALLOW_MULTILINE || INI_ALLOW_INLINE_COMMENTS || \
+	!INI_CALL_HANDLER_ON_NEW_SECTION || INI_ALLOW_NO_VALUE || INI_HANDLER_LINENO || INI_STOP_ON_FIRST_ERROR
+#error "options.c needs libinih built by meson.build from subprojects/inih"
+#endif
+
 static bool is_blank(char c)
 {
 	return c == ' ' || c == '\t';
@@ -434,22 +468,101 @@ static bool is_bare(char c)
 	return isalnum((unsigned char)c) || c == '_' || c == '-';
 }
 
-/* "[ name ]" with an optional comment after it. */
-static void parse_section(struct parse_ctx *ctx, unsigned line, const char *p, const char *end)
+/* The first non-blank byte of the line read last, or its end. */
+static const char *raw_start(const struct parse_ctx *ctx)
 {
-	const char *name, *name_end, *close = memchr(p, ']', (size_t)(end - p));
+	const char *p = ctx->raw;
+
+	/* inih's own test (isspace), so that this is where its line starts */
+	while (p < ctx->raw_end && isspace((unsigned char)*p))
+		p++;
+	return p;
+}
+
+/* A line inih did not hand to on_ini(): a comment, a blank, or not TOML. */
+static void line_done(struct parse_ctx *ctx)
+{
+	const char *p = raw_start(ctx);
+
+	if (ctx->handled)
+		return;
+	ctx->handled = true;
+	if (p == ctx->raw_end || *p == '#')
+		return;
+	if (*p == '[') {
+		/* no ']': inih keeps the previous section, we ignore its keys */
+		ctx->section[0] = '\0';
+		ctx->section_state = SECTION_BAD;
+		diag(ctx, ctx->line,
+		     "syntax error in section header (expected [name]); keys up to the next section ignored");
+		return;
+	}
+	diag(ctx, ctx->line, "syntax error (expected [section] or key = value); line ignored");
+}
+
+/*
+ * inih's ini_reader: the next line of the buffer, without its '\n' (and a
+ * '\r' before it), NUL bytes read as blanks.  A line that does not fit
+ * inih's buffer (num - 1 bytes) is handed over empty, with a diagnostic
+ * unless it is a comment: cutting it could change a value.
+ */
+static char *read_line(char *str, int num, void *stream)
+{
+	struct parse_ctx *ctx = stream;
+	const char *p = ctx->pos, *nl, *le;
+	size_t len;
+
+	line_done(ctx);
+	if (p >= ctx->end)
+		return NULL;
+	nl = memchr(p, '\n', (size_t)(ctx->end - p));
+	le = nl ? nl : ctx->end;
+	ctx->pos = nl ? nl + 1 : ctx->end;
+	ctx->line++;
+	/* a UTF-8 byte order mark is allowed at the start */
+	if (ctx->line == 1 && le - p >= 3 && (unsigned char)p[0] == 0xef && (unsigned char)p[1] == 0xbb &&
+	    (unsigned char)p[2] == 0xbf)
+		p += 3;
+	if (le > p && le[-1] == '\r')
+		le--;
+	ctx->raw = p;
+	ctx->raw_end = le;
+	ctx->handled = false;
+	len = (size_t)(le - p);
+	if (len > (size_t)num - 1) {
+		const char *s = raw_start(ctx);
+
+		ctx->handled = true;
+		if (s < ctx->raw_end && *s != '#')
+			diag(ctx, ctx->line, "line longer than %d bytes; ignored", num - 1);
+		str[0] = '\0';
+		return str;
+	}
+	for (size_t i = 0; i < len; i++)
+		str[i] = p[i] ? p[i] : ' ';
+	str[len] = '\0';
+	return str;
+}
+
+/* "[ name ]": inih gives what is between '[' and the first ']'. */
+static void on_section(struct parse_ctx *ctx, const char *section)
+{
+	const char *open = raw_start(ctx);
+	const char *close = memchr(open, ']', (size_t)(ctx->raw_end - open));
+	const char *name = section, *name_end;
 	size_t len;
 
 	ctx->section[0] = '\0';
 	ctx->section_state = SECTION_BAD;
-	if (!close || p[1] == '[')
+	/* inih keeps at most 49 bytes of a name: a longer one is refused, not cut */
+	if (!close || (size_t)(close - open - 1) != strlen(section))
 		goto bad;
-	for (const char *q = close + 1; q < end && *q != '#'; q++)
+	for (const char *q = close + 1; q < ctx->raw_end && *q != '#'; q++)
 		if (!is_blank(*q))
 			goto bad;
-	for (name = p + 1; name < close && is_blank(*name); name++)
-		;
-	for (name_end = close; name_end > name && is_blank(name_end[-1]); name_end--)
+	while (is_blank(*name))
+		name++;
+	for (name_end = name + strlen(name); name_end > name && is_blank(name_end[-1]); name_end--)
 		;
 	len = (size_t)(name_end - name);
 	if (len == 0 || len >= sizeof(ctx->section))
@@ -462,87 +575,76 @@ static void parse_section(struct parse_ctx *ctx, unsigned line, const char *p, c
 	ctx->section_state = SECTION_OK;
 	return;
 bad:
-	diag(ctx, line, "syntax error in section header (expected [name]); keys up to the next section ignored");
+	diag(ctx, ctx->line, "syntax error in section header (expected [name]); keys up to the next section ignored");
 }
 
-static void parse_key(struct parse_ctx *ctx, unsigned line, const char *p, const char *end)
+/* "key = value": inih gives the key and the value, blanks around them stripped. */
+static void on_key(struct parse_ctx *ctx, const char *key, const char *value)
 {
-	const char *eq = memchr(p, '=', (size_t)(end - p));
-	const char *k_end;
-	char key[64], what[96];
+	size_t len = strlen(key);
+	const char *sep = raw_start(ctx) + len;
 	const struct opt *o;
-	size_t len;
+	char what[96];
 
-	if (!eq)
-		goto syntax;
-	for (k_end = eq; k_end > p && is_blank(k_end[-1]); k_end--)
-		;
-	len = (size_t)(k_end - p);
 	if (len == 0)
 		goto syntax;
 	for (size_t i = 0; i < len; i++)
-		if (!is_bare(p[i]))
+		if (!is_bare(key[i]))
 			goto syntax;
-	if (len >= sizeof(key)) {
-		diag(ctx, line, "unknown key '%.40s...'; ignored", p);
+	/* inih also splits at ':' (Python's configparser); TOML has only '=' */
+	while (sep < ctx->raw_end && isspace((unsigned char)*sep))
+		sep++;
+	if (sep == ctx->raw_end || *sep != '=')
+		goto syntax;
+	if (len >= 64) {
+		diag(ctx, ctx->line, "unknown key '%.40s...'; ignored", key);
 		return;
 	}
-	memcpy(key, p, len);
-	key[len] = '\0';
 	if (ctx->section_state != SECTION_OK) {
 		if (ctx->section_state == SECTION_NONE)
-			diag(ctx, line, "key '%s' before any [section]; ignored", key);
+			diag(ctx, ctx->line, "key '%s' before any [section]; ignored", key);
 		return;
 	}
 	o = find_opt(ctx->section, key);
 	if (!o) {
 		if (!section_known(ctx->section))
-			diag(ctx, line, "unknown key '%s' in unknown section [%s]; ignored", key, ctx->section);
+			diag(ctx, ctx->line, "unknown key '%s' in unknown section [%s]; ignored", key, ctx->section);
 		else
-			diag(ctx, line, "unknown key '%s' in [%s]; ignored", key, ctx->section);
+			diag(ctx, ctx->line, "unknown key '%s' in [%s]; ignored", key, ctx->section);
 		return;
 	}
 	gw_snprintf(what, sizeof(what), "'%s'", key);
-	/* the value runs to the end of the line; the buffer ends in a NUL and
-	 * the line's '\n' is replaced by one before this call */
-	apply(ctx, line, o, eq + 1, what);
+	apply(ctx, ctx->line, o, value, what);
 	return;
 syntax:
-	diag(ctx, line, "syntax error (expected [section] or key = value); line ignored");
+	diag(ctx, ctx->line, "syntax error (expected [section] or key = value); line ignored");
 }
 
-/* Split the buffer into lines, in place ('\n' and a '\r' before it become NUL). */
-static void parse_buffer(struct parse_ctx *ctx, char *buf, size_t len)
+/* inih's ini_handler: always 1, since every problem is diagnosed here. */
+static int on_ini(void *user, const char *section, const char *name, const char *value)
 {
-	char *p = buf, *end = buf + len;
-	unsigned line = 0;
+	struct parse_ctx *ctx = user;
 
+	ctx->handled = true;
+	if (name)
+		on_key(ctx, name, value);
+	else
+		on_section(ctx, section);
+	return 1;
+}
+
+static void parse_buffer(struct parse_ctx *ctx, const char *buf, size_t len)
+{
+	ctx->pos = buf;
+	ctx->end = buf + len;
+	ctx->raw = ctx->raw_end = buf;
+	ctx->handled = true;
+	ctx->line = 0;
 	ctx->section[0] = '\0';
 	ctx->section_state = SECTION_NONE;
-	/* a UTF-8 byte order mark is allowed at the start */
-	if (len >= 3 && (unsigned char)p[0] == 0xef && (unsigned char)p[1] == 0xbb && (unsigned char)p[2] == 0xbf)
-		p += 3;
-	while (p < end) {
-		char *nl = memchr(p, '\n', (size_t)(end - p));
-		char *le = nl ? nl : end;
-
-		line++;
-		*le = '\0';
-		if (le > p && le[-1] == '\r')
-			*--le = '\0';
-		for (char *q = p; q < le; q++)
-			if (*q == '\0')
-				*q = ' ';
-		while (p < le && is_blank(*p))
-			p++;
-		if (p < le && *p != '#') {
-			if (*p == '[')
-				parse_section(ctx, line, p, le);
-			else
-				parse_key(ctx, line, p, le);
-		}
-		p = nl ? nl + 1 : end;
-	}
+	/* inih returns the first line it could not split: read_line has
+	 * diagnosed that one and every other */
+	(void)ini_parse_stream(read_line, ctx, on_ini, ctx);
 }
 
 static const char *errno_name(int e)

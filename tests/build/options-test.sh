@@ -5,7 +5,8 @@
 #
 #   no-libunwind   -Dunwinder=libgcc      (libgcc's _Unwind_Backtrace)
 #   frame-pointer  -Dunwinder=frame-pointer
-#   no-libinih     --force-fallback-for=inih (Debian's source, subprojects/)
+#   no-libinih     --wrap-mode=nofallback (as scripts/cross): libinih is still
+#                  built from subprojects/, and nothing needs libinih.so.0
 #   no-tracking    -Dtracking=false
 #   no-libdw       -Dsymbolizer=disabled  (the CLI without elfutils libdw)
 #   no-cli         -Dcli=false
@@ -17,7 +18,7 @@ src=$1 work=$2 variant=$3
 case $variant in
   no-libunwind)  opts=(-Dunwinder=libgcc) ;;
   frame-pointer) opts=(-Dunwinder=frame-pointer) ;;
-  no-libinih)    opts=(--force-fallback-for=inih) ;;
+  no-libinih)    opts=(--wrap-mode=nofallback) ;;
   no-tracking)   opts=(-Dtracking=false) ;;
   no-libdw)      opts=(-Dsymbolizer=disabled) ;;
   no-cli)        opts=(-Dcli=false) ;;
@@ -41,7 +42,7 @@ case $variant in
     nm -D "$dir/lib/libgwmem-preload.so" | grep ' U dlopen' >/dev/null ;;
   no-libinih)
     grep -q 'libinih *: subprojects' "$work/options-$variant.log"
-    ! readelf -d "$dir/lib/libgwmem.so" | grep libinih >/dev/null ;;
+    ! readelf -d "$dir/lib/libgwmem.so" "$dir/lib/libgwmem-preload.so" | grep libinih >/dev/null ;;
   no-libdw)
     [ -x "$dir/tools/gwmem" ] && ! readelf -d "$dir/tools/gwmem" | grep 'NEEDED.*libdw' >/dev/null ;;
   no-cli)

@@ -96,6 +96,23 @@ fi
 triplet=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 preload=/usr/lib/$triplet/libgwmem-preload.so
 [ -f "$preload" ] && pass "$preload installed" || fail "$preload missing"
+
+# libinih is linked in statically (built from subprojects/ with a 4 KiB line
+# buffer): no package depends on libinih0 and no library needs libinih.so.0;
+# a 250-character report_dir line loads without a diagnostic
+deps=$(for d in "${debs[@]}"; do dpkg-deb -f "$d" Depends; done)
+if [[ "$deps" != *libinih* ]] && ! readelf -d "$preload" /usr/lib/$triplet/libgwmem.so.0 | grep libinih >/dev/null; then
+  pass "no dependency on libinih0, no NEEDED libinih.so.0"
+else
+  fail "the packages still need libinih: $(echo "$deps" | tr '\n' ' ')"
+fi
+longcfg=$dir/long.toml
+printf '[leak_detection]\nreport_dir = "/%s"  # a long path\n' "$(printf 'd%.0s' $(seq 1 250))" >"$longcfg"
+if longerr=$(LD_PRELOAD=$preload GWMEM_CONFIG=$longcfg python3 -c 'pass' 2>&1) && [[ "$longerr" != *gwmem:* ]]; then
+  pass "a configuration line of $(wc -L <"$longcfg") bytes loads without a diagnostic"
+else
+  fail "a long configuration line: $longerr"
+fi
 shm=$(mktemp -d "${TMPDIR:-/tmp}/gwmem-pkg.XXXXXX")
 coproc PY { exec env LD_PRELOAD="$preload" GWMEM_CONFIG=/dev/null GWMEM_LEAK_DETECTION_SHM_DIR="$shm" \
   python3 -c '

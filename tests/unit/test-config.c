@@ -5,12 +5,16 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <ini.h>
 
 #include "gwmem.h"
 #include "options.h"
@@ -397,6 +401,125 @@ START_TEST(test_diagnostics_callback)
 }
 END_TEST
 
+/*
+ * libinih's line buffer holds INI_MAX_LINE - 1 bytes (4095 as meson.build
+ * builds it): a longer key line is ignored with a diagnostic naming the
+ * limit, a longer comment is no problem, and a line at the limit is read.
+ */
+START_TEST(test_line_limit)
+{
+	static char text[3 * INI_MAX_LINE + 256];
+	char err[1024], want[256];
+	struct gwmem_config c;
+	const char *f;
+	size_t n = 0;
+	int len;
+
+	n += (size_t)sprintf(text + n, "[leak_detection]\n");
+	/* line 2: exactly INI_MAX_LINE - 1 bytes, a key and a long comment */
+	len = sprintf(text + n, "threshold_seconds = 9 #");
+	memset(text + n + len, 'c', (size_t)(INI_MAX_LINE - 1 - len));
+	n += INI_MAX_LINE - 1;
+	text[n++] = '\n';
+	/* line 3: one byte more: ignored, with the limit named */
+	len = sprintf(text + n, "max_frames = 3 #");
+	memset(text + n + len, 'c', (size_t)(INI_MAX_LINE - len));
+	n += INI_MAX_LINE;
+	text[n++] = '\n';
+	/* line 4: a comment far over the limit */
+	text[n++] = '#';
+	memset(text + n, 'c', INI_MAX_LINE + 10);
+	n += INI_MAX_LINE + 10;
+	n += (size_t)sprintf(text + n, "\nsample_rate = 5\n");  /* line 5 */
+	text[n] = '\0';
+	f = write_file(text);
+	ck_assert_int_eq(load_capture(&c, f, GWMEM_CONFIG_NO_ENV, err, sizeof(err)), 1);
+	snprintf(want, sizeof(want), "gwmem: %s:3: line longer than %d bytes; ignored\n", f, INI_MAX_LINE - 1);
+	ck_assert_str_eq(err, want);
+	ck_assert_uint_eq(c.leak_detection.threshold_seconds, 9);
+	ck_assert_uint_eq(c.leak_detection.max_frames, 16);
+	ck_assert_uint_eq(c.leak_detection.sample_rate, 5);
+	unlink(f);
+}
+END_TEST
+
+/*
+ * What libinih would accept and TOML does not, and lines it cannot split:
+ * every one gets its own diagnostic with its line number (inih itself only
+ * returns the first), and the keys after a broken header are ignored.
+ */
+START_TEST(test_not_toml)
+{
+	struct diag_rec r = {0};
+	struct gwmem_config c;
+	const char *f = write_file(
+		"\xef\xbb\xbf[memory]\n"           /* 1: a byte order mark */
+		"pool_enabled: false\n"            /* 2: ':' is not TOML */
+		"; a semicolon comment\n"          /* 3 */
+		"garbage\n"                        /* 4 */
+		"  stats_on_exit = true\n"         /* 5: indented: a key, not a continuation */
+		"[memory_pool\n"                   /* 6: no ']' */
+		"max_chunks = 9\n"                 /* 7: ignored */
+		"[memory_pool_with_a_name_much_longer_than_inih_keeps_xx]\n" /* 8 */
+		"max_chunks = 8\n"                 /* 9: ignored */
+		"[compaction]\n"                   /* 10 */
+		"auto_compact = false\n"           /* 11 */
+		"more garbage\n");                 /* 12 */
+
+	ck_assert_int_eq(gwmem_config_load_diag(&c, f, GWMEM_CONFIG_NO_ENV, on_diag, &r), 6);
+	ck_assert_uint_eq(r.lines[0], 2);
+	ck_assert_uint_eq(r.lines[1], 3);
+	ck_assert_uint_eq(r.lines[2], 4);
+	ck_assert_uint_eq(r.lines[3], 6);
+	ck_assert_uint_eq(r.lines[4], 8);
+	ck_assert_uint_eq(r.lines[5], 12);
+	ck_assert_str_eq(r.last, "syntax error (expected [section] or key = value); line ignored");
+	ck_assert(c.memory.pool_enabled);
+	ck_assert(c.memory.stats_on_exit);
+	ck_assert_uint_eq(c.memory_pool.max_chunks, 100);
+	ck_assert(!c.compaction.auto_compact);
+	unlink(f);
+}
+END_TEST
+
+/*
+ * The preload loads the configuration in the first thread that calls
+ * malloc, whatever its stack: inih's 4 KiB line buffer is on that stack.
+ * 64 KiB is half of musl's default thread stack.
+ */
+static void *load_on_thread(void *arg)
+{
+	struct gwmem_config *c = arg;
+
+	return (void *)(intptr_t)gwmem_config_load(c, path, GWMEM_CONFIG_NO_ENV);
+}
+
+START_TEST(test_small_thread_stack)
+{
+	static char text[INI_MAX_LINE + 256];
+	struct gwmem_config c;
+	pthread_attr_t attr;
+	pthread_t t;
+	void *ret;
+	size_t n = 0;
+
+	n += (size_t)sprintf(text + n, "[memory_pool]\nmax_chunks = 12 #");
+	memset(text + n, 'c', INI_MAX_LINE - 40);
+	n += INI_MAX_LINE - 40;
+	sprintf(text + n, "\n[leak_detection]\nreport_dir = \"/var/log/gw\"\n");
+	write_file(text);
+	pthread_attr_init(&attr);
+	ck_assert_int_eq(pthread_attr_setstacksize(&attr, 64 * 1024), 0);
+	ck_assert_int_eq(pthread_create(&t, &attr, load_on_thread, &c), 0);
+	ck_assert_int_eq(pthread_join(t, &ret), 0);
+	pthread_attr_destroy(&attr);
+	ck_assert_int_eq((int)(intptr_t)ret, 0);
+	ck_assert_uint_eq(c.memory_pool.max_chunks, 12);
+	ck_assert_str_eq(c.leak_detection.report_dir, "/var/log/gw");
+	unlink(path);
+}
+END_TEST
+
 static Suite *suite_config(void)
 {
 	Suite *s = suite_create("config");
@@ -411,6 +534,9 @@ static Suite *suite_config(void)
 	tcase_add_test(tc, test_section_with_blanks);
 	tcase_add_test(tc, test_diagnostics_rate_limited);
 	tcase_add_test(tc, test_diagnostics_callback);
+	tcase_add_test(tc, test_line_limit);
+	tcase_add_test(tc, test_not_toml);
+	tcase_add_test(tc, test_small_thread_stack);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("env");
 	tcase_add_test(tc, test_env_overrides);
