@@ -18,8 +18,9 @@
  *    from it lazily, in batches that never cross into an uncommitted chunk.
  *    'limit' is the committed length: a pointer p is a block start iff
  *    p - base < limit and (p - base) % stride == 0.
- *  - bitmap: one bit per block (one byte in thread-safe pools, see
- *    bit_set()), set while the block is handed out.  With the
+ *  - bitmap: one bit per block (thread-safe pools keep the state in the
+ *    block, see block_canary(), or for 8-byte blocks one byte per block,
+ *    see bit_set()), set while the block is handed out.  With the
  *    range check it makes every free O(1) and exact: foreign, interior and
  *    double frees are refused and counted, the free lists never see them.
  *  - stripe: a free list with its own lock.  Thread-safe pools have
@@ -113,6 +114,8 @@ struct gwmem_fixpool {
 	uint64_t interior;
 	uint64_t dbl;
 	struct gw_track *track;   /* GWMEM_FIXPOOL_TRACK: records of live blocks */
+	bool canary;              /* live state in the blocks, see block_canary() */
+	uintptr_t secret;
 	uint64_t peak;            /* high-water mark of live blocks, see note_peak() */
 	int logged;
 
@@ -270,6 +273,31 @@ static inline bool bit_get(const struct gwmem_fixpool *fp, size_t g)
 	return __atomic_load_n(&fp->bitmap[g >> 6], __ATOMIC_RELAXED) & ((uint64_t)1 << (g & 63));
 }
 
+/*
+ * Thread-safe pools whose stride holds two words keep the live state in the
+ * block itself rather than in a shared map: a free block's second word is
+ * its canary, index ^ secret (never 0: the secret's top bit is set and
+ * indexes stay far below it), and handing a block out zeroes that word.  A
+ * free exchanges the canary in: whoever gets the old value back as the
+ * canary knows the block was already free, so two racing frees of one block
+ * still have exactly one winner, and the exchange hits the cache line the
+ * freeing thread is reading the block from anyway, where the byte map cost
+ * the line a producer and a consumer both write.  A user's data equal to
+ * its block's canary (one chance in 2^64 per free, the secret being random
+ * per pool) would make a free look like a double free.  Blocks never carved
+ * are refused by their index (at or above carve_next).
+ */
+static inline uintptr_t block_canary(const struct gwmem_fixpool *fp, size_t g)
+{
+	return (uintptr_t)g ^ fp->secret;
+}
+
+static inline bool canary_live(const struct gwmem_fixpool *fp, size_t g)
+{
+	return g < __atomic_load_n(&fp->carve_next, __ATOMIC_ACQUIRE) &&
+	       __atomic_load_n(&((uintptr_t *)block_at(fp, g))[1], __ATOMIC_RELAXED) != block_canary(fp, g);
+}
+
 /* --- create / destroy --------------------------------------------------- */
 
 struct gwmem_fixpool *gwmem_fixpool_create(const struct gwmem_fixpool_options *opts)
@@ -337,6 +365,15 @@ struct gwmem_fixpool *gwmem_fixpool_create(const struct gwmem_fixpool_options *o
 	fp->recip = UINT32_MAX / stride + 1;
 #endif
 	fp->flags = opts->flags;
+	fp->canary = is_ts(fp) && stride >= GW_FIXPOOL_IDX_STRIDE;
+	{
+		uint64_t r = gw_os_monotonic_ns() ^ ((uint64_t)(uintptr_t)fp * 0x9e3779b97f4a7c15ull);
+
+		r ^= r >> 29;
+		r *= 0xbf58476d1ce4e5b9ull;
+		r ^= r >> 32;
+		fp->secret = (uintptr_t)r | ((uintptr_t)1 << (sizeof(uintptr_t) * 8 - 1));
+	}
 
 	fp->map_size = GW_ALIGN_UP(max_chunks * fp->chunk_bytes, page) + (align > page ? align : 0);
 	fp->map = gw_os_reserve(fp->map_size);
@@ -391,7 +428,7 @@ void gwmem_fixpool_destroy(struct gwmem_fixpool *fp)
 		size_t nwords = (fp->nchunks * fp->bpc + 63) / 64;
 
 		for (size_t g = 0; is_ts(fp) && g < fp->nchunks * fp->bpc; g++)
-			if (live_bytes(fp)[g])
+			if (fp->canary ? canary_live(fp, g) : live_bytes(fp)[g])
 				GW_HOOK_FREE(block_at(fp, g));
 		for (size_t w = 0; !is_ts(fp) && w < nwords; w++) {
 			uint64_t bits = fp->bitmap[w];
@@ -447,8 +484,9 @@ static size_t carve(struct gwmem_fixpool *fp, size_t want, void **head, void **t
 
 		*(void **)b = NULL;
 		if (fp->stride >= GW_FIXPOOL_IDX_STRIDE)
-			((uintptr_t *)b)[1] = g;
-		__atomic_store_n(&fp->carve_next, g + 1, __ATOMIC_RELAXED);
+			((uintptr_t *)b)[1] = fp->canary ? block_canary(fp, g) : g;
+		/* release: a free that sees g below carve_next sees its canary */
+		__atomic_store_n(&fp->carve_next, g + 1, __ATOMIC_RELEASE);
 		if (*tail)
 			*(void **)*tail = b;
 		else
@@ -649,15 +687,19 @@ static GW_ALWAYS_INLINE void *stripe_alloc(struct gwmem_fixpool *fp, bool ts, co
 	 * and free, both of which validated it), which spares a division here.
 	 */
 	if (gw_likely(fp->stride >= GW_FIXPOOL_IDX_STRIDE))
-		g = ((uintptr_t *)b)[1];
+		g = ((uintptr_t *)b)[1] ^ (fp->canary ? fp->secret : 0);
 	else
 		g = (size_t)block_index(fp, b, &why);
-	bit_set(fp, ts, g);
+	if (fp->canary)
+		/* zeroing the canary is what marks the block handed out */
+		__atomic_store_n(&((uintptr_t *)b)[1], 0, __ATOMIC_RELAXED);
+	else
+		bit_set(fp, ts, g);
 	if (fp->flags & GWMEM_FIXPOOL_ZERO) {
 		memset(b, 0, fp->block_size);
 	} else {
 		((void **)b)[0] = NULL; /* do not hand out free-list state */
-		if (fp->stride >= GW_FIXPOOL_IDX_STRIDE)
+		if (fp->stride >= GW_FIXPOOL_IDX_STRIDE && !fp->canary)
 			((uintptr_t *)b)[1] = 0;
 	}
 	if (fp->track)
@@ -676,14 +718,21 @@ static GW_ALWAYS_INLINE int stripe_free(struct gwmem_fixpool *fp, bool ts, void 
 	g = block_index(fp, p, &why);
 	if (gw_unlikely(g < 0))
 		return bad_free(fp, p, why);
-	if (gw_unlikely(!bit_clear(fp, ts, (size_t)g)))
+	if (fp->canary) {
+		uintptr_t c = block_canary(fp, (size_t)g);
+
+		if (gw_unlikely((size_t)g >= __atomic_load_n(&fp->carve_next, __ATOMIC_ACQUIRE) ||
+				__atomic_exchange_n(&((uintptr_t *)p)[1], c, __ATOMIC_RELAXED) == c))
+			return bad_free(fp, p, BAD_NONE);
+	} else if (gw_unlikely(!bit_clear(fp, ts, (size_t)g))) {
 		return bad_free(fp, p, BAD_NONE);
+	}
 	/* Before the push: once listed, another thread may hand the block out. */
 	if (fp->track)
 		gw_track_free(fp->track, (size_t)g);
 	if (!(fp->flags & GW_FIXPOOL_NOHOOK))
 		GW_HOOK_FREE(p);
-	if (fp->stride >= GW_FIXPOOL_IDX_STRIDE)
+	if (fp->stride >= GW_FIXPOOL_IDX_STRIDE && !fp->canary)
 		((uintptr_t *)p)[1] = (uintptr_t)g;
 	s = my_stripe(fp, ts);
 	slock(ts, &s->lock);
@@ -796,7 +845,9 @@ bool gwmem_fixpool_owns(const struct gwmem_fixpool *fp, const void *p)
 	if (!fp || !p)
 		return false;
 	g = block_index(fp, p, &why);
-	return g >= 0 && bit_get(fp, (size_t)g);
+	if (g < 0)
+		return false;
+	return fp->canary ? canary_live(fp, (size_t)g) : bit_get(fp, (size_t)g);
 }
 
 int gwmem_fixpool_stats(const struct gwmem_fixpool *fp, struct gwmem_fixpool_stats *out)

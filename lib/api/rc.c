@@ -59,18 +59,25 @@
 #define RC_CLASS_MAPPED 0xffu
 #define RC_CLASS_POOLED 0xfeu
 
+/*
+ * The magic lies past the first two words: a free block of a thread-safe
+ * fixed pool keeps its list link and its canary there (fixpool.c), so a
+ * released header never shows a stale magic that chance made LIVE.
+ */
 struct rc_hdr {
 	uint32_t strong;
 	uint32_t weak;
+	size_t size;              /* payload bytes (mapped: whole mapping) */
 	uint32_t magic;
 	uint32_t cls;             /* size class, RC_CLASS_MAPPED or RC_CLASS_POOLED */
-	size_t size;              /* payload bytes (mapped: whole mapping) */
 	gwmem_rc_dtor_fn dtor;
 	void *arg;
 	struct gwmem_rcpool *pool;
 };
 
 #define RC_HDR_SIZE GW_ALIGN_UP(sizeof(struct rc_hdr), 16)
+_Static_assert(offsetof(struct rc_hdr, magic) >= 2 * sizeof(void *),
+	       "the magic is not where a free block keeps its list state");
 
 static inline struct rc_hdr *hdr_of(const void *obj)
 {

@@ -602,6 +602,40 @@ START_TEST(test_fixpool_steal_in_flight)
 }
 END_TEST
 
+/* Thread-safe pools: misuse refused the same way (their live state is kept otherwise). */
+START_TEST(test_fixpool_threadsafe_misuse)
+{
+	struct gwmem_fixpool *p = mkpool(48, 64, 2, 16, GWMEM_FIXPOOL_THREADSAFE);
+	struct gwmem_fixpool_stats st;
+	char *a = gwmem_fixpool_alloc(p), *b = gwmem_fixpool_alloc(p);
+
+	ck_assert(gwmem_fixpool_owns(p, a));
+	memset(a, 0xff, 48);
+	ck_assert_int_eq(gwmem_fixpool_free(p, a), 0);
+	ck_assert(!gwmem_fixpool_owns(p, a));
+	ck_assert_int_eq(gwmem_fixpool_free(p, a), -EALREADY);
+	ck_assert_int_eq(gwmem_fixpool_free(p, a + 16), -EINVAL);
+	/* a block of the committed chunk that was never handed out */
+	ck_assert_int_eq(gwmem_fixpool_free(p, b + 48 * 40), -EALREADY);
+	ck_assert(!gwmem_fixpool_owns(p, b + 48 * 40));
+	/* a user's data in the second word does not fool the check */
+	((uintptr_t *)b)[1] = (uintptr_t)0x123456789;
+	ck_assert_int_eq(gwmem_fixpool_free(p, b), 0);
+	ck_assert_int_eq(gwmem_fixpool_free(p, b), -EALREADY);
+	gwmem_fixpool_stats(p, &st);
+	ck_assert_uint_eq(st.double_frees, 3);
+	ck_assert_uint_eq(st.interior_frees, 1);
+	ck_assert_uint_eq(st.active_blocks, 0);
+	/* a freed block comes back live and clean */
+	a = gwmem_fixpool_alloc(p);
+	ck_assert(gwmem_fixpool_owns(p, a));
+	ck_assert_ptr_null(((void **)a)[0]);
+	ck_assert_uint_eq(((uintptr_t *)a)[1], 0);
+	ck_assert_int_eq(gwmem_fixpool_free(p, a), 0);
+	gwmem_fixpool_destroy(p);
+}
+END_TEST
+
 static Suite *suite_fixpool(void)
 {
 	Suite *s = suite_create("fixpool");
@@ -614,6 +648,7 @@ static Suite *suite_fixpool(void)
 	tcase_add_test(tc, test_fixpool_no_stale_link);
 	tcase_add_test(tc, test_fixpool_zero_and_reuse);
 	tcase_add_test(tc, test_fixpool_config_defaults);
+	tcase_add_test(tc, test_fixpool_threadsafe_misuse);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("threads");
 	tcase_set_timeout(tc, 120);
