@@ -155,8 +155,9 @@ GWMEM_EXPORT int gwmem_config_load(struct gwmem_config *cfg, const char *path, u
  * GWMEM_CONFIG_QUIET says.  With @p fn NULL it is gwmem_config_load().
  *
  * File format limits: a file larger than GWMEM_CONFIG_FILE_MAX bytes is
- * refused whole; lines have no length limit of their own; a string value
- * holds at most GWMEM_CONFIG_PATH_MAX - 1 bytes.  On stderr, the first 20
+ * refused whole; a line holds at most 4095 bytes (a longer one is ignored
+ * with a diagnostic, unless it is a comment); a string value holds at most
+ * GWMEM_CONFIG_PATH_MAX - 1 bytes.  On stderr, the first 20
  * diagnostics of a load are printed and the rest summed up in one line
  * ("... and K more diagnostics not shown").
  *
