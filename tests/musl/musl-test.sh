@@ -38,6 +38,13 @@ fail() { echo "  FAIL $*"; fails=$((fails + 1)); }
 
 # --- 1. the musl build -------------------------------------------------------
 cd "$src"
+# a build directory configured when libinih was taken with inih's default
+# options (200-byte lines) keeps them: start it again
+if [ -f "$musl_build/build.ninja" ] && ! meson introspect "$musl_build" --buildoptions 2>/dev/null |
+     python3 -c 'import json, sys; sys.exit(0 if any(o["name"] == "inih:max_line_length" and o["value"] >= 4096 for o in json.load(sys.stdin)) else 1)'; then
+  echo "  $musl_build: libinih configured with other options before; configured again"
+  rm -rf "$musl_build"
+fi
 if [ ! -f "$musl_build/build.ninja" ]; then
   if ! meson setup "$musl_build" --cross-file cross/x86_64-linux-musl.ini >"${TMPDIR:-/tmp}/gwmem-musl-setup.$$" 2>&1; then
     cat "${TMPDIR:-/tmp}/gwmem-musl-setup.$$"; rm -f "${TMPDIR:-/tmp}/gwmem-musl-setup.$$"
