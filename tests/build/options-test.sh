@@ -11,8 +11,9 @@
 #   no-libdw       -Dsymbolizer=disabled  (the CLI without elfutils libdw)
 #   no-cli         -Dcli=false
 #
-# Tests and examples are left out of each variant to keep it short; the
-# preload, libgwmem.so and (where on) the CLI are built.
+# To keep it short each variant is unoptimized (-Dbuildtype=plain), leaves
+# out tests and examples, and builds only the preload, libgwmem.so and
+# (where on) the CLI.
 set -euo pipefail
 src=$1 work=$2 variant=$3
 case $variant in
@@ -26,11 +27,14 @@ case $variant in
 esac
 dir=$work/options-$variant
 rm -rf "$dir"
-echo "meson setup $dir ${opts[*]} -Dtests=false -Dexamples=false"
-meson setup "$dir" "$src" "${opts[@]}" -Dtests=false -Dexamples=false >"$work/options-$variant.log" 2>&1 ||
+echo "meson setup $dir ${opts[*]} -Dtests=false -Dexamples=false -Dbuildtype=plain"
+meson setup "$dir" "$src" "${opts[@]}" -Dtests=false -Dexamples=false -Dbuildtype=plain \
+  >"$work/options-$variant.log" 2>&1 ||
   { cat "$work/options-$variant.log"; exit 1; }
 sed -n '/^  Preload/,/^$/p' "$work/options-$variant.log"
-meson compile -C "$dir" >>"$work/options-$variant.log" 2>&1 ||
+targets=(lib/gwmem-preload:shared_library lib/gwmem:shared_library)
+case $variant in no-cli) ;; *) targets+=(tools/gwmem) ;; esac
+meson compile -C "$dir" "${targets[@]}" >>"$work/options-$variant.log" 2>&1 ||
   { grep -E 'error|FAILED' "$work/options-$variant.log" | head -20; exit 1; }
 for f in lib/libgwmem-preload.so lib/libgwmem.so; do
   [ -f "$dir/$f" ] || { echo "missing $f"; exit 1; }
