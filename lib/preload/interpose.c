@@ -161,21 +161,21 @@ __attribute__((destructor)) static void gwmem_preload_fini(void)
  * whether a retry is worth it.  errno is restored for the retry, so a
  * request that then succeeds leaves it as it was.
  */
-static GW_NOINLINE GW_COLD bool next_failed_retry(int saved_errno)
+static GW_NOINLINE GW_COLD bool next_failed_retry(size_t n, int saved_errno)
 {
-	if (!pools_on || !gw_pool_trim())
+	if (!pools_on || !gw_pool_trim(n))
 		return false;
 	errno = saved_errno;
 	return true;
 }
 
-#define NEXT_CALL(expr)                                                   \
-	({                                                                \
-		int saved_ = errno;                                       \
-		void *r_ = (expr);                                        \
-		if (gw_unlikely(r_ == NULL) && next_failed_retry(saved_)) \
-			r_ = (expr);                                      \
-		r_;                                                       \
+#define NEXT_CALL(n, expr)                                                    \
+	({                                                                    \
+		int saved_ = errno;                                           \
+		void *r_ = (expr);                                            \
+		if (gw_unlikely(r_ == NULL) && next_failed_retry((n), saved_)) \
+			r_ = (expr);                                          \
+		r_;                                                           \
 	})
 
 static GW_NOINLINE void *alloc_next(size_t n)
@@ -187,7 +187,7 @@ static GW_NOINLINE void *alloc_next(size_t n)
 		return NULL;
 	}
 	gw_count(forwarded_allocs);
-	return NEXT_CALL(gw_next.malloc(n));
+	return NEXT_CALL(n, gw_next.malloc(n));
 }
 
 static GW_NOINLINE void *alloc_slow(size_t n)
@@ -240,7 +240,7 @@ static void *aligned_impl(size_t align, size_t n)
 	if (!gw_next_ready())
 		return boot_alloc(n, align);
 	gw_count(forwarded_allocs);
-	return NEXT_CALL(gw_next.memalign(align, n));
+	return NEXT_CALL(n, gw_next.memalign(align, n));
 }
 
 static GW_ALWAYS_INLINE void free_impl(void *p)
@@ -329,7 +329,7 @@ EXPORT void *calloc(size_t nmemb, size_t size)
 		memset(p, 0, n);
 	} else if (gw_next_ready()) {
 		gw_count(forwarded_allocs);
-		p = NEXT_CALL(gw_next.calloc(nmemb, size));
+		p = NEXT_CALL(n, gw_next.calloc(nmemb, size));
 	} else {
 		p = boot_alloc(n, MIN_ALIGN);   /* static arena: zero already */
 	}
@@ -385,7 +385,7 @@ static void *realloc_impl(void *old, size_t n)
 		errno = ENOMEM;
 		return NULL;
 	}
-	return NEXT_CALL(gw_next.realloc(old, n));
+	return NEXT_CALL(n, gw_next.realloc(old, n));
 }
 
 /*

@@ -210,14 +210,22 @@ static void *reserve_aligned(size_t len, size_t align)
  * targets the 3 GiB address space and the RAM bound it too: a reservation
  * larger than half the RAM could never be backed anyway.
  */
+/* The address space that bounds the process (RLIMIT_AS, or 4 GiB on a
+ * 32-bit target); 0 when nothing does, and gw_pool_trim never helps. */
+static uint64_t as_limit;
+
 static uint64_t pool_budget(void)
 {
 	uint64_t budget = sizeof(void *) == 8 ? (UINT64_C(64) << 30) : (UINT64_C(768) << 20);
 	struct rlimit rl;
 
-	if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    (uint64_t)rl.rlim_cur / 16 < budget)
-		budget = (uint64_t)rl.rlim_cur / 16;
+	as_limit = sizeof(void *) < 8 ? UINT64_C(1) << 32 : 0;
+	if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		if (!as_limit || (uint64_t)rl.rlim_cur < as_limit)
+			as_limit = (uint64_t)rl.rlim_cur;
+		if ((uint64_t)rl.rlim_cur / 16 < budget)
+			budget = (uint64_t)rl.rlim_cur / 16;
+	}
 	if (sizeof(void *) < 8) {
 		char buf[256];
 		ssize_t n = gw_os_read_file("/proc/meminfo", buf, sizeof(buf) - 1, true);
@@ -885,12 +893,15 @@ int gw_pool_check_realloc(void *p)
 
 /* --- giving address space back ------------------------------------------ */
 
-bool gw_pool_trim(void)
+bool gw_pool_trim(size_t want)
 {
 	static int done;
 	const uintptr_t page = gw_os_page_size();
 
-	if (!gw_pool_ready() || __atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL))
+	/* only where address space is what the next allocator lacks, and for
+	 * a request the limit allows at all */
+	if (!gw_pool_ready() || !as_limit || want > as_limit ||
+	    __atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL))
 		return false;
 	const uintptr_t region = (uintptr_t)1 << gw_pool_g.region_shift;
 	uint64_t given = 0;

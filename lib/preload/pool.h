@@ -243,12 +243,14 @@ unsigned gw_pool_stats(struct gwmem_shm_class *out, unsigned max) GW_HIDDEN;
 /* Keep live per-class statistics in 'area' (GWMEM_SHM_MAX_CLASSES entries) from now on. */
 void gw_pool_attach_stats(struct gwmem_shm_class *area, uint32_t *nclasses) GW_HIDDEN;
 /*
- * The next allocator ran out of memory (typically RLIMIT_AS): give back the
- * address space of every region past its committed chunks, once, so the
- * next allocator can use it; classes then never grow again (their requests
- * are forwarded).  True if anything was given back (worth retrying).
+ * The next allocator could not serve 'want' bytes.  Where address space is
+ * what it lacks (an RLIMIT_AS, a 32-bit target) and the limit allows such a
+ * request at all, give back the address space of every region past its
+ * committed chunks, once; classes then never grow again (their requests are
+ * forwarded).  True if something was given back (worth retrying).  Without
+ * a limit, or for a request past it (a terabyte), nothing changes.
  */
-bool gw_pool_trim(void) GW_HIDDEN;
+bool gw_pool_trim(size_t want) GW_HIDDEN;
 /* Release fully free chunks to the OS if due; 'force' ignores the interval. Returns chunks released. */
 unsigned gw_pool_release(bool force) GW_HIDDEN;
 /* Print the statistics table to fd without allocating. */
