@@ -72,6 +72,14 @@ inspect() {
   local name=$1 pid=$2 expect_fn=${3:-}
   local rss_kb
   rss_kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
+  # A daemonized (forked) process publishes its own segment on its first
+  # allocation after it has lived a second (docs/tracking.md, fork): wait up
+  # to 10 s for it to appear.
+  local i
+  for i in $(seq 50); do
+    "$gwmem" ps --json 2>/dev/null | grep -q "\"pid\": $pid, \"state\": \"running\"" && break
+    sleep 0.2
+  done
   if ! timeout 20 "$gwmem" stats "$pid" >"$tmp/stats.txt" 2>"$tmp/stats.err"; then
     echo "FAIL $name: gwmem stats $pid exited $?"; cat "$tmp/stats.err"; fail=1; return
   fi
