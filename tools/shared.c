@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -176,7 +177,20 @@ bool parse_segment_name(const char *name, pid_t *pid, uint64_t *starttime)
 		return false;
 	memcpy(buf, name, (size_t)(dot - name));
 	buf[dot - name] = '\0';
-	if (!parse_u64(buf, &p) || p == 0 || p > INT32_MAX || !parse_u64(dot + 1, &st))
+	if (!parse_u64(buf, &p) || p == 0 || p > INT32_MAX)
+		return false;
+	/* <starttime>, or <starttime>.<16 hex digits> when the plain name was
+	 * taken by a file that was not the process's own */
+	const char *start = dot + 1, *sfx = strchr(start, '.');
+	if (sfx) {
+		if ((size_t)(sfx - start) >= sizeof(buf) || strlen(sfx + 1) != 16 ||
+		    strspn(sfx + 1, "0123456789abcdef") != 16)
+			return false;
+		memcpy(buf, start, (size_t)(sfx - start));
+		buf[sfx - start] = '\0';
+		start = buf;
+	}
+	if (!parse_u64(start, &st))
 		return false;
 	*pid = (pid_t)p;
 	*starttime = st;
@@ -335,21 +349,37 @@ int segment_foreach(const char *cmd, const char *dir, segment_fn fn, void *ctx)
 struct find_ctx {
 	pid_t pid;
 	uint64_t live_st;      /* start time of the running process, 0 if none */
+	uid_t live_uid;        /* its owner (of /proc/<pid>) */
 	uint64_t best;
 	bool found, exact;
+	bool forged;           /* a file with its exact name, owned by someone else */
+	uid_t forged_uid;
 	char name[256];
+	char forged_name[256];
 };
 
 static int find_one(void *ctx, const struct segment_entry *e)
 {
 	struct find_ctx *f = ctx;
+	struct stat sb;
 
 	if (e->pid != f->pid || f->exact)
 		return 0;
-	if (f->live_st && e->starttime == f->live_st)
+	if (f->live_st && e->starttime == f->live_st) {
+		/* a running process's segment is its own file (or root's: made
+		 * before it dropped privileges); another user can plant
+		 * gwmem.<pid>.<starttime>, both are public in /proc */
+		if (fstatat(e->dfd, e->name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    (sb.st_uid != f->live_uid && sb.st_uid != 0)) {
+			f->forged = true;
+			f->forged_uid = fstatat(e->dfd, e->name, &sb, AT_SYMLINK_NOFOLLOW) == 0 ? sb.st_uid : (uid_t)-1;
+			snprintf(f->forged_name, sizeof(f->forged_name), "%s", e->name);
+			return 0;
+		}
 		f->exact = true;
-	else if (f->found && e->starttime < f->best)
+	} else if (f->found && e->starttime < f->best) {
 		return 0;
+	}
 	f->best = e->starttime;
 	f->found = true;
 	snprintf(f->name, sizeof(f->name), "%s", e->name);
@@ -362,10 +392,26 @@ static int find_segment(const char *cmd, const char *dir, pid_t pid, char *path,
 	struct find_ctx f = { .pid = pid };
 	int rc;
 
+	struct stat ps;
+	char proc[32];
+	snprintf(proc, sizeof(proc), "/proc/%d", (int)pid);
 	f.live_st = proc_alive(pid, 0) ? gw_os_proc_starttime(pid) : 0;
+	if (f.live_st && stat(proc, &ps) == 0)
+		f.live_uid = ps.st_uid;
+	else
+		f.live_st = 0;
 	rc = segment_foreach(cmd, dir, find_one, &f);
 	if (rc)
 		return rc;
+	if (f.forged && !f.exact) {
+		fprintf(stderr, "gwmem %s: %s/%s is owned by uid %d, but process %d runs as uid %d: "
+			"not its segment (planted?); refusing to read it\n", cmd, dir, f.forged_name,
+			(int)f.forged_uid, (int)pid, (int)f.live_uid);
+		return GWMEM_EXIT_ACCESS;
+	}
+	if (f.live_st && f.found && !f.exact)
+		fprintf(stderr, "gwmem %s: warning: process %d has no segment of its own in %s; "
+			"%s is of an earlier process with that pid\n", cmd, (int)pid, dir, f.name);
 	if (!f.found) {
 		if (proc_alive(pid, 0))
 			fprintf(stderr, "gwmem %s: process %d has no gwmem segment in %s "

@@ -25,11 +25,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "counters.h"
 #include "fmt.h"
 #include "os.h"
 #include "shm.h"
@@ -143,10 +145,14 @@ int gw_shm_name(char *buf, size_t cap, const char *dir, pid_t pid, uint64_t star
 /*
  * Create the file exclusively.  If a file of that name exists it can only
  * be ours from before an exec (pid and start time are the same), so it is
- * replaced; anything that is not a regular file owned by us (a planted
- * symlink, another user's file) is refused.
+ * replaced.  Anything else there (a planted symlink, another user's file:
+ * both names are predictable from /proc) must not deny us tracking: the
+ * segment then gets a name with an unpredictable suffix,
+ * gwmem.<pid>.<starttime>.<16 hex digits>, which the CLI finds as well and
+ * tells apart from the planted one by its owner.  path (of capacity cap)
+ * gets the name used.
  */
-static int open_segment(const char *path)
+static int open_exact(const char *path)
 {
 	const int flags = O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
 
@@ -173,6 +179,31 @@ static int open_segment(const char *path)
 			return -errno;
 	}
 	return -EEXIST;
+}
+
+static int open_segment(char *path, size_t cap)
+{
+	size_t len = strlen(path);
+	int fd = open_exact(path);
+
+	for (int attempt = 0; fd == -EEXIST && attempt < 4; attempt++) {
+		uint64_t r;
+
+		if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+			r = gw_os_monotonic_ns() * UINT64_C(0x9e3779b97f4a7c15) ^ (uint64_t)(uintptr_t)&r;
+		if (len + 18 > cap)
+			return -ENAMETOOLONG;
+		path[len] = '.';
+		for (int k = 0; k < 16; k++)
+			path[len + 1 + k] = "0123456789abcdef"[(r >> (60 - 4 * k)) & 15];
+		path[len + 17] = '\0';
+		fd = open_exact(path);
+		if (fd >= 0 && attempt == 0)
+			gw_counters_event(GW_EVENT_SHM_FAILED, false,
+					  "a file that is not ours has this process's segment name in its directory; "
+					  "the segment is %s", path);
+	}
+	return fd;
 }
 
 /* Move fd out of the way of the program's low numbers (best effort). */
@@ -471,7 +502,7 @@ int gw_shm_create(struct gw_shm *s, const struct gwmem_config *cfg, bool trackin
 	err = gw_shm_name(s->path, sizeof(s->path), s->dir, getpid(), starttime);
 	if (err)
 		goto fail_bitmap;
-	fd = open_segment(s->path);
+	fd = open_segment(s->path, sizeof(s->path));
 	if (fd < 0) {
 		err = fd;
 		goto fail_bitmap;
@@ -740,7 +771,7 @@ int gw_shm_materialize(struct gw_shm *s)
 	err = gw_shm_name(s->path, sizeof(s->path), s->dir, getpid(), starttime);
 	if (err)
 		goto fail;
-	fd = open_segment(s->path);
+	fd = open_segment(s->path, sizeof(s->path));
 	if (fd < 0) {
 		err = fd;
 		goto fail;

@@ -19,6 +19,9 @@
 #                 untracked ones counted, no SIGBUS
 #   pid-namespace the segment of a live process in another PID namespace
 #                 is kept by `gwmem clean` and shown running by `gwmem ps`
+#   planted       another user's file with the process's segment name: the
+#                 process is tracked under a suffixed name, the CLI reads that
+#                 one and refuses the planted one
 #   mosquitto     idle mosquitto under full tracking: VmRSS + segment du
 #                 within 3 MiB of VmRSS under glibc (when installed)
 # With TABLE_OUT, the footprint table of docs/tracking.md is written there.
@@ -187,6 +190,38 @@ if [ "$(id -u)" -eq 0 ] && unshare --pid --fork --mount-proc true 2>/dev/null; t
   exec 8>&-; wait "$nspid" 2>/dev/null
 else
   echo "skip pid-namespace: unshare --pid not available"
+fi
+
+# --- a planted segment name --------------------------------------------------
+# gwmem.<pid>.<starttime> is predictable: another user's file of that name
+# must not deny the process tracking, nor be shown as its segment
+if [ "$(id -u)" -eq 0 ]; then
+  rm -f "$GWMEM_SHM_DIR"/*
+  mkfifo "$tmp/pl.in"
+  sh -c 'sleep 1; exec "$@"' sh env LD_PRELOAD="$preload" GWMEM_LEAK_DETECTION_SHM_DIR="$GWMEM_SHM_DIR" \
+    "$leaky" sites <"$tmp/pl.in" >"$tmp/pl.out" 2>"$tmp/pl.err" &
+  plpid=$!; pids+=("$plpid")
+  exec 7>"$tmp/pl.in"
+  plst=$(awk '{print $22}' "/proc/$plpid/stat")
+  forged=$GWMEM_SHM_DIR/gwmem.$plpid.$plst
+  printf 'forged' >"$forged"; chown 65534 "$forged"
+  for _ in $(seq 100); do grep -q READY "$tmp/pl.out" 2>/dev/null && break; sleep 0.1; done
+  real=$(ls "$GWMEM_SHM_DIR"/gwmem."$plpid"."$plst".* 2>/dev/null | head -1)
+  if [ -z "$real" ] || [ "$(stat -c %u "$real")" != 0 ]; then
+    bad "planted: no segment of its own next to the planted name ($(cat "$tmp/pl.err"))"
+  else
+    out=$("$gwmem" stats "$plpid" 2>&1) || bad "planted: gwmem stats failed: $out"
+    echo "$out" | grep -F "$real" >/dev/null || bad "planted: gwmem stats did not read $real: $out"
+    mv "$real" "$real.moved"
+    out=$("$gwmem" stats "$plpid" 2>&1); rc=$?
+    [ $rc -eq 3 ] && echo "$out" | grep -q "not its segment" || bad "planted: the forged file was read (exit $rc): $out"
+    mv "$real.moved" "$real"
+    echo "ok   planted: tracked in $(basename "$real"); the planted file is refused"
+  fi
+  exec 7>&-; wait "$plpid" 2>/dev/null
+  rm -f "$GWMEM_SHM_DIR"/*
+else
+  echo "skip planted: not root"
 fi
 
 # --- a full tmpfs --------------------------------------------------------------
