@@ -79,7 +79,16 @@ void gw_shm_geometry(const struct gwmem_config *cfg, bool tracking, struct gw_sh
 		cap = GW_SHM_MIN_BYTES;
 	g->max_bytes = cap;
 	if (tracking) {
-		g->nstripes = GW_SHM_STRIPES;
+		/*
+		 * 32 stripes up to 262,144 tracked allocations; above, one per
+		 * 2,048 (at most 1024), so that a stripe's array stays small
+		 * enough for a reader to copy it between two writes of a busy
+		 * process.  Each stripe in use costs at least a page.
+		 */
+		uint64_t want_stripes = cfg->leak_detection.max_tracked_allocations / 2048;
+		g->nstripes = cfg->leak_detection.max_tracked_allocations <= 262144 ? GW_SHM_STRIPES
+			      : want_stripes >= GW_SHM_MAX_STRIPES ? GW_SHM_MAX_STRIPES
+			      : gw_shm_pow2(want_stripes);
 		g->stripes_offset = off;
 		off += (uint64_t)g->nstripes * sizeof(struct gwmem_shm_stripe);
 	}

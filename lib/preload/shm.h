@@ -24,8 +24,10 @@
 
 /* Module map entries in every segment (backed as they are used). */
 #define GW_SHM_MODULES 256u
-/* Stripes (one lock and seqlock each): plenty for the cores of a gateway. */
+/* Stripes (one lock and seqlock each): plenty for the cores of a gateway;
+ * more for large limits (see gw_shm_geometry). */
 #define GW_SHM_STRIPES 32u
+#define GW_SHM_MAX_STRIPES 1024u
 /* Under RLIMIT_AS, max_segment_bytes is at most this fraction of the limit. */
 #define GW_SHM_RLIMIT_SHARE 32u
 /* Smallest max_segment_bytes accepted: header, module map and a page per stripe. */
