@@ -95,7 +95,8 @@ void gw_buf_double(struct gw_buf *b, double v, int decimals)
 		decimals = 9;
 	for (int i = 0; i < decimals; i++)
 		scale *= 10;
-	if (v > 1e18) {
+	/* v * scale must fit the integer it is converted to */
+	if (v > 1e18 || v * (double)scale >= 1.8e19) {
 		gw_buf_puts(b, "inf");
 		return;
 	}

@@ -17,6 +17,9 @@ START_TEST(test_format_subset)
 	ck_assert_str_eq(out, "k=-42 7 -9 18446744073709551615 12 beef 0x1000 z %");
 	gw_snprintf(out, sizeof(out), "%f %.1f %.0f %.3f", 1.5, 2.25, 9.7, -0.0625);
 	ck_assert_str_eq(out, "1.500 2.3 10 -0.063");
+	/* a value below 1e18 whose scaled form does not fit 64 bits */
+	gw_snprintf(out, sizeof(out), "%.9f %f", 5.5e17, 5.5e16);
+	ck_assert_str_eq(out, "inf inf");
 	const char *volatile none = NULL;
 	gw_snprintf(out, sizeof(out), "%s", none);
 	ck_assert_str_eq(out, "(null)");
