@@ -245,16 +245,11 @@ static size_t trim(struct gwmem_objpool *op, size_t keep, bool use_limit)
 	return n;
 }
 
-void *gwmem_objpool_get(struct gwmem_objpool *op)
+/* Hand out the most recently returned idle object, or NULL when none is idle. */
+static void *take_idle(struct gwmem_objpool *op)
 {
 	void *obj = NULL;
-	long i;
-	int rc;
 
-	if (gw_unlikely(!op)) {
-		errno = EINVAL;
-		return NULL;
-	}
 	gw_spin_lock(&op->lock);
 	if (op->nidle) {
 		obj = op->idle[--op->nidle];
@@ -265,6 +260,20 @@ void *gwmem_objpool_get(struct gwmem_objpool *op)
 		note_op(op);
 	}
 	gw_spin_unlock(&op->lock);
+	return obj;
+}
+
+void *gwmem_objpool_get(struct gwmem_objpool *op)
+{
+	void *obj = NULL;
+	long i;
+	int rc;
+
+	if (gw_unlikely(!op)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	obj = take_idle(op);
 	if (obj)
 		goto out;
 
@@ -272,16 +281,7 @@ void *gwmem_objpool_get(struct gwmem_objpool *op)
 	if (!obj) {
 		/* The fixpool is full only of objects in use or idle: a put may
 		 * have made one idle since we looked. */
-		gw_spin_lock(&op->lock);
-		if (op->nidle) {
-			obj = op->idle[--op->nidle];
-			op->state[gw_fixpool_index(op->fp, obj)] = SLOT_IN_USE;
-			op->in_use++;
-			op->st.gets++;
-			op->st.hits++;
-			note_op(op);
-		}
-		gw_spin_unlock(&op->lock);
+		obj = take_idle(op);
 		if (obj)
 			goto out;
 		errno = ENOMEM;
