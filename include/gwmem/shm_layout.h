@@ -32,12 +32,11 @@
  *
  * Definitions used throughout:
  *  - stripe: a slice of the allocation table with its own spinlock and
- *    sequence counter.  A pointer's stripe and home slot come from a hash of
- *    its address without the low 8 bits, plus bits 4..7 of the address, so
- *    blocks in the same 256 bytes share a stripe and neighbouring slots
- *    (lib/preload/table.h).  Within a stripe records are an open-addressing
- *    table of stripe.slots slots at stripe.offset, with linear probing and
- *    backward-shift deletion (no tombstones).
+ *    sequence counter.  A pointer's stripe comes from a hash of its address
+ *    (lib/preload/table.h).  Within a stripe the records are an array of
+ *    stripe.slots records at stripe.offset; a record with ptr 0 is unused
+ *    (its other fields mean nothing).  Where a record sits is the writer's
+ *    business: readers scan the whole array.
  *  - seqlock: a writer takes the stripe lock, makes seq odd, writes, makes it
  *    even again, unlocks.  A reader copies the stripe's records between two
  *    reads of an even, equal seq; otherwise it retries.

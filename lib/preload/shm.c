@@ -121,15 +121,15 @@ void gw_shm_geometry(const struct gwmem_config *cfg, bool tracking, struct gw_sh
 		off = align_up(off + stacks * g->stack_stride, page);
 
 		/*
-		 * A stripe's array is at most 3/4 full, and stripes are not
-		 * exactly balanced (x 5/4): a region holds max * 5/3 / nstripes
+		 * A stripe's array is dense (table.h), and stripes are not
+		 * exactly balanced (x 5/4): a region holds max * 5/4 / nstripes
 		 * records.  The regions of all stripes together span at most
 		 * twice the cap (address space is not free either: 32-bit, or
 		 * RLIMIT_AS), so one array is at most 1/nstripes of the cap.
 		 */
 		if (want < 16)
 			want = 16;
-		slots = (want * 5 + 3 * g->nstripes - 1) / (3 * g->nstripes);
+		slots = (want * 5 + 4 * g->nstripes - 1) / (4 * g->nstripes);
 		region_max = cap / g->nstripes / sizeof(struct gwmem_shm_record);
 		if (slots > region_max)
 			slots = region_max;

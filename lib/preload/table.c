@@ -1,10 +1,12 @@
 /*
- * table.c - the lock-striped allocation hash table (writer and reader).
+ * table.c - the lock-striped allocation table (writer and reader).
  *
  * Writers: take the stripe's spinlock, make seq odd, change records and the
- * stripe totals, make seq even, unlock.  No syscall and no allocation on
- * that path, except when the stripe's array grows (a fallocate, rare:
- * each growth adds half of the array).  A contended lock spins, then yields.
+ * stripe totals, make seq even, unlock; the private index changes under the
+ * same lock.  No syscall and no allocation on that path, except when the
+ * stripe's array grows (a fallocate, rare: each growth adds half of the
+ * array) or its index doubles (an mmap).  A contended lock spins, then
+ * yields.
  * Readers never write: they copy a stripe's head and array between two
  * equal even reads of seq.  The CLI and the report read through
  * gw_view_snapshot (view.c); gw_table_snapshot_stripe here is the same
@@ -26,31 +28,6 @@
 
 #define ST(p, v)  __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 #define LD(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
-
-void gw_table_init(struct gw_table *t, struct gw_shm *shm)
-{
-	struct gwmem_shm_header *hdr = shm ? shm->hdr : NULL;
-
-	memset(t, 0, sizeof(*t));
-	if (!hdr || !hdr->nstripes || !hdr->slots_per_stripe)
-		return;
-	t->base = (char *)hdr;
-	t->shm = shm;
-	t->stripes = (struct gwmem_shm_stripe *)(t->base + hdr->stripes_offset);
-	t->records_offset = hdr->records_offset;
-	t->nstripes = hdr->nstripes;
-	t->region_slots = hdr->slots_per_stripe;
-	t->min_slots = (uint32_t)(gw_os_page_size() / sizeof(struct gwmem_shm_record));
-	if (t->min_slots < 16)
-		t->min_slots = 16;
-	if (t->min_slots > t->region_slots)
-		t->min_slots = t->region_slots;
-	t->counters = &hdr->counters;
-	uint64_t share = ((uint64_t)hdr->config.max_tracked_allocations * 5 / 4 + t->nstripes - 1) / t->nstripes;
-	t->stripe_limit = share < UINT32_MAX ? (uint32_t)share : UINT32_MAX;
-	if (t->stripe_limit < 1)
-		t->stripe_limit = 1;
-}
 
 /* the lock word sits in the segment's stripe head: gw_spin's word form */
 static inline void stripe_lock(struct gwmem_shm_stripe *s)
@@ -91,29 +68,79 @@ static inline struct gwmem_shm_record *stripe_records(const struct gw_table *t,
 	return (struct gwmem_shm_record *)(t->base + s->offset);
 }
 
-static inline uint32_t next_slot(uint32_t i, uint32_t slots)
+static inline uint32_t entry_home(uint64_t h, uint32_t mask)
 {
-	return ++i == slots ? 0 : i;
+	return (uint32_t)(h >> 32) & mask;
 }
 
-/* First empty slot on ptr's probe path (the array has one). */
-static uint32_t empty_slot(const struct gwmem_shm_record *recs, uint32_t slots, uint64_t h, uint64_t ptr)
+/* First empty entry on the probe path of hash h (the index has one). */
+static uint32_t empty_entry(const struct gw_table_entry *ent, uint32_t mask, uint64_t h)
 {
-	uint32_t i = gw_table_home_slot(h, ptr, slots);
+	uint32_t i = entry_home(h, mask);
 
-	while (recs[i].ptr != 0)
-		i = next_slot(i, slots);
+	while (ent[i].hash)
+		i = (i + 1) & mask;
 	return i;
 }
 
+static inline void entry_set(struct gw_table_entry *e, uint64_t h, uint32_t rec, uint64_t size)
+{
+	e->hash = h;
+	e->rec = rec;
+	e->size = size < UINT32_MAX ? (uint32_t)size : UINT32_MAX;
+}
+
 /*
- * Move the stripe's records into a larger array in its other region.
- * Called with the stripe lock held.  The new pages are backed (and zeroed)
- * before readers can see them; the old ones are given back after the head
- * points at the new array, so a reader still copying the old one sees seq
- * move and retries.
+ * Double the stripe's index (or give it its first one).  The new entries
+ * come from mmap: zero, private to this process, copied by fork like the
+ * rest of its memory.  Called with the stripe lock held.
  */
-static GW_NOINLINE bool grow(struct gw_table *t, struct gwmem_shm_stripe *s, uint32_t si)
+static GW_NOINLINE bool index_grow(struct gw_table *t, uint32_t si)
+{
+	struct gw_table_index *x = &t->index[si];
+	const uint64_t page_entries = gw_os_page_size() / sizeof(struct gw_table_entry);
+	uint64_t n = x->ent ? 2 * ((uint64_t)x->mask + 1) : GW_TABLE_SMALL;
+	struct gw_table_entry *nw;
+	bool mapped = false;
+
+	if (!x->ent) {
+		nw = t->small + (uint64_t)si * GW_TABLE_SMALL;
+	} else {
+		if (n < page_entries)
+			n = page_entries;
+		if (n > UINT32_MAX)
+			return false;
+		nw = gw_os_map(n * sizeof(struct gw_table_entry));
+		if (!nw) {
+			if (t->counters)
+				__atomic_fetch_add(&t->counters->mmap_failures, 1, __ATOMIC_RELAXED);
+			gw_counters_event(GW_EVENT_TABLE_FULL, false,
+					  "cannot map %llu bytes for the allocation index: "
+					  "new allocations are served but not tracked",
+					  (unsigned long long)(n * sizeof(struct gw_table_entry)));
+			return false;
+		}
+		mapped = true;
+		for (uint64_t i = 0; i <= x->mask; i++)
+			if (x->ent[i].hash)
+				nw[empty_entry(nw, (uint32_t)(n - 1), x->ent[i].hash)] = x->ent[i];
+		if (x->mapped)
+			gw_os_unmap(x->ent, ((size_t)x->mask + 1) * sizeof(struct gw_table_entry));
+	}
+	__atomic_store_n(&x->ent, nw, __ATOMIC_RELAXED);
+	__atomic_store_n(&x->mask, (uint32_t)(n - 1), __ATOMIC_RELAXED);
+	x->mapped = mapped;
+	return true;
+}
+
+/*
+ * Move the stripe's records into a larger array in its other region, in
+ * the same order (the index names records by number).  Called with the
+ * stripe lock held.  The new pages are backed before readers can see them;
+ * the old ones are given back after the head points at the new array, so
+ * a reader still copying the old one sees seq move and retries.
+ */
+static GW_NOINLINE bool records_grow(struct gw_table *t, struct gwmem_shm_stripe *s, uint32_t si)
 {
 	const uint64_t rsize = sizeof(struct gwmem_shm_record);
 	const uint32_t old_slots = s->slots;
@@ -131,8 +158,6 @@ static GW_NOINLINE bool grow(struct gw_table *t, struct gwmem_shm_stripe *s, uin
 		new_slots = t->region_slots;
 	new_off = old_slots && old_off == region_a ? region_b : region_a;
 	if (gw_shm_back(t->shm, new_off, new_slots * rsize) < 0) {
-		/* the insert that needed it may still fit (up to 7/8); the one
-		 * that does not is counted as untracked_table_full too */
 		if (t->counters)
 			__atomic_fetch_add(&t->counters->untracked_segment_full, 1, __ATOMIC_RELAXED);
 		gw_counters_event(GW_EVENT_TABLE_FULL, false,
@@ -144,16 +169,12 @@ static GW_NOINLINE bool grow(struct gw_table *t, struct gwmem_shm_stripe *s, uin
 	nw = (struct gwmem_shm_record *)(t->base + new_off);
 	/* a region whose pages could not be punched earlier still holds old
 	 * records: only ptr says whether a slot is used */
-	for (uint64_t i = 0; i < new_slots; i++)
+	for (uint64_t i = old_slots; i < new_slots; i++)
 		ST(&nw[i].ptr, 0);
+	for (uint32_t i = 0; i < old_slots; i++)
+		rec_store(&nw[i], &old[i]);
 
 	write_begin(s);
-	for (uint32_t i = 0; i < old_slots; i++) {
-		uint64_t p = old[i].ptr;
-
-		if (p)
-			rec_store(&nw[empty_slot(nw, (uint32_t)new_slots, gw_table_hash(p), p)], &old[i]);
-	}
 	ST(&s->offset, new_off);
 	ST(&s->slots, (uint32_t)new_slots);
 	write_end(s);
@@ -162,55 +183,142 @@ static GW_NOINLINE bool grow(struct gw_table *t, struct gwmem_shm_stripe *s, uin
 	return true;
 }
 
+/* Index every record of a copied stripe; unused ones become the free list. */
+static bool reindex(struct gw_table *t, uint32_t si)
+{
+	struct gwmem_shm_stripe *s = &t->stripes[si];
+	struct gw_table_index *x = &t->index[si];
+	struct gwmem_shm_record *recs = stripe_records(t, s);
+	uint32_t live = 0;
+
+	x->used = s->slots;
+	for (uint32_t i = s->slots; i-- > 0;) {
+		uint64_t p = recs[i].ptr;
+
+		if (!p) {
+			ST(&recs[i].size, (uint64_t)x->free);
+			x->free = i + 1;
+			continue;
+		}
+		while (!x->ent || 2 * ((uint64_t)live + 1) > (uint64_t)x->mask + 1)
+			if (!index_grow(t, si))
+				return false;
+		uint64_t h = gw_table_hash(p);
+
+		entry_set(&x->ent[empty_entry(x->ent, x->mask, h)], h, i, recs[i].size);
+		live++;
+	}
+	return true;
+}
+
+bool gw_table_init(struct gw_table *t, struct gw_shm *shm)
+{
+	struct gwmem_shm_header *hdr = shm ? shm->hdr : NULL;
+	size_t priv;
+	void *mem;
+
+	memset(t, 0, sizeof(*t));
+	if (!hdr || !hdr->nstripes || !hdr->slots_per_stripe)
+		return true;
+	priv = (size_t)hdr->nstripes *
+	       (sizeof(struct gw_table_index) + GW_TABLE_SMALL * sizeof(struct gw_table_entry));
+	mem = gw_os_map(priv);
+	if (!mem)
+		return false;
+	t->small = mem;
+	t->index = (struct gw_table_index *)(t->small + (size_t)hdr->nstripes * GW_TABLE_SMALL);
+	t->base = (char *)hdr;
+	t->shm = shm;
+	t->stripes = (struct gwmem_shm_stripe *)(t->base + hdr->stripes_offset);
+	t->records_offset = hdr->records_offset;
+	t->nstripes = hdr->nstripes;
+	t->region_slots = hdr->slots_per_stripe;
+	t->min_slots = (uint32_t)(gw_os_page_size() / sizeof(struct gwmem_shm_record));
+	if (t->min_slots < 16)
+		t->min_slots = 16;
+	if (t->min_slots > t->region_slots)
+		t->min_slots = t->region_slots;
+	t->counters = &hdr->counters;
+	uint64_t share = ((uint64_t)hdr->config.max_tracked_allocations * 5 / 4 + t->nstripes - 1) / t->nstripes;
+	t->stripe_limit = share < UINT32_MAX / 2 ? (uint32_t)share : UINT32_MAX / 2;
+	if (t->stripe_limit < 1)
+		t->stripe_limit = 1;
+	for (uint32_t si = 0; si < t->nstripes; si++) {
+		if (t->stripes[si].slots && !reindex(t, si)) {
+			gw_os_unmap(mem, priv);
+			memset(t, 0, sizeof(*t));
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Refuse an insert: counted in the stripe and the segment. */
+static bool refuse(struct gw_table *t, struct gwmem_shm_stripe *s)
+{
+	ST(&s->full, s->full + 1);
+	stripe_unlock(s);
+	if (t->counters)
+		__atomic_fetch_add(&t->counters->untracked_table_full, 1, __ATOMIC_RELAXED);
+	return false;
+}
+
 bool gw_table_insert(struct gw_table *t, uint64_t ptr, uint64_t size, uint32_t stack_id,
 		     uint32_t time_ds, uint32_t tid, uint32_t tag)
 {
 	const uint64_t h = gw_table_hash(ptr);
 	struct gwmem_shm_stripe *s;
+	struct gw_table_index *x;
+	struct gw_table_entry *e;
 	struct gwmem_shm_record *recs, *r;
 	struct gwmem_shm_record v = { ptr, size, stack_id, time_ds, tid, tag };
-	uint32_t i, slots;
+	uint32_t i, si, rec;
 
 	if (gw_unlikely(!t->nstripes || !ptr))
 		return false;
-	s = gw_table_stripe(t, h);
+	si = (uint32_t)h & (t->nstripes - 1);
+	s = &t->stripes[si];
+	x = &t->index[si];
 
 	stripe_lock(s);
-	slots = s->slots;
-	if (gw_likely(slots)) {
-		recs = stripe_records(t, s);
-		for (i = gw_table_home_slot(h, ptr, slots); recs[i].ptr; i = next_slot(i, slots)) {
-			r = &recs[i];
-			if (r->ptr == ptr) {
-				write_begin(s);
-				ST(&s->bytes, s->bytes - r->size + size);
-				rec_store(r, &v);
-				ST(&s->inserted, s->inserted + 1);
-				ST(&s->removed, s->removed + 1);
-				write_end(s);
-				stripe_unlock(s);
-				return true;
-			}
+	if (gw_likely(x->ent != NULL)) {
+		for (i = entry_home(h, x->mask); x->ent[i].hash; i = (i + 1) & x->mask) {
+			e = &x->ent[i];
+			if (e->hash != h)
+				continue;
+			r = &stripe_records(t, s)[e->rec];
+			write_begin(s);
+			ST(&s->bytes, s->bytes - r->size + size);
+			rec_store(r, &v);
+			ST(&s->inserted, s->inserted + 1);
+			ST(&s->removed, s->removed + 1);
+			write_end(s);
+			entry_set(e, h, e->rec, size);
+			stripe_unlock(s);
+			return true;
 		}
 	}
-	if (gw_unlikely(s->count >= GW_TABLE_GROW_AT(slots)) && s->count < t->stripe_limit)
-		grow(t, s, (uint32_t)(s - t->stripes));
-	slots = s->slots;
-	if (gw_unlikely(s->count >= GW_TABLE_LIMIT(slots) || s->count >= t->stripe_limit)) {
-		ST(&s->full, s->full + 1);
-		stripe_unlock(s);
-		if (t->counters)
-			__atomic_fetch_add(&t->counters->untracked_table_full, 1, __ATOMIC_RELAXED);
-		return false;
+	if (gw_unlikely(s->count >= t->stripe_limit))
+		return refuse(t, s);
+	if (gw_unlikely(!x->ent || 2 * ((uint64_t)s->count + 1) > (uint64_t)x->mask + 1) &&
+	    !index_grow(t, si) && (!x->ent || 4 * ((uint64_t)s->count + 1) > 3 * ((uint64_t)x->mask + 1)))
+		return refuse(t, s);
+	if (x->free) {
+		rec = x->free - 1;
+		x->free = (uint32_t)stripe_records(t, s)[rec].size;
+	} else {
+		if (gw_unlikely(x->used >= s->slots) && !records_grow(t, s, si))
+			return refuse(t, s);
+		rec = x->used++;
 	}
 	recs = stripe_records(t, s);
-	i = empty_slot(recs, slots, h, ptr);
 	write_begin(s);
-	rec_store(&recs[i], &v);
+	rec_store(&recs[rec], &v);
 	ST(&s->count, s->count + 1);
 	ST(&s->bytes, s->bytes + size);
 	ST(&s->inserted, s->inserted + 1);
 	write_end(s);
+	entry_set(&x->ent[empty_entry(x->ent, x->mask, h)], h, rec, size);
 	stripe_unlock(s);
 	return true;
 }
@@ -219,61 +327,65 @@ bool gw_table_remove(struct gw_table *t, uint64_t ptr, uint64_t *size_out)
 {
 	const uint64_t h = gw_table_hash(ptr);
 	struct gwmem_shm_stripe *s;
-	struct gwmem_shm_record *recs;
-	uint32_t i, j, slots;
+	struct gw_table_index *x;
+	struct gw_table_entry *ent;
+	struct gwmem_shm_record *r;
+	uint32_t i, j, si, mask, rec;
+	uint64_t size;
 
 	if (gw_unlikely(!t->nstripes || !ptr))
 		return false;
-	s = gw_table_stripe(t, h);
+	si = (uint32_t)h & (t->nstripes - 1);
+	s = &t->stripes[si];
 	/* an empty stripe cannot hold it: skip the lock (sampling, untracked frees) */
 	if (LD(&s->count) == 0)
 		return false;
 
+	x = &t->index[si];
 	stripe_lock(s);
-	slots = s->slots;
-	if (!slots) {
+	ent = x->ent;
+	mask = x->mask;
+	if (!ent) {
 		stripe_unlock(s);
 		return false;
 	}
-	recs = stripe_records(t, s);
-	for (i = gw_table_home_slot(h, ptr, slots);; i = next_slot(i, slots)) {
-		if (recs[i].ptr == ptr)
+	for (i = entry_home(h, mask);; i = (i + 1) & mask) {
+		if (ent[i].hash == h)
 			break;
-		if (recs[i].ptr == 0) {
+		if (!ent[i].hash) {
 			stripe_unlock(s);
 			return false;
 		}
 	}
+	rec = ent[i].rec;
+	r = &stripe_records(t, s)[rec];
+	size = ent[i].size != UINT32_MAX ? ent[i].size : r->size;
 	if (size_out)
-		*size_out = recs[i].size;
+		*size_out = size;
 
 	write_begin(s);
-	ST(&s->bytes, s->bytes - recs[i].size);
+	ST(&s->bytes, s->bytes - size);
 	ST(&s->count, s->count - 1);
 	ST(&s->removed, s->removed + 1);
+	ST(&r->ptr, 0);
+	/* the unused record links the free list (readers skip ptr 0) */
+	ST(&r->size, (uint64_t)x->free);
+	write_end(s);
+	x->free = rec + 1;
 	/*
-	 * Backward-shift deletion: move later records of the probe run into
-	 * the hole when their home slot does not lie cyclically in (hole, j].
+	 * Backward-shift deletion: move later entries of the probe run into
+	 * the hole when their home does not lie cyclically in (hole, j].
 	 */
-	j = i;
-	for (;;) {
-		uint64_t p;
-		uint32_t home, dj, di;
-
-		j = next_slot(j, slots);
-		p = recs[j].ptr;
-		if (p == 0)
+	for (j = i;;) {
+		j = (j + 1) & mask;
+		if (!ent[j].hash)
 			break;
-		home = gw_table_home_slot(gw_table_hash(p), p, slots);
-		dj = j >= home ? j - home : j + slots - home;
-		di = j >= i ? j - i : j + slots - i;
-		if (dj >= di) {
-			rec_store(&recs[i], &recs[j]);
+		if (((j - entry_home(ent[j].hash, mask)) & mask) >= ((j - i) & mask)) {
+			ent[i] = ent[j];
 			i = j;
 		}
 	}
-	ST(&recs[i].ptr, 0);
-	write_end(s);
+	ent[i].hash = 0;
 	stripe_unlock(s);
 	return true;
 }

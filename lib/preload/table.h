@@ -1,24 +1,27 @@
 /*
- * table.h - the lock-striped allocation hash table in the segment.
+ * table.h - the lock-striped allocation table in the segment.
  *
  * Layout and rules: include/gwmem/shm_layout.h ("stripe", "seqlock").  A
- * pointer's stripe and home slot come from a hash of its address without
- * the low 8 bits, plus bits 4..7 of the address: the blocks of one 256-byte
- * span (pool blocks are dense in their class regions) share a stripe and
- * neighbouring slots, so their records share cache lines and pages, while
- * spans spread evenly over the stripes.  Inside the stripe records live in
- * an open-addressing array with linear probing and backward-shift
- * deletion, so a probe always ends at an empty slot.
+ * pointer's stripe comes from a hash of its address.  Inside the stripe
+ * the records are a dense array in the segment (what readers copy), and a
+ * private index finds them: an open-addressing table of 16-byte entries
+ * (the pointer's hash, record number and size), at most half full, with
+ * linear probing and backward-shift deletion.  The index lives in this
+ * process's memory, not in the segment: readers scan the records, only
+ * the writer looks pointers up.  So a remove reads the stripe head and one
+ * index line (short runs, no rehash: the entry carries its hash) and only
+ * writes its record; an insert takes the record a remove freed last, so
+ * the records of a churning program stay in cache.
  *
- * The array grows with the live records: from one page, by half again each
- * time it is 3/4 full, into the stripe's other region (shm.c backs its
- * pages first), after which the old array's pages are given back.  The cost
- * of an operation depends on the live records of its stripe, never on
- * max_tracked_allocations, which only bounds the regions.  A stripe whose
- * array has reached its region accepts records up to 7/8 of it; past that,
- * or when the segment cannot grow, or past its share of
- * max_tracked_allocations (x 5/4 for imbalance), inserts are refused and
- * counted.
+ * The record array grows with the live records: from one page, by half
+ * again when every record is in use, into the stripe's other region (shm.c
+ * backs its pages first), after which the old array's pages are given
+ * back.  The index doubles when it is half full.  The cost of an operation
+ * depends on the live records of its stripe, never on
+ * max_tracked_allocations, which only bounds the regions.  Past the
+ * stripe's share of max_tracked_allocations (x 5/4 for imbalance), when
+ * the region is full, or when the segment or the index cannot grow,
+ * inserts are refused and counted.
  */
 #ifndef GW_TABLE_H
 #define GW_TABLE_H
@@ -31,15 +34,35 @@
 #include "internal.h"
 #include "shm.h"
 
-/* Records an array of 'slots' slots accepts when it cannot grow: 7/8 of them. */
-#define GW_TABLE_LIMIT(slots) ((slots) - (slots) / 8)
-/* An array that can grow does so before it is more than 3/4 full. */
-#define GW_TABLE_GROW_AT(slots) ((slots) / 4 * 3)
+/*
+ * One index entry: the full hash of the pointer (the hash is a bijection,
+ * so equal hashes mean equal pointers and a lookup never reads the
+ * record), the record's number and its size when that fits 32 bits (a
+ * remove then only writes the record).  hash 0 marks an empty entry (the
+ * hash of pointer 0, never recorded).
+ */
+struct gw_table_entry {
+	uint64_t hash;
+	uint32_t rec;
+	uint32_t size;        /* record size, or UINT32_MAX: read the record */
+};
+
+/* A stripe's private index. */
+struct gw_table_index {
+	struct gw_table_entry *ent; /* mask + 1 entries (or NULL) */
+	uint32_t mask;        /* entries - 1, a power of two minus one */
+	uint32_t used;        /* records handed out: [used, slots) were never used */
+	uint32_t free;        /* first free record + 1 (0: none); a free record's
+				 size holds the next one + 1 */
+	uint32_t mapped;      /* ent was mapped for this stripe (not the small area) */
+};
 
 struct gw_table {
 	struct gwmem_shm_stripe *stripes;
 	char *base;                          /* the segment */
 	struct gw_shm *shm;                  /* backs the pages of a new array */
+	struct gw_table_index *index;        /* nstripes private indexes */
+	struct gw_table_entry *small;        /* nstripes first indexes of GW_TABLE_SMALL entries */
 	uint64_t records_offset;
 	uint32_t nstripes;
 	uint32_t region_slots;               /* largest array of a stripe */
@@ -49,11 +72,13 @@ struct gw_table {
 	struct gwmem_shm_counters *counters; /* untracked_*_full; may be NULL */
 };
 
-/* Hash of the address's 256-byte span: stripe (low bits) and home (high bits). */
+/* Entries of a stripe's first index (kept together for all stripes). */
+#define GW_TABLE_SMALL 32u
+
+/* Hash of an address: stripe (low bits), index home and check (high half). */
 static inline uint64_t gw_table_hash(uint64_t p)
 {
 	/* murmur3 fmix64 */
-	p >>= 8;
 	p ^= p >> 33;
 	p *= UINT64_C(0xff51afd7ed558ccd);
 	p ^= p >> 33;
@@ -62,45 +87,41 @@ static inline uint64_t gw_table_hash(uint64_t p)
 	return p;
 }
 
-/* Home slot of ptr (hash h) in an array of 'slots' slots (slots >= 16). */
-static inline uint32_t gw_table_home_slot(uint64_t h, uint64_t ptr, uint32_t slots)
-{
-	uint32_t i = (uint32_t)(((h >> 32) * slots) >> 32) + (uint32_t)((ptr >> 4) & 15);
-
-	return i >= slots ? i - slots : i;
-}
-
 static inline struct gwmem_shm_stripe *gw_table_stripe(const struct gw_table *t, uint64_t h)
 {
 	return &t->stripes[(uint32_t)h & (t->nstripes - 1)];
 }
 
 /*
- * Start loading ptr's stripe head and home record for writing.  A caller
+ * Start loading ptr's stripe head and index entry for writing.  A caller
  * with other work to do first (the backtrace) hides most of the miss.
- * Reads the head without its lock: a stale array is only a wasted prefetch.
+ * Reads the index without the lock: a stale one is only a wasted prefetch.
  */
 static inline void gw_table_prefetch(const struct gw_table *t, uint64_t ptr)
 {
-	struct gwmem_shm_stripe *s;
+	const struct gw_table_index *x;
+	const struct gw_table_entry *ent;
 	uint64_t h;
-	uint32_t slots;
+	uint32_t si;
 
 	if (gw_unlikely(!t->nstripes))
 		return;
 	h = gw_table_hash(ptr);
-	s = gw_table_stripe(t, h);
-	__builtin_prefetch(s, 1, 3);
-	slots = __atomic_load_n(&s->slots, __ATOMIC_RELAXED);
-	if (slots) {
-		uint64_t off = __atomic_load_n(&s->offset, __ATOMIC_RELAXED);
-		__builtin_prefetch(t->base + off + (uint64_t)gw_table_home_slot(h, ptr, slots) *
-				   sizeof(struct gwmem_shm_record), 1, 3);
-	}
+	si = (uint32_t)h & (t->nstripes - 1);
+	__builtin_prefetch(&t->stripes[si], 1, 3);
+	x = &t->index[si];
+	ent = __atomic_load_n(&x->ent, __ATOMIC_RELAXED);
+	if (ent)
+		__builtin_prefetch(ent + ((uint32_t)(h >> 32) & __atomic_load_n(&x->mask, __ATOMIC_RELAXED)),
+				   1, 3);
 }
 
-/* Attach to a segment's table (the memory is zero or a copy from a parent). */
-void gw_table_init(struct gw_table *t, struct gw_shm *shm) GW_HIDDEN;
+/*
+ * Attach to a segment's table.  The memory is zero, or a copy whose
+ * records are indexed again here.  Returns false (and t stays unused)
+ * when the private indexes cannot be mapped.
+ */
+bool gw_table_init(struct gw_table *t, struct gw_shm *shm) GW_HIDDEN;
 
 /*
  * Record a live allocation.  An existing record for the same pointer (an

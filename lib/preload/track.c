@@ -166,8 +166,13 @@ int gw_track_init(const struct gwmem_config *cfg)
 	T.keep_segment = cfg->leak_detection.keep_segment_on_exit;
 	T.sample_rate = cfg->leak_detection.sample_rate ? cfg->leak_detection.sample_rate : 1;
 	T.max_frames = h->max_frames;
+	if (tracking && !gw_table_init(&T.table, &T.shm)) {
+		gw_count(mmap_failures);
+		gw_counters_event(GW_EVENT_SHM_FAILED, false,
+				  "cannot map the allocation index; running without tracking");
+		tracking = false;
+	}
 	if (tracking) {
-		gw_table_init(&T.table, &T.shm);
 		gw_stacks_init(&T.stacks, &T.shm, cfg->leak_detection.max_stacks);
 		gw_unwind_init(cfg->leak_detection.unwinder);
 		T.tracking = true;

@@ -1,4 +1,4 @@
-/* tests/unit/test-table.c: striped allocation table, growth, backward-shift deletion, seqlock snapshots */
+/* tests/unit/test-table.c: striped allocation table, dense records, index with backward-shift deletion, growth, seqlock snapshots */
 #include "config.h"
 
 #include <check.h>
@@ -35,7 +35,7 @@ static void make_table_cap(uint32_t max_tracked, uint32_t max_bytes)
 		cfg.leak_detection.max_segment_bytes = max_bytes;
 	ck_assert_int_eq(gw_shm_create(&shm, &cfg, true), 0);
 	gw_shm_publish(&shm);
-	gw_table_init(&tab, &shm);
+	ck_assert(gw_table_init(&tab, &shm));
 	ck_assert_uint_gt(tab.nstripes, 0);
 }
 
@@ -111,59 +111,114 @@ START_TEST(test_table_insert_remove)
 }
 END_TEST
 
-START_TEST(test_table_neighbours_share_lines)
+/* A stripe's records are dense, in insertion order; a freed record is the
+ * next one used. */
+START_TEST(test_table_dense_records)
 {
+	uint64_t p[6];
+	unsigned n = 0;
+
 	make_table(4096);
-	/* the sixteen 16-byte blocks of a 256-byte span: one stripe, adjacent slots */
-	const uint64_t base = UINT64_C(0x7f0000100000);
-	for (unsigned i = 0; i < 16; i++)
-		ck_assert(gw_table_insert(&tab, base + 16 * i, 16, 0, 0, 0, 0));
-	uint32_t s = stripe_of(base), slots = tab.stripes[s].slots;
-	ck_assert_uint_eq(tab.stripes[s].count, 16);
-	uint32_t home = gw_table_home_slot(gw_table_hash(base), base, slots);
-	for (unsigned i = 0; i < 16; i++)
-		ck_assert_uint_eq(recs_of(s)[(home + i) % slots].ptr, base + 16 * i);
+	for (uint64_t v = 4096; n < 6; v += 16)
+		if (stripe_of(v) == 3)
+			p[n++] = v;
+	for (unsigned i = 0; i < 6; i++)
+		ck_assert(gw_table_insert(&tab, p[i], 100 + i, 0, 0, 0, 0));
+	struct gwmem_shm_record *recs = recs_of(3);
+	for (unsigned i = 0; i < 6; i++) {
+		ck_assert_uint_eq(recs[i].ptr, p[i]);
+		ck_assert_uint_eq(recs[i].size, 100 + i);
+	}
+	ck_assert_uint_eq(recs[6].ptr, 0);
+	ck_assert(gw_table_remove(&tab, p[2], NULL));
+	ck_assert(gw_table_remove(&tab, p[4], NULL));
+	ck_assert_uint_eq(recs[2].ptr, 0);
+	ck_assert_uint_eq(recs[4].ptr, 0);
+	/* last freed, first reused */
+	ck_assert(gw_table_insert(&tab, p[4], 7, 0, 0, 0, 0));
+	ck_assert_uint_eq(recs[4].ptr, p[4]);
+	ck_assert(gw_table_insert(&tab, p[2], 8, 0, 0, 0, 0));
+	ck_assert_uint_eq(recs[2].ptr, p[2]);
+	ck_assert_uint_eq(recs[6].ptr, 0);
+	ck_assert_uint_eq(tab.stripes[3].count, 6);
 	drop_table();
 }
 END_TEST
 
+/* Index entries of one probe run: deleting shifts the run back, so every
+ * lookup still finds its pointer and no hole is left. */
 START_TEST(test_table_backward_shift)
 {
 	uint64_t p[4];
 	unsigned n = 0;
 
 	make_table(4096);
-	/* four pointers with the same stripe and home slot: one probe run */
-	ck_assert(gw_table_insert(&tab, 256, 1, 0, 0, 0, 0));   /* gives the stripe its array */
-	uint32_t want_s = stripe_of(256), slots = tab.stripes[want_s].slots;
-	uint32_t want_h = gw_table_home_slot(gw_table_hash(4096), 4096, slots);
+	ck_assert(gw_table_insert(&tab, 256, 1, 0, 0, 0, 0));   /* gives the stripe its index */
+	uint32_t want_s = stripe_of(256), mask = tab.index[want_s].mask;
+	uint32_t want_h = (uint32_t)(gw_table_hash(256) >> 32) & mask;
 	ck_assert(gw_table_remove(&tab, 256, NULL));
-	for (uint64_t v = 4096; n < 4 && v < (UINT64_C(1) << 40); v += 256)
-		if (stripe_of(v) == want_s && gw_table_home_slot(gw_table_hash(v), v, slots) == want_h)
+	for (uint64_t v = 4096; n < 4 && v < (UINT64_C(1) << 40); v += 16)
+		if (stripe_of(v) == want_s && ((uint32_t)(gw_table_hash(v) >> 32) & mask) == want_h)
 			p[n++] = v;
 	ck_assert_uint_eq(n, 4);
 	for (unsigned i = 0; i < 4; i++)
 		ck_assert(gw_table_insert(&tab, p[i], 10 + i, 0, 0, 0, 0));
-	ck_assert_uint_eq(tab.stripes[want_s].slots, slots);
-	struct gwmem_shm_record *recs = recs_of(want_s);
+	ck_assert_uint_eq(tab.index[want_s].mask, mask);
+	const struct gw_table_entry *ent = tab.index[want_s].ent;
 	for (unsigned i = 0; i < 4; i++)
-		ck_assert_uint_eq(recs[(want_h + i) % slots].ptr, p[i]);
+		ck_assert_uint_eq(ent[(want_h + i) & mask].hash, gw_table_hash(p[i]));
 	/* delete the head of the run: the others shift back, no hole remains */
 	ck_assert(gw_table_remove(&tab, p[0], NULL));
 	for (unsigned i = 0; i < 3; i++)
-		ck_assert_uint_eq(recs[(want_h + i) % slots].ptr, p[i + 1]);
-	ck_assert_uint_eq(recs[(want_h + 3) % slots].ptr, 0);
+		ck_assert_uint_eq(ent[(want_h + i) & mask].hash, gw_table_hash(p[i + 1]));
+	ck_assert_uint_eq(ent[(want_h + 3) & mask].hash, 0);
 	/* the middle one */
 	ck_assert(gw_table_remove(&tab, p[2], NULL));
-	ck_assert_uint_eq(recs[want_h].ptr, p[1]);
-	ck_assert_uint_eq(recs[(want_h + 1) % slots].ptr, p[3]);
-	ck_assert_uint_eq(recs[(want_h + 2) % slots].ptr, 0);
+	ck_assert_uint_eq(ent[want_h].hash, gw_table_hash(p[1]));
+	ck_assert_uint_eq(ent[(want_h + 1) & mask].hash, gw_table_hash(p[3]));
+	ck_assert_uint_eq(ent[(want_h + 2) & mask].hash, 0);
+	ck_assert(!gw_table_remove(&tab, p[0], NULL));
+	ck_assert(!gw_table_remove(&tab, p[2], NULL));
 	uint64_t sz;
 	ck_assert(gw_table_remove(&tab, p[3], &sz));
 	ck_assert_uint_eq(sz, 13);
 	ck_assert(gw_table_remove(&tab, p[1], &sz));
 	ck_assert_uint_eq(sz, 11);
 	ck_assert_uint_eq(tab.stripes[want_s].count, 0);
+	drop_table();
+}
+END_TEST
+
+/* A table attached to records that are already there (a copy) indexes them
+ * again: lookups, sizes above 32 bits and the free list all work. */
+START_TEST(test_table_reindex_copy)
+{
+	const uint64_t base = UINT64_C(0x7f0000400000), big = UINT64_C(5) << 32;
+	struct gw_table again;
+
+	make_table(65536);
+	for (uint64_t i = 0; i < 3000; i++)
+		ck_assert(gw_table_insert(&tab, base + i * 32, i % 7 ? 32 : big, 0, 0, 0, 0));
+	for (uint64_t i = 0; i < 3000; i += 3)
+		ck_assert(gw_table_remove(&tab, base + i * 32, NULL));
+	ck_assert(gw_table_init(&again, &shm));
+	ck_assert_uint_eq(gw_table_count(&again), 2000);
+	for (uint64_t i = 0; i < 3000; i++) {
+		uint64_t sz = 0;
+
+		if (i % 3 == 0) {
+			ck_assert(!gw_table_remove(&again, base + i * 32, NULL));
+			continue;
+		}
+		ck_assert(gw_table_remove(&again, base + i * 32, &sz));
+		ck_assert_uint_eq(sz, i % 7 ? 32 : big);
+	}
+	/* every record is free now: new ones reuse them, the arrays stay */
+	uint32_t slots0 = again.stripes[0].slots;
+	for (uint64_t i = 0; i < 3000; i++)
+		ck_assert(gw_table_insert(&again, base + i * 32 + 16, 8, 0, 0, 0, 0));
+	ck_assert_uint_eq(again.stripes[0].slots, slots0);
+	ck_assert_uint_eq(gw_table_count(&again), 3000);
 	drop_table();
 }
 END_TEST
@@ -178,7 +233,7 @@ START_TEST(test_table_full_stripe_counted)
 	uint32_t region = tab.region_slots;
 	ck_assert_uint_eq(region, tab.min_slots);
 	ck_assert_uint_eq(tab.stripe_limit, (2400 * 5 / 4 + tab.nstripes - 1) / tab.nstripes);
-	const uint32_t limit = tab.stripe_limit < GW_TABLE_LIMIT(region) ? tab.stripe_limit : GW_TABLE_LIMIT(region);
+	const uint32_t limit = tab.stripe_limit < region ? tab.stripe_limit : region;
 	for (uint64_t v = 256; ok + refused < region + 20; v += 256) {
 		if (stripe_of(v) != 0)
 			continue;
@@ -212,7 +267,9 @@ START_TEST(test_table_growth)
 	ck_assert_uint_eq(gw_table_count(&tab), n);
 	for (uint32_t s = 0; s < tab.nstripes; s++) {
 		ck_assert_uint_gt(tab.stripes[s].slots, tab.min_slots);
-		ck_assert_uint_le(tab.stripes[s].count, GW_TABLE_GROW_AT(tab.stripes[s].slots));
+		ck_assert_uint_le(tab.stripes[s].count, tab.stripes[s].slots);
+		/* dense: at most half again what is live, plus a page */
+		ck_assert_uint_le(tab.stripes[s].slots, tab.stripes[s].count * 3 / 2 + tab.min_slots);
 	}
 	grown = file_blocks_bytes();
 	used = shm.hdr->allocated_bytes;
@@ -403,8 +460,9 @@ Suite *suite_table(void)
 	Suite *s = suite_create("table");
 	TCase *tc = tcase_create("table");
 	tcase_add_test(tc, test_table_insert_remove);
-	tcase_add_test(tc, test_table_neighbours_share_lines);
+	tcase_add_test(tc, test_table_dense_records);
 	tcase_add_test(tc, test_table_backward_shift);
+	tcase_add_test(tc, test_table_reindex_copy);
 	tcase_add_test(tc, test_table_full_stripe_counted);
 	tcase_add_test(tc, test_table_growth);
 	tcase_add_test(tc, test_table_segment_cap);
