@@ -11,19 +11,25 @@
  *   struct gwmem_shm_module[]      module map (seqlocked by modules_seq)
  *   struct gwmem_shm_stripe[]      nstripes stripe heads, one cache line each
  *   stack table                    stack_capacity entries of stack_stride bytes
- *   record regions                 per stripe two regions of slots_per_stripe
- *                                  records each (version 2)
+ *   record area                    nstripes * 2 * slots_per_stripe records
+ *                                  (version 3; version 2: per stripe two
+ *                                  regions of slots_per_stripe records)
  *
  * Version 2: the file's apparent size (segment_size) is fixed at creation
  * from the configured limits, but it is sparse: the writer backs a page
  * with memory (fallocate) only before it first writes it, so the memory a
  * segment uses (allocated_bytes, what `du` shows) follows the live
  * allocations and stacks, not the limits.  A stripe's records are one
- * array that lives in one of the stripe's two regions; when it fills up the
- * writer builds a larger array in the other region and releases (punches)
- * the old one.  Readers read only what live counts say: the stripe arrays
- * named by the heads, stacks below counters.stacks_used, modules below
- * modules_count.  Pages outside those may be holes.
+ * array of at most slots_per_stripe records anywhere in the record area
+ * (version 3: arrays of all stripes share it, small ones packed); when it
+ * fills up the writer builds a larger array elsewhere in the area and
+ * releases (punches) the old one.  Readers read only what live counts say:
+ * the stripe arrays named by the heads, stacks below counters.stacks_used,
+ * modules below modules_count.  Pages outside those may be holes.
+ *
+ * Version 2 (still read): the same, but stripe s's array was always at one
+ * of two fixed regions, records_offset + (2 * s + 0 or 1) *
+ * slots_per_stripe * 32.
  *
  * Version 1 (still read): stripe heads came after the stack table, the
  * stack table was an open-addressing hash of stack_capacity (a power of
@@ -53,7 +59,7 @@
 #include <stdint.h>
 
 #define GWMEM_SHM_MAGIC         UINT64_C(0x314d48534d454d47) /* "GMEMSHM1" little-endian */
-#define GWMEM_SHM_VERSION       2u
+#define GWMEM_SHM_VERSION       3u
 #define GWMEM_SHM_VERSION_MIN   1u   /* oldest layout readers still accept */
 #define GWMEM_SHM_PREFIX        "gwmem."
 #define GWMEM_SHM_HEADER_SIZE   8192u
@@ -157,9 +163,9 @@ struct gwmem_shm_stripe {
 	uint64_t inserted;     /* records ever inserted */
 	uint64_t removed;      /* records ever removed */
 	uint64_t full;         /* inserts refused: stripe full */
-	uint64_t offset;       /* v2: file offset of the current array: one of the
-				  stripe's two regions (records_offset +
-				  (2 * s + 0 or 1) * slots_per_stripe * 32) */
+	uint64_t offset;       /* v2+: file offset of the current array of slots
+				  records, inside the record area (v2: one of
+				  the stripe's two regions) */
 	uint64_t reserved;
 };
 

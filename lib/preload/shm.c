@@ -83,7 +83,8 @@ void gw_shm_geometry(const struct gwmem_config *cfg, bool tracking, struct gw_sh
 		 * 32 stripes up to 262,144 tracked allocations; above, one per
 		 * 2,048 (at most 1024), so that a stripe's array stays small
 		 * enough for a reader to copy it between two writes of a busy
-		 * process.  Each stripe in use costs at least a page.
+		 * process.  Small arrays share pages (table.h), so many
+		 * stripes cost little memory.
 		 */
 		uint64_t want_stripes = cfg->leak_detection.max_tracked_allocations / 2048;
 		g->nstripes = cfg->leak_detection.max_tracked_allocations <= 262144 ? GW_SHM_STRIPES

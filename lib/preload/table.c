@@ -133,31 +133,158 @@ static GW_NOINLINE bool index_grow(struct gw_table *t, uint32_t si)
 	return true;
 }
 
+/* --- the record area ------------------------------------------------------ */
+
+/* Size class of an array of 'slots' records (a class size, or the largest). */
+static unsigned array_class(const struct gw_table *t, uint32_t slots)
+{
+	unsigned k = 0;
+
+	while (k + 1 < GW_TABLE_CLASSES && ((uint64_t)t->min_slots << k) < slots)
+		k++;
+	return k;
+}
+
+static uint32_t class_slots(const struct gw_table *t, unsigned k)
+{
+	uint64_t n = (uint64_t)t->min_slots << k;
+
+	return n < t->region_slots ? (uint32_t)n : t->region_slots;
+}
+
+static uint64_t unit_mask(unsigned units, unsigned at)
+{
+	return (units >= 64 ? ~UINT64_C(0) : (UINT64_C(1) << units) - 1) << at;
+}
+
+/* An array of a page or more (class k): a free one, or a new one from the
+ * unused end of the area, page-aligned.  Area lock held.  Returns 0 when
+ * the area is used up. */
+static uint64_t page_take(struct gw_table *t, unsigned k)
+{
+	const uint64_t bytes = (uint64_t)class_slots(t, k) * sizeof(struct gwmem_shm_record);
+	const uint64_t page = gw_os_page_size();
+	uint64_t at;
+
+	if (t->nspare[k])
+		return t->spare[(uint64_t)k * 2 * t->nstripes + --t->nspare[k]];
+	at = (t->area_next + page - 1) / page * page;
+	if (at > t->area_end || bytes > t->area_end - at)
+		return 0;
+	t->area_next = at + bytes;
+	return at;
+}
+
+/* Area lock held; the pages were given back already.  A class never has
+ * more than 2 * nstripes arrays (a stripe's own, the small pages), so the
+ * list cannot overflow; if it did, only address space would be lost. */
+static void page_put(struct gw_table *t, unsigned k, uint64_t off)
+{
+	if (t->nspare[k] < 2 * t->nstripes)
+		t->spare[(uint64_t)k * 2 * t->nstripes + t->nspare[k]++] = off;
+}
+
+/* The small page that holds off, or NULL. */
+static struct gw_table_small *small_page_of(struct gw_table *t, uint64_t off)
+{
+	const uint64_t page = gw_os_page_size();
+
+	for (uint32_t i = 0; i < t->nsmall_pages; i++)
+		if (off - t->small_pages[i].off < page)
+			return &t->small_pages[i];
+	return NULL;
+}
+
+/* An array of 'units' units (a power of two below a page), aligned to its
+ * size, from a small page with room or from a new one.  Area lock held. */
+static uint64_t small_take(struct gw_table *t, unsigned units)
+{
+	const unsigned per_page = (unsigned)(gw_os_page_size() / t->unit);
+	uint64_t off;
+
+	for (uint32_t i = 0; i < t->nsmall_pages; i++) {
+		struct gw_table_small *sp = &t->small_pages[i];
+
+		for (unsigned at = 0; at + units <= per_page; at += units) {
+			if (sp->used & unit_mask(units, at))
+				continue;
+			sp->used |= unit_mask(units, at);
+			return sp->off + (uint64_t)at * t->unit;
+		}
+	}
+	if (t->nsmall_pages >= 2 * t->nstripes)
+		return 0;
+	off = page_take(t, t->small_classes);
+	if (off) {
+		t->small_pages[t->nsmall_pages].off = off;
+		t->small_pages[t->nsmall_pages].used = unit_mask(units, 0);
+		t->nsmall_pages++;
+	}
+	return off;
+}
+
+/* Area lock held.  A page whose arrays are all free goes back, memory and all. */
+static void small_put(struct gw_table *t, unsigned units, uint64_t off)
+{
+	struct gw_table_small *sp = small_page_of(t, off);
+
+	if (!sp)
+		return;
+	sp->used &= ~unit_mask(units, (unsigned)((off - sp->off) / t->unit));
+	if (sp->used)
+		return;
+	gw_shm_release(t->shm, sp->off, gw_os_page_size());
+	page_put(t, t->small_classes, sp->off);
+	*sp = t->small_pages[--t->nsmall_pages];
+}
+
+/* An array of class k, or 0 when the area is used up. */
+static uint64_t area_take(struct gw_table *t, unsigned k)
+{
+	uint64_t off;
+
+	gw_spin_lock_word(&t->area_lock);
+	off = k < t->small_classes ? small_take(t, 1u << k) : page_take(t, k);
+	gw_spin_unlock_word(&t->area_lock);
+	return off;
+}
+
+/* Give back an array of class k; the pages of a large one are released. */
+static void area_put(struct gw_table *t, unsigned k, uint64_t off)
+{
+	if (k >= t->small_classes)
+		gw_shm_release(t->shm, off, (uint64_t)class_slots(t, k) * sizeof(struct gwmem_shm_record));
+	gw_spin_lock_word(&t->area_lock);
+	if (k < t->small_classes)
+		small_put(t, 1u << k, off);
+	else
+		page_put(t, k, off);
+	gw_spin_unlock_word(&t->area_lock);
+}
+
 /*
- * Move the stripe's records into a larger array in its other region, in
- * the same order (the index names records by number).  Called with the
- * stripe lock held.  The new pages are backed before readers can see them;
- * the old ones are given back after the head points at the new array, so
- * a reader still copying the old one sees seq move and retries.
+ * Move the stripe's records into an array twice as large, in the same
+ * order (the index names records by number).  Called with the stripe lock
+ * held.  The new pages are backed before readers can see them; the old
+ * array is given back after the head points at the new one, so a reader
+ * still copying it sees seq move and retries.
  */
-static GW_NOINLINE bool records_grow(struct gw_table *t, struct gwmem_shm_stripe *s, uint32_t si)
+static GW_NOINLINE bool records_grow(struct gw_table *t, struct gwmem_shm_stripe *s)
 {
 	const uint64_t rsize = sizeof(struct gwmem_shm_record);
 	const uint32_t old_slots = s->slots;
 	const uint64_t old_off = s->offset;
-	const uint64_t region_a = t->records_offset + (uint64_t)si * 2 * t->region_slots * rsize;
-	const uint64_t region_b = region_a + (uint64_t)t->region_slots * rsize;
 	struct gwmem_shm_record *old = old_slots ? stripe_records(t, s) : NULL, *nw;
+	unsigned k = old_slots ? array_class(t, old_slots) + 1 : 0;
 	uint64_t new_slots, new_off;
 
-	if (old_slots >= t->region_slots)
+	if (old_slots >= t->region_slots || k >= GW_TABLE_CLASSES)
 		return false;
-	new_slots = old_slots ? (uint64_t)old_slots + old_slots / 2 : t->min_slots;
-	new_slots = (new_slots + t->min_slots - 1) / t->min_slots * t->min_slots;
-	if (new_slots > t->region_slots)
-		new_slots = t->region_slots;
-	new_off = old_slots && old_off == region_a ? region_b : region_a;
-	if (gw_shm_back(t->shm, new_off, new_slots * rsize) < 0) {
+	new_slots = class_slots(t, k);
+	new_off = area_take(t, k);
+	if (!new_off || gw_shm_back(t->shm, new_off, new_slots * rsize) < 0) {
+		if (new_off)
+			area_put(t, k, new_off);   /* nothing of it was written */
 		if (t->counters)
 			__atomic_fetch_add(&t->counters->untracked_segment_full, 1, __ATOMIC_RELAXED);
 		gw_counters_event(GW_EVENT_TABLE_FULL, false,
@@ -167,8 +294,8 @@ static GW_NOINLINE bool records_grow(struct gw_table *t, struct gwmem_shm_stripe
 		return false;
 	}
 	nw = (struct gwmem_shm_record *)(t->base + new_off);
-	/* a region whose pages could not be punched earlier still holds old
-	 * records: only ptr says whether a slot is used */
+	/* a free array, or pages that could not be punched, hold old records:
+	 * only ptr says whether a slot is used */
 	for (uint64_t i = old_slots; i < new_slots; i++)
 		ST(&nw[i].ptr, 0);
 	for (uint32_t i = 0; i < old_slots; i++)
@@ -179,7 +306,7 @@ static GW_NOINLINE bool records_grow(struct gw_table *t, struct gwmem_shm_stripe
 	ST(&s->slots, (uint32_t)new_slots);
 	write_end(s);
 	if (old_slots)
-		gw_shm_release(t->shm, old_off, (uint64_t)old_slots * rsize);
+		area_put(t, k - 1, old_off);
 	return true;
 }
 
@@ -220,31 +347,64 @@ bool gw_table_init(struct gw_table *t, struct gw_shm *shm)
 	memset(t, 0, sizeof(*t));
 	if (!hdr || !hdr->nstripes || !hdr->slots_per_stripe)
 		return true;
-	priv = (size_t)hdr->nstripes *
-	       (sizeof(struct gw_table_index) + GW_TABLE_SMALL * sizeof(struct gw_table_entry));
+	/* indexes, first indexes and the free-array lists: private memory,
+	 * pages touched as they are used */
+	priv = (size_t)hdr->nstripes * (sizeof(struct gw_table_index) +
+					 GW_TABLE_SMALL * sizeof(struct gw_table_entry) +
+					 2 * GW_TABLE_CLASSES * sizeof(uint64_t) +
+					 2 * sizeof(struct gw_table_small));
 	mem = gw_os_map(priv);
 	if (!mem)
 		return false;
 	t->small = mem;
 	t->index = (struct gw_table_index *)(t->small + (size_t)hdr->nstripes * GW_TABLE_SMALL);
+	t->spare = (uint64_t *)(t->index + hdr->nstripes);
+	t->small_pages = (struct gw_table_small *)(t->spare + (size_t)2 * GW_TABLE_CLASSES * hdr->nstripes);
 	t->base = (char *)hdr;
 	t->shm = shm;
 	t->stripes = (struct gwmem_shm_stripe *)(t->base + hdr->stripes_offset);
 	t->records_offset = hdr->records_offset;
 	t->nstripes = hdr->nstripes;
 	t->region_slots = hdr->slots_per_stripe;
-	t->min_slots = (uint32_t)(gw_os_page_size() / sizeof(struct gwmem_shm_record));
-	if (t->min_slots < 16)
-		t->min_slots = 16;
+	t->area_next = t->records_offset;
+	t->area_end = t->records_offset +
+		      (uint64_t)t->nstripes * 2 * t->region_slots * sizeof(struct gwmem_shm_record);
+	/* the smallest array: 8 records, or 1/64 of a page (a small page's
+	 * units fit one 64-bit mask) */
+	t->unit = GW_TABLE_FIRST * sizeof(struct gwmem_shm_record);
+	if (t->unit < gw_os_page_size() / 64)
+		t->unit = (uint32_t)(gw_os_page_size() / 64);
+	t->min_slots = t->unit / sizeof(struct gwmem_shm_record);
 	if (t->min_slots > t->region_slots)
 		t->min_slots = t->region_slots;
+	while (((uint64_t)t->unit << t->small_classes) < gw_os_page_size())
+		t->small_classes++;
 	t->counters = &hdr->counters;
 	uint64_t share = ((uint64_t)hdr->config.max_tracked_allocations * 5 / 4 + t->nstripes - 1) / t->nstripes;
 	t->stripe_limit = share < UINT32_MAX / 2 ? (uint32_t)share : UINT32_MAX / 2;
 	if (t->stripe_limit < 1)
 		t->stripe_limit = 1;
 	for (uint32_t si = 0; si < t->nstripes; si++) {
-		if (t->stripes[si].slots && !reindex(t, si)) {
+		const struct gwmem_shm_stripe *s = &t->stripes[si];
+		uint64_t end = s->offset + (uint64_t)s->slots * sizeof(struct gwmem_shm_record);
+
+		if (!s->slots)
+			continue;
+		/* a copy: new arrays come after the ones in use */
+		if (end > t->area_next)
+			t->area_next = end;
+		unsigned k = array_class(t, s->slots);
+		if (k < t->small_classes) {
+			struct gw_table_small *sp = small_page_of(t, s->offset);
+			if (!sp && t->nsmall_pages < 2 * t->nstripes) {
+				sp = &t->small_pages[t->nsmall_pages++];
+				sp->off = s->offset / gw_os_page_size() * gw_os_page_size();
+				sp->used = 0;
+			}
+			if (sp)
+				sp->used |= unit_mask(1u << k, (unsigned)((s->offset - sp->off) / t->unit));
+		}
+		if (!reindex(t, si)) {
 			gw_os_unmap(mem, priv);
 			memset(t, 0, sizeof(*t));
 			return false;
@@ -307,7 +467,7 @@ bool gw_table_insert(struct gw_table *t, uint64_t ptr, uint64_t size, uint32_t s
 		rec = x->free - 1;
 		x->free = (uint32_t)stripe_records(t, s)[rec].size;
 	} else {
-		if (gw_unlikely(x->used >= s->slots) && !records_grow(t, s, si))
+		if (gw_unlikely(x->used >= s->slots) && !records_grow(t, s))
 			return refuse(t, s);
 		rec = x->used++;
 	}

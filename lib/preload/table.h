@@ -13,15 +13,19 @@
  * writes its record; an insert takes the record a remove freed last, so
  * the records of a churning program stay in cache.
  *
- * The record array grows with the live records: from one page, by half
- * again when every record is in use, into the stripe's other region (shm.c
- * backs its pages first), after which the old array's pages are given
- * back.  The index doubles when it is half full.  The cost of an operation
- * depends on the live records of its stripe, never on
- * max_tracked_allocations, which only bounds the regions.  Past the
- * stripe's share of max_tracked_allocations (x 5/4 for imbalance), when
- * the region is full, or when the segment or the index cannot grow,
- * inserts are refused and counted.
+ * The record arrays of all stripes share the segment's record area: an
+ * array holds 8, 16, 32 ... records (up to slots_per_stripe), and doubles
+ * when every record in it is in use.  Arrays smaller than a page are cut
+ * buddy-fashion from pages kept for them, so a stripe with a few records
+ * costs 256 bytes, not a page, and a page whose arrays are all free is
+ * given back.  Larger arrays come from the free arrays of their size or
+ * from the area's unused end, page-aligned, and their pages are given back
+ * (hole punched) when the stripe outgrows them.  shm.c backs every page
+ * before it is written.  The index doubles when it is half full.  The
+ * cost of an operation depends on the live records of its stripe, never on
+ * max_tracked_allocations, which only bounds the area.  Past the stripe's
+ * share of max_tracked_allocations (x 5/4 for imbalance), or when the
+ * segment or the index cannot grow, inserts are refused and counted.
  */
 #ifndef GW_TABLE_H
 #define GW_TABLE_H
@@ -57,6 +61,19 @@ struct gw_table_index {
 	uint32_t mapped;      /* ent was mapped for this stripe (not the small area) */
 };
 
+/* Entries of a stripe's first index (kept together for all stripes). */
+#define GW_TABLE_SMALL 32u
+/* Records of a stripe's first array; array sizes are this times 2^k. */
+#define GW_TABLE_FIRST 8u
+/* Size classes of arrays: GW_TABLE_FIRST << k, k < GW_TABLE_CLASSES. */
+#define GW_TABLE_CLASSES 32u
+
+/* A page of the record area cut into arrays smaller than a page. */
+struct gw_table_small {
+	uint64_t off;                        /* file offset of the page */
+	uint64_t used;                       /* units in use, one bit each */
+};
+
 struct gw_table {
 	struct gwmem_shm_stripe *stripes;
 	char *base;                          /* the segment */
@@ -64,16 +81,23 @@ struct gw_table {
 	struct gw_table_index *index;        /* nstripes private indexes */
 	struct gw_table_entry *small;        /* nstripes first indexes of GW_TABLE_SMALL entries */
 	uint64_t records_offset;
+	uint64_t area_end;                   /* end of the record area (file offset) */
+	uint64_t area_next;                  /* its unused part starts here */
+	uint64_t *spare;                     /* free arrays of a page or more:
+						GW_TABLE_CLASSES lists of 2 * nstripes */
+	uint32_t nspare[GW_TABLE_CLASSES];   /* free arrays per size class */
+	struct gw_table_small *small_pages;  /* pages cut into arrays smaller than a page */
+	uint32_t nsmall_pages;               /* of at most 2 * nstripes */
+	uint32_t small_classes;              /* classes below a page */
+	uint32_t unit;                       /* bytes of the smallest array */
+	uint32_t area_lock;                  /* area_next, free arrays, small pages */
 	uint32_t nstripes;
 	uint32_t region_slots;               /* largest array of a stripe */
-	uint32_t min_slots;                  /* first array: one page */
+	uint32_t min_slots;                  /* first array: GW_TABLE_FIRST records */
 	uint32_t stripe_limit;               /* records a stripe accepts: its share of
 						max_tracked_allocations, with room for imbalance */
 	struct gwmem_shm_counters *counters; /* untracked_*_full; may be NULL */
 };
-
-/* Entries of a stripe's first index (kept together for all stripes). */
-#define GW_TABLE_SMALL 32u
 
 /* Hash of an address: stripe (low bits), index home and check (high half). */
 static inline uint64_t gw_table_hash(uint64_t p)

@@ -342,8 +342,14 @@ static bool stripe_array(const struct gw_view *v, uint32_t s, const struct gwmem
 		return true;
 	if (*slots > h->slots_per_stripe)
 		return false;
-	return *off == h->records_offset + (uint64_t)s * 2 * region ||
-	       *off == h->records_offset + ((uint64_t)s * 2 + 1) * region;
+	if (h->version == 2)
+		return *off == h->records_offset + (uint64_t)s * 2 * region ||
+		       *off == h->records_offset + ((uint64_t)s * 2 + 1) * region;
+	/* v3: anywhere in the record area, whole records */
+	const uint64_t area = (uint64_t)h->nstripes * 2 * region;
+	return *off >= h->records_offset && (*off - h->records_offset) % sizeof(struct gwmem_shm_record) == 0 &&
+	       *off - h->records_offset <= area &&
+	       (uint64_t)*slots * sizeof(struct gwmem_shm_record) <= area - (*off - h->records_offset);
 }
 
 /* A stuck writer: spin, then yield (spin.h), then sleep, so that a reader

@@ -231,7 +231,7 @@ START_TEST(test_table_full_stripe_counted)
 	 * share of max_tracked_allocations (x 5/4) */
 	make_table(2400);
 	uint32_t region = tab.region_slots;
-	ck_assert_uint_eq(region, tab.min_slots);
+	ck_assert_uint_eq(tab.min_slots, GW_TABLE_FIRST);
 	ck_assert_uint_eq(tab.stripe_limit, (2400 * 5 / 4 + tab.nstripes - 1) / tab.nstripes);
 	const uint32_t limit = tab.stripe_limit < region ? tab.stripe_limit : region;
 	for (uint64_t v = 256; ok + refused < region + 20; v += 256) {
@@ -268,13 +268,20 @@ START_TEST(test_table_growth)
 	for (uint32_t s = 0; s < tab.nstripes; s++) {
 		ck_assert_uint_gt(tab.stripes[s].slots, tab.min_slots);
 		ck_assert_uint_le(tab.stripes[s].count, tab.stripes[s].slots);
-		/* dense: at most half again what is live, plus a page */
-		ck_assert_uint_le(tab.stripes[s].slots, tab.stripes[s].count * 3 / 2 + tab.min_slots);
+		/* dense: at most twice what is live */
+		ck_assert_uint_le(tab.stripes[s].slots, tab.stripes[s].count * 2);
 	}
 	grown = file_blocks_bytes();
 	used = shm.hdr->allocated_bytes;
 	/* 64 bytes a record at most, plus the header */
 	ck_assert_uint_le(grown, 64 * n + 128 * 1024);
+	/* nothing but the current arrays: the small pages and the arrays the
+	 * stripes outgrew were all given back */
+	uint64_t arrays = 0;
+	for (uint32_t s = 0; s < tab.nstripes; s++)
+		arrays += (uint64_t)tab.stripes[s].slots * sizeof(struct gwmem_shm_record);
+	ck_assert_uint_le(grown, arrays + 128 * 1024);
+	ck_assert_uint_eq(tab.nsmall_pages, 0);
 	ck_assert_uint_le(used, 64 * n + 128 * 1024);
 	ck_assert_uint_ge(used, 32 * n);
 	for (uint64_t i = 0; i < n; i++) {
@@ -283,6 +290,55 @@ START_TEST(test_table_growth)
 		ck_assert_uint_eq(sz, 48);
 	}
 	ck_assert_uint_eq(gw_table_count(&tab), 0);
+	drop_table();
+}
+END_TEST
+
+/* Many stripes with a few records each: their arrays are packed into
+ * shared pages, so memory follows the records, not the stripe count, and
+ * an array a stripe outgrew is reused by the next one that needs its size. */
+START_TEST(test_table_small_arrays_packed)
+{
+	const uint64_t n = 2000, base = UINT64_C(0x7f0000800000);
+	uint64_t before;
+
+	make_table(4000000);
+	ck_assert_uint_eq(tab.nstripes, 1024);
+	before = file_blocks_bytes();
+	for (uint64_t i = 0; i < n; i++)
+		ck_assert(gw_table_insert(&tab, base + i * 64, 64, 0, 0, 0, 0));
+	/* 2000 records over about 870 stripes: 256-byte arrays, not pages
+	 * (which would take 3.5 MB) */
+	ck_assert_uint_le(file_blocks_bytes() - before, 64 * n + 256 * tab.nstripes);
+
+	/* stripe 5 grows from 8 to 16 records: its 8-record array is free... */
+	uint64_t p[9];
+	unsigned k = 0;
+	for (uint64_t v = base + n * 64; k < 9; v += 16)
+		if (stripe_of(v) == 5)
+			p[k++] = v;
+	while (tab.stripes[5].count)
+		for (uint64_t i = 0; i < n; i++)
+			if (stripe_of(base + i * 64) == 5)
+				gw_table_remove(&tab, base + i * 64, NULL);
+	uint64_t first = tab.stripes[5].offset;
+	for (unsigned i = 0; i < 9; i++)
+		ck_assert(gw_table_insert(&tab, p[i], 16, 0, 0, 0, 0));
+	ck_assert_uint_eq(tab.stripes[5].slots, 2 * GW_TABLE_FIRST);
+	ck_assert_uint_ne(tab.stripes[5].offset, first);
+	/* ...and the next stripe that needs an 8-record array gets it */
+	uint32_t empty = 0;
+	while (empty < tab.nstripes && tab.stripes[empty].slots)
+		empty++;
+	ck_assert_uint_lt(empty, tab.nstripes);
+	for (uint64_t v = UINT64_C(0x7e0000000000);; v += 16) {
+		if (stripe_of(v) != empty)
+			continue;
+		ck_assert(gw_table_insert(&tab, v, 1, 0, 0, 0, 0));
+		break;
+	}
+	ck_assert_uint_eq(tab.stripes[empty].offset, first);
+	ck_assert_uint_eq(tab.stripes[empty].count, 1);
 	drop_table();
 }
 END_TEST
@@ -465,6 +521,7 @@ Suite *suite_table(void)
 	tcase_add_test(tc, test_table_reindex_copy);
 	tcase_add_test(tc, test_table_full_stripe_counted);
 	tcase_add_test(tc, test_table_growth);
+	tcase_add_test(tc, test_table_small_arrays_packed);
 	tcase_add_test(tc, test_table_segment_cap);
 	tcase_add_test(tc, test_table_concurrent_snapshots);
 	tcase_add_test(tc, test_table_view_while_growing);

@@ -237,6 +237,28 @@ START_TEST(test_bad_stripe_array)
 	sb_stripe(seg, 3)->slots = SB_SLOTS + 1;
 	ck_assert_int_eq(gw_view_from_memory(&v, seg, SB_SIZE), 0);
 	ck_assert_int_eq(gw_view_snapshot(&v, NULL, NULL, NULL), GW_VIEW_ERR_CORRUPT);
+	/* outside the record area, past its end, or not on a record */
+	const uint64_t bad_offsets[] = {
+		H(seg)->records_offset - 32,
+		H(seg)->records_offset + (uint64_t)SB_STRIPES * 2 * SB_SLOTS * 32 - 32,
+		sb_stripe(seg, 0)->offset + 8,
+	};
+	for (unsigned i = 0; i < sizeof(bad_offsets) / sizeof(bad_offsets[0]); i++) {
+		free(seg);
+		seg = valid_segment();
+		sb_stripe(seg, 0)->offset = bad_offsets[i];
+		ck_assert_int_eq(gw_view_from_memory(&v, seg, SB_SIZE), 0);
+		ck_assert_int_eq(gw_view_snapshot(&v, NULL, NULL, NULL), GW_VIEW_ERR_CORRUPT);
+	}
+	/* layout 2 placed a stripe's array in one of its own two regions only */
+	free(seg);
+	seg = valid_segment();
+	H(seg)->version = 2;
+	struct gwmem_shm_record *b = sb_slots(seg, 0);
+	sb_stripe(seg, 0)->offset += 4 * SB_SLOTS * sizeof(struct gwmem_shm_record);
+	memmove(b + 4 * SB_SLOTS, b, SB_SLOTS * sizeof(*b));
+	ck_assert_int_eq(gw_view_from_memory(&v, seg, SB_SIZE), 0);
+	ck_assert_int_eq(gw_view_snapshot(&v, NULL, NULL, NULL), GW_VIEW_ERR_CORRUPT);
 	/* an array in the second region, or none yet, is fine */
 	free(seg);
 	seg = valid_segment();
