@@ -46,9 +46,11 @@
 /*
  * Serves allocations made before the pools and the next allocator are
  * usable (the loader, dlsym).  Each block has a 16-byte header with its
- * size; free() of an arena block is a no-op.
+ * size; free() of an arena block is a no-op.  It is static memory and, like
+ * every mapping, counts against RLIMIT_AS whether used or not: dlsym's few
+ * small blocks need far less than this.
  */
-#define BOOT_SIZE (256 * 1024)
+#define BOOT_SIZE (64 * 1024)
 static char boot_arena[BOOT_SIZE] __attribute__((aligned(64)));
 static size_t boot_used;
 

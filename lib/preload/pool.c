@@ -5,8 +5,9 @@
  * At start one address range is reserved (PROT_NONE) and cut into one
  * region per class, each holding max_chunks chunk slots (fewer where the
  * address-space budget says so: 3 GiB targets get a smaller reservation,
- * and so does a process under RLIMIT_AS, see pool_budget(); gw_pool_trim()
- * gives the unused part back when the next allocator runs out).  A chunk is made
+ * and so does a process under RLIMIT_AS, see pool_budget(), whose chunks
+ * are small too, see class_bpc(); gw_pool_trim() gives the unused part back
+ * when the next allocator runs out).  A chunk is made
  * usable (mprotect) the first time a slot is needed and carved lazily, so
  * untouched blocks cost no memory.  A block's class follows from its
  * address (regions are equal powers of two), so blocks carry no header; a freed block holds
@@ -213,6 +214,8 @@ static void *reserve_aligned(size_t len, size_t align)
 /* The address space that bounds the process (RLIMIT_AS, or 4 GiB on a
  * 32-bit target); 0 when nothing does, and gw_pool_trim never helps. */
 static uint64_t as_limit;
+/* an RLIMIT_AS is set (not merely a 32-bit address space) */
+static bool as_rlimit;
 
 static uint64_t pool_budget(void)
 {
@@ -221,6 +224,7 @@ static uint64_t pool_budget(void)
 
 	as_limit = sizeof(void *) < 8 ? UINT64_C(1) << 32 : 0;
 	if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		as_rlimit = true;
 		if (!as_limit || (uint64_t)rl.rlim_cur < as_limit)
 			as_limit = (uint64_t)rl.rlim_cur;
 		if ((uint64_t)rl.rlim_cur / 16 < budget)
@@ -240,6 +244,25 @@ static uint64_t pool_budget(void)
 		}
 	}
 	return budget;
+}
+
+/*
+ * Under an address-space limit a chunk is at most GW_POOL_LIMITED_CHUNK
+ * bytes: every class in use holds at least one committed chunk for good,
+ * and with the default 256 blocks the large classes would keep 64-256 KiB
+ * each that the next allocator can never have, even after gw_pool_trim.
+ */
+#define GW_POOL_LIMITED_CHUNK (16u * 1024u)
+
+static uint32_t class_bpc(unsigned cls, uint32_t bpc)
+{
+	size_t size = gw_pool_class_size(cls);
+
+	if (as_rlimit && (uint64_t)size * bpc > GW_POOL_LIMITED_CHUNK) {
+		uint32_t n = (uint32_t)(GW_POOL_LIMITED_CHUNK / size);
+		return n < 8 ? 8 : n;
+	}
+	return bpc;
 }
 
 static void cache_destructor(void *arg);
@@ -301,7 +324,8 @@ int gw_pool_init(const struct gwmem_config *cfg)
 		uint64_t biggest = 0;
 		ncls = ncls_wanted;
 		for (unsigned i = 0; i < ncls; i++) {
-			uint64_t chunk = (uint64_t)gw_pool_class_size(i) * bpc;
+			classes[i].blocks_per_chunk = class_bpc(i, bpc);
+			uint64_t chunk = (uint64_t)gw_pool_class_size(i) * classes[i].blocks_per_chunk;
 			uint64_t slots = max_chunks;
 			if (chunk * slots > region_max)
 				slots = region_max / chunk;
@@ -363,8 +387,7 @@ int gw_pool_init(const struct gwmem_config *cfg)
 		pthread_mutex_init(&c->lock, NULL);
 		c->index = i;
 		c->size = size;
-		c->blocks_per_chunk = bpc;
-		c->chunk_bytes = (size_t)size * bpc;
+		c->chunk_bytes = (size_t)size * c->blocks_per_chunk;
 		c->partial_head = NO_CHUNK;
 		c->last_release_ns = gw_os_monotonic_ns();   /* the interval starts now */
 		c->chunks = chunks;

@@ -72,8 +72,8 @@ void gw_shm_geometry(const struct gwmem_config *cfg, bool tracking, struct gw_sh
 	/* under an address-space limit the segment takes a small share of it:
 	 * the program must keep about what glibc alone would give it */
 	struct rlimit rl;
-	if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    cap > rl.rlim_cur / GW_SHM_RLIMIT_SHARE)
+	bool limited = getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY;
+	if (limited && cap > rl.rlim_cur / GW_SHM_RLIMIT_SHARE)
 		cap = rl.rlim_cur / GW_SHM_RLIMIT_SHARE;
 	if (cap < GW_SHM_MIN_BYTES)
 		cap = GW_SHM_MIN_BYTES;
@@ -94,9 +94,14 @@ void gw_shm_geometry(const struct gwmem_config *cfg, bool tracking, struct gw_sh
 		off += (uint64_t)g->nstripes * sizeof(struct gwmem_shm_stripe);
 	}
 	g->initial = align_up(off, page);
-	g->modules_offset = off;
-	g->modules_capacity = GW_SHM_MODULES;
-	off = align_up(off + (uint64_t)GW_SHM_MODULES * sizeof(struct gwmem_shm_module), page);
+	if (tracking) {
+		/* the module map names the frames of recorded stacks: without
+		 * tracking there are none, and its 70 KiB of address space
+		 * would only count against RLIMIT_AS */
+		g->modules_offset = off;
+		g->modules_capacity = GW_SHM_MODULES;
+		off = align_up(off + (uint64_t)GW_SHM_MODULES * sizeof(struct gwmem_shm_module), page);
+	}
 
 	if (tracking) {
 		uint32_t frames = cfg->leak_detection.max_frames;
@@ -115,8 +120,12 @@ void gw_shm_geometry(const struct gwmem_config *cfg, bool tracking, struct gw_sh
 		g->stack_stride = 16 + 8 * frames;
 		/* entries are appended: the table never holds more than the
 		 * limit, and never more than the cap can back */
-		if (stacks * g->stack_stride > cap)
-			stacks = cap / g->stack_stride;
+		/* the whole mapping counts against RLIMIT_AS, sparse or not:
+		 * under a limit the stack table and the record regions share
+		 * the cap (a quarter and a half) instead of spanning it each */
+		const uint64_t stack_cap = limited ? cap / 4 : cap;
+		if (stacks * g->stack_stride > stack_cap)
+			stacks = stack_cap / g->stack_stride;
 		g->stack_capacity = (uint32_t)stacks;
 		g->stacks_offset = off;
 		off = align_up(off + stacks * g->stack_stride, page);
@@ -131,7 +140,7 @@ void gw_shm_geometry(const struct gwmem_config *cfg, bool tracking, struct gw_sh
 		if (want < 16)
 			want = 16;
 		slots = (want * 5 + 4 * g->nstripes - 1) / (4 * g->nstripes);
-		region_max = cap / g->nstripes / sizeof(struct gwmem_shm_record);
+		region_max = (limited ? cap / 4 : cap) / g->nstripes / sizeof(struct gwmem_shm_record);
 		if (slots > region_max)
 			slots = region_max;
 		slots = align_up(slots, page_slots);
