@@ -22,6 +22,14 @@ void gw_counters_attach(struct gwmem_shm_counters *area)
 	__atomic_store_n(&gw_counters, area, __ATOMIC_RELEASE);
 }
 
+void gw_counters_detach(void)
+{
+	if (gw_counters == &static_counters)
+		return;
+	memcpy(&static_counters, gw_counters, sizeof(static_counters));
+	__atomic_store_n(&gw_counters, &static_counters, __ATOMIC_RELEASE);
+}
+
 static uint64_t event_seen[GW_EVENT_MAX];
 
 void gw_counters_event(enum gw_event ev, bool fatal_if_configured, const char *fmt, ...)

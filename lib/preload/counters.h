@@ -24,6 +24,9 @@ extern struct gwmem_shm_counters *gw_counters GW_HIDDEN;
 
 /* Copy the current counters into 'area' (in the segment) and use it from now on. */
 void gw_counters_attach(struct gwmem_shm_counters *area) GW_HIDDEN;
+/* Copy the current counters back into the static area and use that (a
+ * forked child while it still maps its parent's segment). */
+void gw_counters_detach(void) GW_HIDDEN;
 
 enum gw_event {
 	GW_EVENT_INVALID_FREE,

@@ -647,8 +647,10 @@ static struct gwmem_shm_class class_snapshot(const struct gw_size_class *c, uint
  */
 static inline void class_publish(const struct gw_size_class *c)
 {
-	if (stats_area)
-		stats_area[c->index] = class_snapshot(c, 0, 0);
+	struct gwmem_shm_class *area = __atomic_load_n(&stats_area, __ATOMIC_ACQUIRE);
+
+	if (area)
+		area[c->index] = class_snapshot(c, 0, 0);
 }
 
 /* --- thread caches ------------------------------------------------------ */
@@ -984,18 +986,27 @@ static void publish_stats(void)
 	struct gwmem_shm_class tmp[GW_POOL_MAX_CLASSES];
 	unsigned n;
 
-	if (!stats_area)
+	struct gwmem_shm_class *area = __atomic_load_n(&stats_area, __ATOMIC_ACQUIRE);
+	uint32_t *nclasses = __atomic_load_n(&stats_nclasses, __ATOMIC_ACQUIRE);
+
+	if (!area || !nclasses)
 		return;
 	n = gw_pool_stats(tmp, GW_POOL_MAX_CLASSES);
-	memcpy(stats_area, tmp, n * sizeof(tmp[0]));
-	__atomic_store_n(stats_nclasses, n, __ATOMIC_RELEASE);
+	memcpy(area, tmp, n * sizeof(tmp[0]));
+	__atomic_store_n(nclasses, n, __ATOMIC_RELEASE);
 }
 
 void gw_pool_attach_stats(struct gwmem_shm_class *area, uint32_t *nclasses)
 {
-	stats_area = area;
-	stats_nclasses = nclasses;
+	__atomic_store_n(&stats_nclasses, nclasses, __ATOMIC_RELEASE);
+	__atomic_store_n(&stats_area, area, __ATOMIC_RELEASE);
 	publish_stats();
+}
+
+void gw_pool_detach_stats(void)
+{
+	__atomic_store_n(&stats_area, NULL, __ATOMIC_RELEASE);
+	__atomic_store_n(&stats_nclasses, NULL, __ATOMIC_RELEASE);
 }
 
 unsigned gw_pool_release(bool force)

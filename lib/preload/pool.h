@@ -242,6 +242,9 @@ int gw_pool_check_realloc(void *p) GW_HIDDEN;
 unsigned gw_pool_stats(struct gwmem_shm_class *out, unsigned max) GW_HIDDEN;
 /* Keep live per-class statistics in 'area' (GWMEM_SHM_MAX_CLASSES entries) from now on. */
 void gw_pool_attach_stats(struct gwmem_shm_class *area, uint32_t *nclasses) GW_HIDDEN;
+/* Stop writing statistics anywhere (takes no lock: a forked child's
+ * atfork handler, while it still maps its parent's segment). */
+void gw_pool_detach_stats(void) GW_HIDDEN;
 /*
  * The next allocator could not serve 'want' bytes.  Where address space is
  * what it lacks (an RLIMIT_AS, a 32-bit target) and the limit allows such a

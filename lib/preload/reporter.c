@@ -62,9 +62,12 @@ static struct {
 	char report_dir[GWMEM_CONFIG_PATH_MAX];
 	unsigned long long modules_gen;
 	uint64_t fork_ns;               /* forked child: when */
+	int inherited_wr;               /* forked child: the parent's write end, until restart */
+	bool wanted;                    /* forked child: a report signal came before restart */
 } R = {
 	.pipe_rd = -1,
 	.pipe_wr = -1,
+	.inherited_wr = -1,
 	.modules_gen = MODULES_GEN_NONE,
 };
 
@@ -198,6 +201,10 @@ static void on_report_signal(int sig)
 	if (fd_is_pipe(fd, R.pipe_dev, R.pipe_ino)) {
 		ssize_t r = write(fd, "r", 1);
 		(void)r;
+	} else if (fd < 0 && __atomic_load_n(&gw_reporter_restart_pending, __ATOMIC_RELAXED)) {
+		/* a forked child whose reporter has not started yet: its next
+		 * allocation starts it, without waiting for its first second */
+		__atomic_store_n(&R.wanted, true, __ATOMIC_RELAXED);
 	}
 	errno = saved;
 }
@@ -331,9 +338,10 @@ static void *reporter_main(void *arg)
 		/* pool statistics reach the segment when the pools publish them:
 		 * four times a second; heartbeat and module map once a second */
 		gw_pool_release(false);
+		/* every tick: a fork buffer goes soon after the last fork */
+		gw_track_fork_tick(false);
 		if (tick % 4)
 			continue;
-		gw_track_fork_tick(false);
 		struct gwmem_shm_header *h = gw_track_segment(NULL);
 		if (h)
 			__atomic_store_n(&h->heartbeat_monotonic_ns, gw_os_monotonic_ns(), __ATOMIC_RELAXED);
@@ -406,13 +414,23 @@ void gw_reporter_stop(void)
 	__atomic_store_n(&R.stop, true, __ATOMIC_RELEASE);
 }
 
-void gw_reporter_atfork_child(void)
+void gw_reporter_atfork_child(uint64_t fork_ns)
 {
-	/* the parent's pipe is shared with us: a signal to the child must not
-	 * wake the parent's reporter */
-	pipe_close();
+	int wr = __atomic_load_n(&R.pipe_wr, __ATOMIC_RELAXED);
+
+	/*
+	 * The parent's pipe is shared with us: from now on a signal to the
+	 * child must not wake the parent's reporter.  Our ends of it are
+	 * closed when our own reporter starts (and by exec: close-on-exec),
+	 * not here: four system calls a child that execs or exits soon does
+	 * not need.
+	 */
+	if (wr >= 0)
+		R.inherited_wr = wr;
+	__atomic_store_n(&R.pipe_wr, -1, __ATOMIC_RELAXED);
+	__atomic_store_n(&R.wanted, false, __ATOMIC_RELAXED);
 	R.running = false;
-	R.fork_ns = gw_os_monotonic_ns();
+	R.fork_ns = fork_ns;
 	if (!R.stop)
 		__atomic_store_n(&gw_reporter_restart_pending, true, __ATOMIC_RELAXED);
 }
@@ -425,12 +443,25 @@ void gw_reporter_atfork_child(void)
  */
 void gw_reporter_restart(void)
 {
-	if (gw_os_monotonic_ns() - R.fork_ns < GW_REPORTER_CHILD_DELAY_NS)
+	bool wanted = __atomic_load_n(&R.wanted, __ATOMIC_RELAXED);
+
+	if (!wanted && gw_os_monotonic_ns() - R.fork_ns < GW_REPORTER_CHILD_DELAY_NS)
 		return;
 	__atomic_store_n(&gw_reporter_restart_pending, false, __ATOMIC_RELAXED);
+	/* the parent's pipe ends, if they still are what we inherited */
+	R.pipe_wr = R.inherited_wr;
+	R.inherited_wr = -1;
+	pipe_close();
 	gw_track_fork_tick(true);
 	R.modules_gen = MODULES_GEN_NONE;
 	modules_refresh();
-	if (reporter_start() < 0)
+	if (reporter_start() < 0) {
 		gw_counters_event(GW_EVENT_REPORT_FAILED, false, "cannot start the reporter thread after fork");
+		return;
+	}
+	if (wanted) {
+		/* the signal that came before the thread: answer it now */
+		__atomic_store_n(&R.wanted, false, __ATOMIC_RELAXED);
+		on_report_signal(R.report_signal);
+	}
 }

@@ -18,13 +18,14 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "gwmem.h"
 #include "internal.h"
 
 int gw_reporter_start(const struct gwmem_config *cfg) GW_HIDDEN;
 void gw_reporter_stop(void) GW_HIDDEN;
-void gw_reporter_atfork_child(void) GW_HIDDEN;
+void gw_reporter_atfork_child(uint64_t fork_ns) GW_HIDDEN;
 
 /* Set in a forked child until its reporter thread is running again. */
 extern bool gw_reporter_restart_pending GW_HIDDEN;

@@ -395,6 +395,11 @@ void gw_shm_release(struct gw_shm *s, uint64_t off, uint64_t len)
 	first = (size_t)(off / s->page);
 	last = (size_t)((off + len - 1) / s->page);
 	gw_shm_lock(s);
+	if (s->mode == GW_SHM_FORKED) {
+		/* the parent's file: never ours to change */
+		gw_shm_unlock(s);
+		return;
+	}
 	if (s->mode == GW_SHM_SHARED) {
 		int fd = segment_fd(s);
 
@@ -636,12 +641,15 @@ void gw_shm_exit_truncate(struct gw_shm *s)
 }
 
 /*
- * The copy buffer is kept between forks: a program that forks often (a
- * shell, a supervisor) then pays a memcpy of its live pages per fork, not a
- * new mapping, its page faults and its munmap.  Pages of the buffer that
- * the segment no longer backs are dropped, so the buffer never holds more
- * than the segment does.  It is given back after a quiet while
- * (gw_shm_fork_idle).
+ * The copy buffer is kept while the program forks: at the next fork only
+ * the pages that changed since are copied again (a page is compared
+ * first; reading the buffer costs no fault, writing it does, since every
+ * fork made it copy-on-write), so a shell that forks in a loop copies the
+ * few pages its allocations touched in between, and a page its live
+ * children still share stays shared.  Pages the segment gave back are
+ * dropped from the buffer too (an adopted copy must read zeroes there,
+ * like the file).  The buffer goes as soon as the program stops forking
+ * (gw_shm_fork_idle, from the reporter's next tick).
  */
 void gw_shm_fork_prepare(struct gw_shm *s)
 {
@@ -655,8 +663,8 @@ void gw_shm_fork_prepare(struct gw_shm *s)
 		q = gw_os_map(s->size);
 		if (!q)
 			return;
-		s->fork_bits = gw_os_map((s->npages + 7) / 8);
-		if (!s->fork_bits) {
+		s->fork_have = gw_os_map((s->npages + 7) / 8);
+		if (!s->fork_have) {
 			gw_os_unmap(q, s->size);
 			return;
 		}
@@ -666,19 +674,25 @@ void gw_shm_fork_prepare(struct gw_shm *s)
 		size_t j = i;
 		bool on = bit_get(s->backed, i);
 
-		while (j < s->npages && bit_get(s->backed, j) == on && (on || bit_get(s->fork_bits, j)))
+		if (on) {
+			size_t off = i * s->page;
+
+			if (!bit_get(s->fork_have, i) || memcmp(q + off, base + off, s->page) != 0)
+				memcpy(q + off, base + off, s->page);
+			bit_put(s->fork_have, i, true);
+			i++;
+			continue;
+		}
+		while (j < s->npages && !bit_get(s->backed, j) && bit_get(s->fork_have, j))
 			j++;
 		if (j == i) {
 			/* not backed, and not in the buffer either */
 			i++;
 			continue;
 		}
-		if (on)
-			memcpy(q + i * s->page, base + i * s->page, (j - i) * s->page);
-		else
-			gw_os_decommit(q + i * s->page, (j - i) * s->page);
+		gw_os_decommit(q + i * s->page, (j - i) * s->page);
 		for (size_t k = i; k < j; k++)
-			bit_put(s->fork_bits, k, on);
+			bit_put(s->fork_have, k, false);
 		i = j;
 	}
 	s->fork_copied = true;
@@ -696,51 +710,86 @@ void gw_shm_fork_idle(struct gw_shm *s, uint64_t now_ns)
 		return;
 	gw_shm_lock(s);
 	gw_os_unmap(s->fork_copy, s->size);
-	gw_os_unmap(s->fork_bits, (s->npages + 7) / 8);
+	gw_os_unmap(s->fork_have, (s->npages + 7) / 8);
 	s->fork_copy = NULL;
-	s->fork_bits = NULL;
+	s->fork_have = NULL;
 	gw_shm_unlock(s);
+}
+
+/* The child's last resort: private zeroes, so the parent's file is safe. */
+static void fork_zeroes(struct gw_shm *s)
+{
+	map_zeroes(s);
+	memset(s->backed, 0, (s->npages + 7) / 8);
+	s->allocated = 0;
+	s->mode = GW_SHM_DETACHED;
 }
 
 int gw_shm_fork_child(struct gw_shm *s)
 {
-	void *q = s->fork_copied ? s->fork_copy : NULL;
-
-	/* the buffer becomes our segment; a buffer of our own comes with our
-	 * own first fork (and a private segment needs none) */
-	if (s->fork_bits)
-		gw_os_unmap(s->fork_bits, (s->npages + 7) / 8);
-	if (s->fork_copy && !q)
-		gw_os_unmap(s->fork_copy, s->size);
-	s->fork_copy = NULL;
-	s->fork_bits = NULL;
-	s->fork_copied = false;
 	if (!s->hdr)
 		return 0;
 	gw_spin_unlock(&s->lock);
-	s->fork_ns = gw_os_monotonic_ns();
-	if (s->mode == GW_SHM_SHARED) {
-		/* the parent's descriptor: close it only if it still is */
-		if (fd_is_ours(s, s->fd))
-			close(s->fd);
+	/* which pages of the buffer the parent holds is the parent's business */
+	if (s->fork_have)
+		gw_os_unmap(s->fork_have, (s->npages + 7) / 8);
+	s->fork_have = NULL;
+	if (s->mode == GW_SHM_FORKED) {
+		/* forked again before its first write: its segment still is the
+		 * snapshot in fork_copy, which this fork shared with us as well */
+		s->fork_ns = gw_os_monotonic_ns();
+		return 0;
+	}
+	if (s->mode != GW_SHM_SHARED) {
+		/* a private copy (our parent's, before it had a file) was made
+		 * private in us by the fork itself: nothing to copy.  Its own
+		 * fork buffer, if any, is not ours to keep. */
+		if (s->fork_copy)
+			gw_os_unmap(s->fork_copy, s->size);
+		s->fork_copy = NULL;
+		s->fork_copied = false;
+		s->fork_ns = gw_os_monotonic_ns();
+		return 0;
+	}
+	if (!s->fork_copied) {
+		s->fork_ns = gw_os_monotonic_ns();
+		/* the parent could not copy: never write its file */
+		if (s->fork_copy)
+			gw_os_unmap(s->fork_copy, s->size);
+		s->fork_copy = NULL;
 		s->fd = -1;
 		s->path[0] = '\0';
-		int err = q ? gw_os_remap_to(q, s->hdr, s->size) : -ENOMEM;
-
-		if (err) {
-			if (q)
-				gw_os_unmap(q, s->size);
-			/* last resort: zeroes, so the parent's file is safe */
-			map_zeroes(s);
-			memset(s->backed, 0, (s->npages + 7) / 8);
-			s->allocated = 0;
-			s->mode = GW_SHM_DETACHED;
-			return err;
-		}
-		s->mode = GW_SHM_PRIVATE;
+		fork_zeroes(s);
+		return -ENOMEM;
 	}
-	/* a private copy (our parent's, before it had a file) was made
-	 * private in us by the fork itself: nothing to copy */
+	/* nothing else now: a child that execs or exits never needs more
+	 * (fork_ns is the time of the parent's prepare: the fork's) */
+	s->fork_copied = false;
+	s->mode = GW_SHM_FORKED;
+	return 0;
+}
+
+int gw_shm_fork_adopt(struct gw_shm *s)
+{
+	void *q = s->fork_copy;
+	int err;
+
+	if (!s->hdr || s->mode != GW_SHM_FORKED)
+		return 0;
+	/* the parent's descriptor: close it only if it still is */
+	if (fd_is_ours(s, s->fd))
+		close(s->fd);
+	s->fd = -1;
+	s->path[0] = '\0';
+	s->fork_copy = NULL;
+	err = q ? gw_os_remap_to(q, s->hdr, s->size) : -ENOMEM;
+	if (err) {
+		if (q)
+			gw_os_unmap(q, s->size);
+		fork_zeroes(s);
+		return err;
+	}
+	s->mode = GW_SHM_PRIVATE;
 	return 0;
 }
 

@@ -55,6 +55,9 @@ enum gw_shm_mode {
 	GW_SHM_NONE = 0,
 	GW_SHM_SHARED,                 /* the file is mapped: readers see what we write */
 	GW_SHM_PRIVATE,                /* forked child: a private copy, no file yet */
+	GW_SHM_FORKED,                 /* forked child before its first write: the parent's
+					  file is still mapped (read only, by rule) and the
+					  copy waits in fork_copy (gw_shm_fork_adopt) */
 	GW_SHM_DETACHED,               /* private memory that never becomes a file */
 };
 
@@ -75,7 +78,7 @@ struct gw_shm {
 	uint64_t fork_ns;              /* CLOCK_MONOTONIC of the last fork (parent), of the
 					  fork that made us private (child) */
 	void *fork_copy;               /* fork: the parent's copy, handed to the child */
-	uint8_t *fork_bits;            /* pages of fork_copy that hold data */
+	uint8_t *fork_have;            /* pages of fork_copy that hold a copy (parent) */
 	bool fork_copied;              /* fork_copy is current (between prepare and parent/child) */
 	char path[GWMEM_CONFIG_PATH_MAX + 64]; /* empty when there is no file of ours */
 	char dir[GWMEM_CONFIG_PATH_MAX];       /* shm_dir, for a forked child's own file */
@@ -131,23 +134,31 @@ void gw_shm_exit_truncate(struct gw_shm *s) GW_HIDDEN;
 
 /*
  * fork, with every writer lock held from prepare until parent/child: the
- * parent copies the backed pages of its segment into private memory
- * (prepare); the fork gives the child that copy, copy-on-write (the parent
- * keeps its buffer for the next fork); the child moves it over the segment's
- * address (every pointer into it stays valid) and stops using the parent's
- * file (child).  Nothing is written to disk: gw_shm_materialize() does
- * that later, if the child lives long enough to be worth showing, so a
- * child that execs or exits soon costs one copy of the live data.  A
- * segment that is already a private copy needs no copy at all.
- * gw_shm_fork_child returns 0 or -errno (the segment is then private
- * zeroes, so the parent's file is never written by the child).
+ * parent brings its copy of the segment's backed pages up to date in
+ * private memory (prepare: only the pages that changed since its last
+ * fork are written); the fork gives the child that copy, copy-on-write.
+ * The parent drops the copy once it has not forked for
+ * GW_SHM_FORK_IDLE_NS (gw_shm_fork_idle).  The child does nothing at fork
+ * time but note that it is FORKED (child): it keeps the parent's file
+ * mapped, and its first write to the segment must be preceded by
+ * gw_shm_fork_adopt(), which moves the copy over the segment's address
+ * (every pointer into it stays valid) and lets go of the parent's file.  So
+ * a child that execs or exits without allocating costs one copy of the
+ * live data in the parent and nothing in itself.  Nothing is written to
+ * disk: gw_shm_materialize() does that later, if the child lives long
+ * enough to be worth showing.  A segment that is already a private copy
+ * needs no copy at all.  gw_shm_fork_child returns 0 or -errno (no copy:
+ * the segment is then private zeroes, so the parent's file is never
+ * written by the child); so does gw_shm_fork_adopt (same fallback).
  */
 void gw_shm_fork_prepare(struct gw_shm *s) GW_HIDDEN;
 void gw_shm_fork_parent(struct gw_shm *s) GW_HIDDEN;
 int gw_shm_fork_child(struct gw_shm *s) GW_HIDDEN;
-/* Drop the parent's copy buffer when no fork came for GW_SHM_FORK_IDLE_NS. */
+/* FORKED -> PRIVATE; single-threaded or under the caller's own lock. */
+int gw_shm_fork_adopt(struct gw_shm *s) GW_HIDDEN;
+/* Give the parent's copy buffer back when no fork came for GW_SHM_FORK_IDLE_NS. */
 void gw_shm_fork_idle(struct gw_shm *s, uint64_t now_ns) GW_HIDDEN;
-#define GW_SHM_FORK_IDLE_NS UINT64_C(10000000000)
+#define GW_SHM_FORK_IDLE_NS UINT64_C(200000000)
 
 /*
  * Private copy -> a file of our own named for this process, mapped at the

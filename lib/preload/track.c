@@ -60,6 +60,8 @@ static struct {
 	uint64_t start_ns;              /* header's start_monotonic_ns */
 	uint32_t fork_gen;              /* bumped in every forked child */
 	bool keep_segment;
+	bool adopt_pending;             /* forked child still mapping its parent's segment */
+	struct gw_spin adopt_lock;
 } T = {
 	.fork_gen = 1,
 };
@@ -109,6 +111,15 @@ static inline uint32_t current_tid(void)
 	return tls_tid;
 }
 
+static GW_NOINLINE GW_COLD void fork_adopt(void);
+
+/* Before anything writes the segment: a forked child takes its copy now. */
+static inline void adopt_check(void)
+{
+	if (gw_unlikely(__atomic_load_n(&T.adopt_pending, __ATOMIC_ACQUIRE)))
+		fork_adopt();
+}
+
 /* true when this allocation is to be recorded */
 static inline bool sample_in(void)
 {
@@ -130,6 +141,8 @@ static inline bool sample_in(void)
 
 struct gwmem_shm_header *gw_track_segment(size_t *size)
 {
+	/* callers read and write it: a forked child's own copy, never its parent's */
+	adopt_check();
 	if (size)
 		*size = T.shm.hdr ? T.shm.size : 0;
 	return T.shm.hdr;
@@ -228,6 +241,7 @@ static GW_ALWAYS_INLINE void record(void *p, size_t size, unsigned tag, const st
 
 	/* the record's line is a cache (and TLB) miss in a table of
 	 * megabytes: start loading it now, the backtrace takes long enough */
+	adopt_check();
 	gw_table_prefetch(&T.table, (uintptr_t)p);
 	tls_guard++;
 	gw_reporter_check();
@@ -284,6 +298,7 @@ void gw_track_free(void *p)
 	 * double-free check) and it is often not in cache: let that miss
 	 * overlap the table's */
 	__builtin_prefetch(p, 1, 3);
+	adopt_check();
 	gw_table_remove(&T.table, (uintptr_t)p, NULL);
 }
 
@@ -291,6 +306,7 @@ void gw_track_realloc(void *oldp, void *newp, size_t size)
 {
 	if (gw_unlikely(!T.tracking))
 		return;
+	adopt_check();
 	if (!newp) {
 		/* realloc(p, 0) freed p; a failed realloc keeps it */
 		if (size == 0 && oldp)
@@ -347,9 +363,12 @@ static void writers_unlock(bool tracking)
 /*
  * The parent copies the live part of its segment while it holds every
  * writer lock, so the copy is consistent; the child gets that copy through
- * the fork and keeps it private until it has lived for a second
+ * the fork, but does nothing with it until it first records or forgets an
+ * allocation (fork_adopt): until then it only reads its parent's file, and
+ * its counters and pool statistics go to private memory.  Once adopted,
+ * the copy stays private until the child has lived for a second
  * (gw_track_fork_tick), so a child that execs or exits soon never creates
- * a file and the parent never waits for it.
+ * a file, and the parent never waits for the child.
  */
 void gw_track_atfork_prepare(void)
 {
@@ -367,6 +386,13 @@ void gw_track_atfork_parent(void)
 	writers_unlock(T.tracking);
 }
 
+/* Locks in the copy were taken by the parent's prepare: clear them. */
+static void child_reset_locks(void)
+{
+	if (T.tracking)
+		gw_table_reset_locks(&T.table);
+}
+
 void gw_track_atfork_child(void)
 {
 	int err;
@@ -374,22 +400,60 @@ void gw_track_atfork_child(void)
 	if (!T.shm.hdr)
 		return;
 	T.fork_gen++;
-	err = gw_shm_fork_child(&T.shm);
-	if (T.tracking) {
-		gw_table_reset_locks(&T.table);
+	T.adopt_lock = (struct gw_spin)GW_SPIN_INIT;
+	if (T.tracking)
 		gw_stacks_unlock(&T.stacks);
+	err = gw_shm_fork_child(&T.shm);
+	if (T.shm.mode == GW_SHM_FORKED) {
+		/* the segment is still the parent's file: nothing of ours may
+		 * reach it before fork_adopt */
+		gw_counters_detach();
+		gw_pool_detach_stats();
+		__atomic_store_n(&T.adopt_pending, true, __ATOMIC_RELEASE);
+	} else {
+		child_reset_locks();
 	}
 	if (err < 0)
 		gw_counters_event(GW_EVENT_SHM_FAILED, false,
 				  "forked child %u cannot copy its segment: %s; its allocations are not visible",
 				  (unsigned)getpid(), gw_strerror(-err));
-	gw_reporter_atfork_child();
+	gw_reporter_atfork_child(T.shm.fork_ns);
+}
+
+/*
+ * A forked child's first write: the copy its parent made at fork replaces
+ * the parent's file at the same address, its locks are cleared, and the
+ * counters and pool statistics move into it.  Threads the child started
+ * meanwhile wait here for the one that does it.
+ */
+static void fork_adopt(void)
+{
+	int err;
+
+	gw_spin_lock(&T.adopt_lock);
+	if (!__atomic_load_n(&T.adopt_pending, __ATOMIC_ACQUIRE)) {
+		gw_spin_unlock(&T.adopt_lock);
+		return;
+	}
+	tls_guard++;
+	err = gw_shm_fork_adopt(&T.shm);
+	child_reset_locks();
+	gw_counters_attach(&T.shm.hdr->counters);
+	gw_pool_attach_stats(T.shm.hdr->classes, &T.shm.hdr->nclasses);
+	__atomic_store_n(&T.adopt_pending, false, __ATOMIC_RELEASE);
+	tls_guard--;
+	gw_spin_unlock(&T.adopt_lock);
+	if (err < 0)
+		gw_counters_event(GW_EVENT_SHM_FAILED, false,
+				  "forked child %u cannot copy its segment: %s; its allocations are not visible",
+				  (unsigned)getpid(), gw_strerror(-err));
 }
 
 int gw_track_fork_publish(void)
 {
 	int err;
 
+	adopt_check();
 	if (T.shm.mode != GW_SHM_PRIVATE)
 		return 0;
 	writers_lock();

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -193,10 +194,27 @@ static bool child_file_exists(pid_t pid)
 	return system(cmd) == 0;
 }
 
+/* Resident pages of [p, p + len) (mincore). */
+static size_t resident_pages(const void *p, size_t len)
+{
+	size_t n = len / 4096, in = 0;
+	unsigned char *vec = calloc(n, 1);
+
+	ck_assert_ptr_nonnull(vec);
+	ck_assert_int_eq(mincore((void *)p, len, vec), 0);
+	for (size_t i = 0; i < n; i++)
+		in += vec[i] & 1;
+	free(vec);
+	return in;
+}
+
 /*
- * fork: the child gets a private copy of the live part, writes nothing to
- * the parent's file, makes no file of its own until it materializes, and
- * can grow its copy in between.
+ * fork: the child does nothing at fork time (it still maps the parent's
+ * file) and adopts the copy the parent made at fork on its first write:
+ * what the parent writes after the fork is not in it.  The child writes
+ * nothing to the parent's file, makes no file of its own until it
+ * materializes, and can grow its copy in between.  The parent keeps no
+ * page of the copy once fork has returned.
  */
 START_TEST(test_shm_fork_child_copy)
 {
@@ -210,7 +228,10 @@ START_TEST(test_shm_fork_child_copy)
 	s.hdr->counters.reserved[0] = 7;
 	/* a page of the stack table, backed and written before the fork */
 	ck_assert_int_eq(gw_shm_back(&s, s.hdr->stacks_offset, 4096), 0);
-	memset((char *)s.hdr + s.hdr->stacks_offset, 0x5a, 4096);
+	memset((char *)s.hdr + s.hdr->stacks_offset, 0x33, 4096);
+	/* and a page of records, given back between the two forks */
+	ck_assert_int_eq(gw_shm_back(&s, s.hdr->records_offset, 4096), 0);
+	memset((char *)s.hdr + s.hdr->records_offset, 0x44, 4096);
 	struct gwmem_shm_header *addr = s.hdr;
 
 	/* a child that exits at once leaves nothing behind */
@@ -218,25 +239,42 @@ START_TEST(test_shm_fork_child_copy)
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		gw_shm_fork_child(&s);
-		_exit(s.mode == GW_SHM_PRIVATE && s.hdr->counters.reserved[0] == 7 ? 0 : 1);
+		int ok = gw_shm_fork_child(&s) == 0 && s.mode == GW_SHM_FORKED && s.hdr == addr &&
+			 s.hdr->counters.reserved[0] == 7 && !strcmp(s.path, parent_path);
+		_exit(ok ? 0 : 1);
 	}
 	gw_shm_fork_parent(&s);
 	int status;
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	ck_assert(!child_file_exists(pid));
+	/* the parent's buffer holds the live pages until it stops forking */
+	ck_assert_ptr_nonnull(s.fork_copy);
+	ck_assert_uint_ge(resident_pages(s.fork_copy, s.size), 2);
+	gw_shm_fork_idle(&s, s.fork_ns + 1);
+	ck_assert_ptr_nonnull(s.fork_copy);
+	/* changed and given-back pages between two forks reach the next child */
+	memset((char *)s.hdr + s.hdr->stacks_offset, 0x5a, 4096);
+	gw_shm_release(&s, s.hdr->records_offset, 4096);
 
-	int pipefd[2];
+	int pipefd[2], gofd[2];
 	ck_assert_int_eq(pipe(pipefd), 0);
+	ck_assert_int_eq(pipe(gofd), 0);
 	gw_shm_fork_prepare(&s);
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		int rc = gw_shm_fork_child(&s);
+		char go;
+		/* the parent writes its segment after the fork: not in our copy */
+		close(gofd[1]);
+		rc = rc || read(gofd[0], &go, 1) != 1 || s.mode != GW_SHM_FORKED;
+		rc = rc || gw_shm_fork_adopt(&s) != 0 || s.fork_copy != NULL;
 		const char *p = (const char *)s.hdr + s.hdr->stacks_offset;
+		const char *rec = (const char *)s.hdr + s.hdr->records_offset;
 		int ok = rc == 0 && s.hdr == addr && s.mode == GW_SHM_PRIVATE && !s.path[0] &&
-			 s.hdr->counters.reserved[0] == 7 && p[0] == 0x5a && p[4095] == 0x5a;
+			 s.hdr->counters.reserved[0] == 7 && p[0] == 0x5a && p[4095] == 0x5a &&
+			 rec[0] == 0 && rec[4095] == 0;
 		/* writes go to the private copy only; it can grow */
 		s.hdr->counters.reserved[0] = 99;
 		ok = ok && gw_shm_back(&s, s.hdr->records_offset, 8192) == 0;
@@ -262,6 +300,11 @@ START_TEST(test_shm_fork_child_copy)
 		_exit(ok ? 0 : 1);
 	}
 	gw_shm_fork_parent(&s);
+	close(gofd[0]);
+	s.hdr->counters.reserved[0] = 8;
+	memset((char *)s.hdr + s.hdr->stacks_offset, 0x11, 4096);
+	ck_assert_int_eq(write(gofd[1], "g", 1), 1);
+	close(gofd[1]);
 	close(pipefd[1]);
 	char c = 0;
 	ck_assert_int_eq(read(pipefd[0], &c, 1), 1);
@@ -269,8 +312,11 @@ START_TEST(test_shm_fork_child_copy)
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	ck_assert_int_eq(c, 'y');
-	ck_assert_uint_eq(s.hdr->counters.reserved[0], 7);
+	ck_assert_uint_eq(s.hdr->counters.reserved[0], 8);
 	ck_assert_uint_eq(s.hdr->pid, (uint32_t)getpid());
+	/* no fork for a while: the buffer is given back */
+	gw_shm_fork_idle(&s, s.fork_ns + GW_SHM_FORK_IDLE_NS);
+	ck_assert_ptr_null(s.fork_copy);
 
 	/* the child's segment is there (it did _exit: like a crash, left behind) */
 	ck_assert(child_file_exists(pid));
