@@ -672,8 +672,16 @@ void gw_shm_fork_prepare(struct gw_shm *s)
 	}
 	for (size_t i = 0; i < s->npages;) {
 		size_t j = i;
-		bool on = bit_get(s->backed, i);
+		bool on;
 
+		/* most of a large segment is neither backed nor buffered: skip
+		 * it a byte of the two bitmaps (eight pages) at a time */
+		if (i % 8 == 0 && !__atomic_load_n(&s->backed[i / 8], __ATOMIC_RELAXED) &&
+		    !s->fork_have[i / 8]) {
+			i += 8;
+			continue;
+		}
+		on = bit_get(s->backed, i);
 		if (on) {
 			size_t off = i * s->page;
 
@@ -716,6 +724,15 @@ void gw_shm_fork_idle(struct gw_shm *s, uint64_t now_ns)
 	gw_shm_unlock(s);
 }
 
+/* The parent's page list of its buffer, inherited by a child: of no use
+ * to it, unmapped when the child makes system calls anyway. */
+static void fork_have_drop(struct gw_shm *s)
+{
+	if (s->fork_have)
+		gw_os_unmap(s->fork_have, (s->npages + 7) / 8);
+	s->fork_have = NULL;
+}
+
 /* The child's last resort: private zeroes, so the parent's file is safe. */
 static void fork_zeroes(struct gw_shm *s)
 {
@@ -730,10 +747,6 @@ int gw_shm_fork_child(struct gw_shm *s)
 	if (!s->hdr)
 		return 0;
 	gw_spin_unlock(&s->lock);
-	/* which pages of the buffer the parent holds is the parent's business */
-	if (s->fork_have)
-		gw_os_unmap(s->fork_have, (s->npages + 7) / 8);
-	s->fork_have = NULL;
 	if (s->mode == GW_SHM_FORKED) {
 		/* forked again before its first write: its segment still is the
 		 * snapshot in fork_copy, which this fork shared with us as well */
@@ -744,6 +757,7 @@ int gw_shm_fork_child(struct gw_shm *s)
 		/* a private copy (our parent's, before it had a file) was made
 		 * private in us by the fork itself: nothing to copy.  Its own
 		 * fork buffer, if any, is not ours to keep. */
+		fork_have_drop(s);
 		if (s->fork_copy)
 			gw_os_unmap(s->fork_copy, s->size);
 		s->fork_copy = NULL;
@@ -752,6 +766,7 @@ int gw_shm_fork_child(struct gw_shm *s)
 		return 0;
 	}
 	if (!s->fork_copied) {
+		fork_have_drop(s);
 		s->fork_ns = gw_os_monotonic_ns();
 		/* the parent could not copy: never write its file */
 		if (s->fork_copy)
@@ -782,6 +797,7 @@ int gw_shm_fork_adopt(struct gw_shm *s)
 	s->fd = -1;
 	s->path[0] = '\0';
 	s->fork_copy = NULL;
+	fork_have_drop(s);
 	err = q ? gw_os_remap_to(q, s->hdr, s->size) : -ENOMEM;
 	if (err) {
 		if (q)

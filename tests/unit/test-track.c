@@ -19,6 +19,7 @@
 
 #include "gwmem.h"
 #include "gwmem/shm_layout.h"
+#include "counters.h"
 #include "stacks.h"
 #include "table.h"
 #include "reporter.h"
@@ -384,6 +385,83 @@ START_TEST(test_track_fork)
 }
 END_TEST
 
+/* Reports in dir named for pid. */
+static int count_reports_of(pid_t pid)
+{
+	char prefix[64];
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	snprintf(prefix, sizeof(prefix), "gwmem-report.%d.", (int)pid);
+	while ((e = readdir(d)))
+		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
+			n++;
+	closedir(d);
+	return n;
+}
+
+/*
+ * A forked child writes nothing to its parent's segment before its first
+ * allocation (what it counts meanwhile is carried into its own copy), and
+ * a report signal that comes before its reporter runs is answered on its
+ * first allocation, without waiting for its first second.
+ */
+START_TEST(test_track_fork_lazy)
+{
+	static char parent_block[16], child_block[16];
+	int pfd[2];
+
+	if (getenv("GWMEM_TEST_NO_FORK"))
+		return;
+	signal(SIGUSR2, SIG_DFL);
+	config();
+	cfg.leak_detection.report_signal = SIGUSR2;
+	ck_assert_int_eq(gw_track_init(&cfg), 0);
+	gw_track_alloc(parent_block, 16);
+	struct gwmem_shm_header *h = seg();
+	uint64_t fwd = h->counters.forwarded_allocs;
+	ck_assert_int_eq(pipe(pfd), 0);
+	gw_track_atfork_prepare();
+	pid_t pid = fork();
+	if (pid == 0) {
+		gw_track_atfork_child();
+		close(pfd[0]);
+		gw_count(forwarded_allocs);
+		int ok = h->counters.forwarded_allocs == fwd && h->pid == (uint32_t)getppid();
+		ok = ok && raise(SIGUSR2) == 0;
+		/* first allocation: the copy is ours, the count came with it, the
+		 * reporter starts and answers the signal */
+		gw_track_alloc(child_block, 24);
+		ok = ok && gw_track_segment(NULL) == h && h->counters.forwarded_allocs == fwd + 1 &&
+		     find((uintptr_t)parent_block).size == 16 && find((uintptr_t)child_block).size == 24;
+		for (int i = 0; i < 500 && count_reports_of(getpid()) == 0; i++)
+			usleep(10000);
+		ok = ok && count_reports_of(getpid()) == 1;
+		char c = ok ? 'y' : 'n';
+		ck_assert_int_eq(write(pfd[1], &c, 1), 1);
+		gw_track_exit();
+		_exit(ok ? 0 : 1);
+	}
+	gw_track_atfork_parent();
+	ck_assert_int_gt(pid, 0);
+	close(pfd[1]);
+	char c = 0;
+	ck_assert_int_eq(read(pfd[0], &c, 1), 1);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_int_eq(c, 'y');
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* nothing of the child's reached our segment */
+	ck_assert_uint_eq(seg()->counters.forwarded_allocs, fwd);
+	ck_assert_uint_eq(find((uintptr_t)child_block).ptr, 0);
+	ck_assert_int_eq(count_reports_of(getpid()), 0);
+	cleanup();
+}
+END_TEST
+
 Suite *suite_track(void)
 {
 	Suite *s = suite_create("track");
@@ -397,6 +475,7 @@ Suite *suite_track(void)
 	tcase_add_test(tc, test_track_program_handler_wins);
 	tcase_add_test(tc, test_track_hooks);
 	tcase_add_test(tc, test_track_fork);
+	tcase_add_test(tc, test_track_fork_lazy);
 	suite_add_tcase(s, tc);
 	return s;
 }
