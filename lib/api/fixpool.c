@@ -27,6 +27,11 @@
  *    GW_FIXPOOL_STRIPES of them, one per thread (threads are spread round
  *    robin), so the fast path takes an uncontended lock; a thread whose
  *    stripe runs dry carves new blocks or steals another stripe's list.
+ *  - owner and private list: the first thread to free into a stripe owns
+ *    it; its frees push onto the stripe's private list with plain stores,
+ *    no lock (see owner_enter()).  Any other thread takes that list whole
+ *    through a handshake with the owner (take_private()), so a block on it
+ *    is never hidden from an allocation that would otherwise fail.
  *  - local list: the free list and counters of a single-threaded pool, in
  *    the pool's first cache line.  The fast path (gwmem_fixpool_alloc() and
  *    gwmem_fixpool_free() up to their first unlikely branch) has no lock, no
@@ -53,6 +58,9 @@
 
 #define GW_FIXPOOL_STRIPES 16
 #define GW_FIXPOOL_BATCH   32
+#ifndef GW_FIXPOOL_STEAL_MIN
+#define GW_FIXPOOL_STEAL_MIN 32
+#endif
 
 /* A free block's second word holds its index when the stride leaves room. */
 #define GW_FIXPOOL_IDX_STRIDE (2 * sizeof(void *))
@@ -64,11 +72,24 @@ typedef uint64_t gw_recip_t;
 typedef uint32_t gw_recip_t;
 #endif
 
+/*
+ * The first line is what the lock guards, plus 'req', which a thief writes
+ * (under the lock) and the owner reads at every free; the second is written
+ * by the owner alone at every free, so a producer stealing lists and a
+ * consumer pushing to its private list write different lines.
+ */
 struct stripe {
 	struct gw_spin lock;
+	uint32_t req;             /* a thief is taking the private list */
 	void *head;
 	uint64_t nalloc;
-	uint64_t nfreed;
+	uint64_t nfreed;          /* frees onto 'head' */
+
+	uintptr_t owner GW_ALIGNED(GW_CACHELINE); /* owner_token() of the owner, 0 = none yet */
+	uint32_t busy;            /* the owner is between owner_enter() and owner_leave() */
+	void *priv;               /* private list */
+	uint64_t npriv;           /* its length */
+	uint64_t nfreed_priv;     /* frees onto 'priv' */
 } GW_ALIGNED(GW_CACHELINE);
 
 /*
@@ -76,9 +97,11 @@ struct stripe {
  *  - 'head' is non-NULL only in a pool without 'general': the fast path
  *    tests nothing else before popping, and every other pool lands in
  *    alloc_general() on the same test.
- *  - a block is on exactly one list (local or a stripe) or its bit is set.
- *  - active blocks = sum(nalloc) - sum(nfreed) over the local list and the
- *    stripes; each counter is written by one list's owner only.
+ *  - a block is on exactly one list (local, a stripe's or a stripe's
+ *    private list), on a list being moved between them, or handed out.
+ *  - active blocks = sum(nalloc) - sum(nfreed + nfreed_priv) over the local
+ *    list and the stripes; each counter has one writer at a time (the
+ *    stripe lock's holder; the owner for nfreed_priv).
  */
 struct gwmem_fixpool {
 	/* First cache line: all that the fast path touches in the pool. */
@@ -115,6 +138,7 @@ struct gwmem_fixpool {
 	uint64_t dbl;
 	struct gw_track *track;   /* GWMEM_FIXPOOL_TRACK: records of live blocks */
 	bool canary;              /* live state in the blocks, see block_canary() */
+	bool owner_free;          /* frees by a stripe's owner skip its lock, see take_private() */
 	uintptr_t secret;
 	uint64_t peak;            /* high-water mark of live blocks, see note_peak() */
 	int logged;
@@ -166,6 +190,97 @@ static GW_ALWAYS_INLINE void sunlock(bool ts, struct gw_spin *l)
 {
 	if (ts)
 		gw_spin_unlock(l);
+}
+
+/* Frees counted on the stripe, onto either of its lists. */
+static inline uint64_t stripe_freed(const struct stripe *s)
+{
+	return __atomic_load_n(&s->nfreed, __ATOMIC_RELAXED) + __atomic_load_n(&s->nfreed_priv, __ATOMIC_RELAXED);
+}
+
+/* --- the owner's private list ------------------------------------------- */
+
+/*
+ * The owner pushes onto its private list with plain stores; any other
+ * thread takes the list whole (take_private()).  They agree Dekker-style
+ * through two flags: the owner sets 'busy' then reads 'req'; a thief, under
+ * the stripe lock, sets 'req' then reads 'busy'.  With a full barrier
+ * between each store and its load, at least one of them sees the other's
+ * flag: the owner sees 'req' and gives its block to the locked list
+ * instead, or the thief sees 'busy' and waits the few instructions until
+ * the push is done.  The owner's barrier is the exchange that claims the
+ * block, which every free performs anyway (see stripe_free()); on x86 any
+ * locked instruction is a full barrier, so the owner's flag accesses are
+ * plain.  Elsewhere, and under ThreadSanitizer (which does not model the
+ * locked instruction as a fence), the flags are sequentially consistent
+ * accesses, which order the store before the load by themselves.  So a free
+ * by the owner costs one atomic read-modify-write, the claim, where a
+ * locked list cost two; the lock's exchange also waited for the caller's
+ * pending stores to reach memory (under producer/consumer, lines the other
+ * core was reading), which is what made the consumer the bottleneck.
+ *
+ * The owner is the first thread to free into the stripe; it keeps the
+ * stripe for the pool's life.  Threads are spread over the stripes round
+ * robin, so a thread that shares its stripe with the owner, or comes after
+ * an owner that exited, frees onto the locked list as before.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define GW_FIXPOOL_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define GW_FIXPOOL_TSAN 1
+#endif
+#endif
+
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(GW_FIXPOOL_TSAN)
+#define GW_OWNER_STORE_MO __ATOMIC_RELAXED
+#define GW_OWNER_LOAD_MO  __ATOMIC_ACQUIRE
+#else
+#define GW_OWNER_STORE_MO __ATOMIC_SEQ_CST
+#define GW_OWNER_LOAD_MO  __ATOMIC_SEQ_CST
+#endif
+
+/* Unique among live threads; a thread that reuses a dead owner's is rightly its heir. */
+static inline uintptr_t owner_token(void)
+{
+	return (uintptr_t)&tls_stripe;
+}
+
+/* Whether the calling thread owns 's', claiming it when it has no owner yet. */
+static GW_ALWAYS_INLINE bool stripe_owned(struct stripe *s)
+{
+	uintptr_t me = owner_token(), o = __atomic_load_n(&s->owner, __ATOMIC_RELAXED);
+
+	if (gw_likely(o == me))
+		return true;
+	return o == 0 && __atomic_compare_exchange_n(&s->owner, &o, me, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
+
+/*
+ * Take the private list of 'o' whole, or NULL when it is empty.  Any thread
+ * may call it, the owner too (it is not between its flags then).  While the
+ * thief holds the list, free_somewhere() still counts its blocks, as for
+ * steal().  '*n' gets the list's length.
+ */
+static void *take_private(struct stripe *o, uint64_t *n)
+{
+	struct gw_backoff b = GW_BACKOFF_INIT;
+	void *head;
+
+	if (!__atomic_load_n(&o->priv, __ATOMIC_RELAXED))
+		return NULL;
+	gw_spin_lock(&o->lock);
+	__atomic_store_n(&o->req, 1, __ATOMIC_SEQ_CST);
+	while (__atomic_load_n(&o->busy, __ATOMIC_SEQ_CST))
+		gw_backoff_wait(&b);
+	head = __atomic_load_n(&o->priv, __ATOMIC_RELAXED);
+	*n = __atomic_load_n(&o->npriv, __ATOMIC_RELAXED);
+	__atomic_store_n(&o->priv, NULL, __ATOMIC_RELAXED);
+	__atomic_store_n(&o->npriv, 0, __ATOMIC_RELAXED);
+	/* release: the owner that reads 0 here sees the emptied list */
+	__atomic_store_n(&o->req, 0, __ATOMIC_RELEASE);
+	gw_spin_unlock(&o->lock);
+	return head;
 }
 
 /* --- block <-> index ---------------------------------------------------- */
@@ -405,6 +520,10 @@ struct gwmem_fixpool *gwmem_fixpool_create(const struct gwmem_fixpool_options *o
 		if (!fp->track)
 			goto fail_nomem;
 	}
+	/* the hooks and the tracker run between the claim and the push: not
+	 * while a thief may be waiting for the owner */
+	fp->owner_free = is_ts(fp) && !fp->track &&
+			 ((fp->flags & GW_FIXPOOL_NOHOOK) || (!gwmem_hook_alloc && !gwmem_hook_free));
 	fp->general = is_ts(fp) || (fp->flags & GWMEM_FIXPOOL_ZERO) || stride < GW_FIXPOOL_IDX_STRIDE || fp->track ||
 		      (!(fp->flags & GW_FIXPOOL_NOHOOK) && (gwmem_hook_alloc || gwmem_hook_free));
 	return fp;
@@ -546,7 +665,7 @@ static size_t free_somewhere(const struct gwmem_fixpool *fp)
 		na += __atomic_load_n(&fp->st[i].nalloc, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	for (unsigned i = 0; i < GW_FIXPOOL_STRIPES; i++)
-		nf += __atomic_load_n(&fp->st[i].nfreed, __ATOMIC_RELAXED);
+		nf += stripe_freed(&fp->st[i]);
 	carved = __atomic_load_n(&fp->carve_next, __ATOMIC_RELAXED);
 	return na - nf < carved ? (size_t)(carved - (na - nf)) : 0;
 }
@@ -559,7 +678,7 @@ static void note_peak(struct gwmem_fixpool *fp)
 	for (unsigned i = 0; i < GW_FIXPOOL_STRIPES; i++)
 		na += __atomic_load_n(&fp->st[i].nalloc, __ATOMIC_RELAXED);
 	for (unsigned i = 0; i < GW_FIXPOOL_STRIPES; i++)
-		nf += __atomic_load_n(&fp->st[i].nfreed, __ATOMIC_RELAXED);
+		nf += stripe_freed(&fp->st[i]);
 	if (na < nf)
 		return;
 	peak = __atomic_load_n(&fp->peak, __ATOMIC_RELAXED);
@@ -569,49 +688,69 @@ static void note_peak(struct gwmem_fixpool *fp)
 }
 
 /*
- * Take the first non-empty list of another stripe.  The thief has no lock of
- * its own stripe while it holds the list: the list is "in flight", which
- * free_somewhere() still counts, so a concurrent refill that finds every
- * list empty looks again instead of failing.
+ * Take the first list of another stripe that is worth it: a private list of
+ * at least 'min' blocks, or with 'min' at most 1 any non-empty list.  The
+ * thief has no lock of its own stripe while it holds the list: the list is
+ * "in flight", which free_somewhere() still counts, so a concurrent refill
+ * that finds every list empty looks again instead of failing.
  */
-static void *steal(struct gwmem_fixpool *fp, struct stripe *s)
+static void *steal(struct gwmem_fixpool *fp, struct stripe *s, uint64_t min)
 {
 	for (unsigned j = 0; j < GW_FIXPOOL_STRIPES; j++) {
 		struct stripe *o = &fp->st[j];
+		uint64_t n;
 		void *head;
 
-		if (o == s || !__atomic_load_n(&o->head, __ATOMIC_RELAXED))
+		if (o == s)
 			continue;
-		gw_spin_lock(&o->lock);
-		head = o->head;
-		__atomic_store_n(&o->head, NULL, __ATOMIC_RELAXED);
-		gw_spin_unlock(&o->lock);
-		if (head)
+		if (min <= 1 && __atomic_load_n(&o->head, __ATOMIC_RELAXED)) {
+			gw_spin_lock(&o->lock);
+			head = o->head;
+			__atomic_store_n(&o->head, NULL, __ATOMIC_RELAXED);
+			gw_spin_unlock(&o->lock);
+			if (head)
+				return head;
+		}
+		if (__atomic_load_n(&o->npriv, __ATOMIC_RELAXED) >= min && (head = take_private(o, &n)))
 			return head;
 	}
 	return NULL;
 }
 
 /*
- * The stripe is empty.  In order: carve never-used blocks, take another
- * stripe's list, look at our own list again (a free may have refilled it).
- * Only when the counters say no block is free anywhere does a thread-safe
- * pool report ENOMEM; otherwise a list is being moved by another thread and
- * the search is repeated, yielding the CPU to that thread.
+ * The stripe is empty.  In order: take our own private list (its blocks are
+ * warm in this core's cache), another stripe's private list of a batch or
+ * more, carve never-used blocks, take any other list, look at our own list
+ * again (a free may have refilled it).  Reusing freed blocks before carving
+ * keeps the pool's footprint near its live blocks, and a batch makes the
+ * handshake of take_private() rare.  Only when the counters say no block is
+ * free anywhere does a thread-safe pool report ENOMEM; otherwise a list is
+ * being moved by another thread and the search is repeated, yielding the
+ * CPU to that thread.
  */
 static GW_NOINLINE void *stripe_refill(struct gwmem_fixpool *fp, bool ts, struct stripe *s)
 {
-	void *head, *tail, *b;
-	size_t n;
+	void *head = NULL, *tail, *b;
+	size_t n = 0;
+	uint64_t np;
 
 	for (unsigned attempt = 0;; attempt++) {
-		slock(ts, &fp->grow);
-		n = carve(fp, ts ? GW_FIXPOOL_BATCH : 1, &head, &tail);
-		sunlock(ts, &fp->grow);
+		if (ts) {
+			head = take_private(s, &np);
+			if (!head)
+				head = steal(fp, s, GW_FIXPOOL_STEAL_MIN);
+			n = head ? 2 : 0;
+			tail = NULL; /* found only if our list is no longer empty */
+		}
+		if (n == 0) {
+			slock(ts, &fp->grow);
+			n = carve(fp, ts ? GW_FIXPOOL_BATCH : 1, &head, &tail);
+			sunlock(ts, &fp->grow);
+		}
 		if (n == 0 && ts) {
-			head = steal(fp, s);
+			head = steal(fp, s, 1);
 			if (head) {
-				tail = NULL; /* found only if our list is no longer empty */
+				tail = NULL;
 				n = 2;
 			}
 		}
@@ -709,6 +848,24 @@ static GW_ALWAYS_INLINE void *stripe_alloc(struct gwmem_fixpool *fp, bool ts, co
 	return b;
 }
 
+/*
+ * Mark block g free; false if it already was (or was never carved).  In a
+ * thread-safe pool the exchange is sequentially consistent: it is the
+ * owner's barrier of the private-list handshake (see take_private()).
+ */
+static GW_ALWAYS_INLINE bool claim(struct gwmem_fixpool *fp, bool ts, void *p, size_t g)
+{
+	if (fp->canary) {
+		uintptr_t c = block_canary(fp, g);
+
+		return g < __atomic_load_n(&fp->carve_next, __ATOMIC_ACQUIRE) &&
+		       __atomic_exchange_n(&((uintptr_t *)p)[1], c, __ATOMIC_SEQ_CST) != c;
+	}
+	if (ts)
+		return __atomic_exchange_n(&live_bytes(fp)[g], 0, __ATOMIC_SEQ_CST);
+	return bit_clear(fp, ts, g);
+}
+
 static GW_ALWAYS_INLINE int stripe_free(struct gwmem_fixpool *fp, bool ts, void *p)
 {
 	struct stripe *s;
@@ -718,13 +875,25 @@ static GW_ALWAYS_INLINE int stripe_free(struct gwmem_fixpool *fp, bool ts, void 
 	g = block_index(fp, p, &why);
 	if (gw_unlikely(g < 0))
 		return bad_free(fp, p, why);
-	if (fp->canary) {
-		uintptr_t c = block_canary(fp, (size_t)g);
-
-		if (gw_unlikely((size_t)g >= __atomic_load_n(&fp->carve_next, __ATOMIC_ACQUIRE) ||
-				__atomic_exchange_n(&((uintptr_t *)p)[1], c, __ATOMIC_RELAXED) == c))
+	s = my_stripe(fp, ts);
+	if (ts && fp->owner_free && stripe_owned(s)) {
+		/* see take_private(): busy, the claim's barrier, then req */
+		__atomic_store_n(&s->busy, 1, GW_OWNER_STORE_MO);
+		if (gw_unlikely(!claim(fp, ts, p, (size_t)g))) {
+			__atomic_store_n(&s->busy, 0, __ATOMIC_RELEASE);
 			return bad_free(fp, p, BAD_NONE);
-	} else if (gw_unlikely(!bit_clear(fp, ts, (size_t)g))) {
+		}
+		if (gw_likely(!__atomic_load_n(&s->req, GW_OWNER_LOAD_MO))) {
+			*(void **)p = __atomic_load_n(&s->priv, __ATOMIC_RELAXED);
+			__atomic_store_n(&s->priv, p, __ATOMIC_RELAXED);
+			__atomic_store_n(&s->npriv, s->npriv + 1, __ATOMIC_RELAXED);
+			__atomic_store_n(&s->nfreed_priv, s->nfreed_priv + 1, __ATOMIC_RELAXED);
+			__atomic_store_n(&s->busy, 0, __ATOMIC_RELEASE);
+			return 0;
+		}
+		/* a thief is at the private list: use the locked one */
+		__atomic_store_n(&s->busy, 0, __ATOMIC_RELEASE);
+	} else if (gw_unlikely(!claim(fp, ts, p, (size_t)g))) {
 		return bad_free(fp, p, BAD_NONE);
 	}
 	/* Before the push: once listed, another thread may hand the block out. */
@@ -734,7 +903,6 @@ static GW_ALWAYS_INLINE int stripe_free(struct gwmem_fixpool *fp, bool ts, void 
 		GW_HOOK_FREE(p);
 	if (fp->stride >= GW_FIXPOOL_IDX_STRIDE && !fp->canary)
 		((uintptr_t *)p)[1] = (uintptr_t)g;
-	s = my_stripe(fp, ts);
 	slock(ts, &s->lock);
 	*(void **)p = s->head;
 	__atomic_store_n(&s->head, p, __ATOMIC_RELAXED);
@@ -861,7 +1029,7 @@ int gwmem_fixpool_stats(const struct gwmem_fixpool *fp, struct gwmem_fixpool_sta
 	nf = __atomic_load_n(&fp->nfreed, __ATOMIC_RELAXED);
 	for (unsigned i = 0; i < GW_FIXPOOL_STRIPES; i++) {
 		na += __atomic_load_n(&fp->st[i].nalloc, __ATOMIC_RELAXED);
-		nf += __atomic_load_n(&fp->st[i].nfreed, __ATOMIC_RELAXED);
+		nf += stripe_freed(&fp->st[i]);
 	}
 	nchunks = __atomic_load_n(&fp->limit, __ATOMIC_ACQUIRE) / fp->chunk_bytes;
 	memset(out, 0, sizeof(*out));

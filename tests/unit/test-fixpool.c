@@ -544,6 +544,78 @@ START_TEST(test_fixpool_cross_thread_frees)
 END_TEST
 
 /*
+ * A thread frees every block of the pool, which puts them on its stripe's
+ * private list, and stays alive without touching the pool again: another
+ * thread must still get every block back (the pool is exhausted only when
+ * all its chunks are in use), then ENOMEM.  8-byte blocks keep their live
+ * state in a byte map, larger ones in the block: both; and lists shorter
+ * than a refill batch (taken only once carving has failed) as well as
+ * longer ones.
+ */
+struct idle_freer {
+	struct gwmem_fixpool *p;
+	void **blocks;
+	size_t n;
+	pthread_barrier_t *bar;
+	int errors;
+};
+
+static void *free_all_then_idle(void *arg)
+{
+	struct idle_freer *f = arg;
+
+	for (size_t i = 0; i < f->n; i++)
+		if (gwmem_fixpool_free(f->p, f->blocks[i]) != 0)
+			f->errors++;
+	pthread_barrier_wait(f->bar); /* freed */
+	pthread_barrier_wait(f->bar); /* the other thread is done */
+	return NULL;
+}
+
+START_TEST(test_fixpool_private_list_reclaimed)
+{
+	static const size_t sizes[] = {8, 64, 8, 64}, bpcs[] = {4, 4, 16, 16};
+
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		size_t N = 4 * bpcs[k];
+		struct gwmem_fixpool *p = mkpool(sizes[k], bpcs[k], 4, 0, GWMEM_FIXPOOL_THREADSAFE);
+		struct gwmem_fixpool_stats st;
+		void *blocks[4 * 16];
+		pthread_barrier_t bar;
+		struct idle_freer f = {.p = p, .blocks = blocks, .n = N, .bar = &bar};
+		pthread_t t;
+
+		for (size_t i = 0; i < N; i++) {
+			blocks[i] = gwmem_fixpool_alloc(p);
+			ck_assert_ptr_nonnull(blocks[i]);
+		}
+		ck_assert_ptr_null(gwmem_fixpool_alloc(p));
+		ck_assert_int_eq(errno, ENOMEM);
+		pthread_barrier_init(&bar, NULL, 2);
+		pthread_create(&t, NULL, free_all_then_idle, &f);
+		pthread_barrier_wait(&bar);
+		ck_assert_int_eq(f.errors, 0);
+		for (size_t i = 0; i < N; i++) {
+			blocks[i] = gwmem_fixpool_alloc(p);
+			ck_assert_ptr_nonnull(blocks[i]);
+		}
+		ck_assert_ptr_null(gwmem_fixpool_alloc(p));
+		ck_assert_int_eq(errno, ENOMEM);
+		pthread_barrier_wait(&bar);
+		pthread_join(t, NULL);
+		pthread_barrier_destroy(&bar);
+		gwmem_fixpool_stats(p, &st);
+		ck_assert_uint_eq(st.failed_allocs, 2);
+		ck_assert_uint_eq(st.active_blocks, N);
+		ck_assert_uint_eq(st.total_chunks, 4);
+		for (size_t i = 0; i < N; i++)
+			ck_assert_int_eq(gwmem_fixpool_free(p, blocks[i]), 0);
+		gwmem_fixpool_destroy(p);
+	}
+}
+END_TEST
+
+/*
  * Two threads with empty lists allocate at the same moment while every free
  * block sits on a third thread's list: whichever takes that list, the other
  * must find a block too (it is on the first thread's list by then, or on its
@@ -657,6 +729,7 @@ static Suite *suite_fixpool(void)
 	tcase_add_test(tc, test_fixpool_producer_consumer);
 	tcase_add_test(tc, test_fixpool_cross_thread_frees);
 	tcase_add_test(tc, test_fixpool_steal_in_flight);
+	tcase_add_test(tc, test_fixpool_private_list_reclaimed);
 	suite_add_tcase(s, tc);
 	return s;
 }
