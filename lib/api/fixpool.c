@@ -58,9 +58,15 @@
 
 #define GW_FIXPOOL_STRIPES 16
 #define GW_FIXPOOL_BATCH   32
-#ifndef GW_FIXPOOL_STEAL_MIN
-#define GW_FIXPOOL_STEAL_MIN 32
-#endif
+
+/*
+ * A refill takes another thread's private list before carving only when it
+ * holds this many blocks: each take costs the owner two cache misses (its
+ * flags' lines, written by the thief), so under producer/consumer a larger
+ * list makes them rarer per block, for at most this many blocks more of
+ * footprint per pair of threads.
+ */
+#define GW_FIXPOOL_STEAL_MIN 128
 
 /* A free block's second word holds its index when the stride leaves room. */
 #define GW_FIXPOOL_IDX_STRIDE (2 * sizeof(void *))
@@ -884,6 +890,8 @@ static GW_ALWAYS_INLINE int stripe_free(struct gwmem_fixpool *fp, bool ts, void 
 			return bad_free(fp, p, BAD_NONE);
 		}
 		if (gw_likely(!__atomic_load_n(&s->req, GW_OWNER_LOAD_MO))) {
+			if (fp->stride >= GW_FIXPOOL_IDX_STRIDE && !fp->canary)
+				((uintptr_t *)p)[1] = (uintptr_t)g;
 			*(void **)p = __atomic_load_n(&s->priv, __ATOMIC_RELAXED);
 			__atomic_store_n(&s->priv, p, __ATOMIC_RELAXED);
 			__atomic_store_n(&s->npriv, s->npriv + 1, __ATOMIC_RELAXED);
