@@ -74,6 +74,55 @@ static int fail(struct gw_view *v, int err, const char *why)
 	return err;
 }
 
+/*
+ * The most records a stripe's region can hold in a segment gwmem wrote with
+ * the limits its header records (lib/preload/shm.c, gw_shm_geometry): max
+ * * 5/3 / nstripes (5/4 since the arrays are dense), at most the cap's
+ * share, rounded up to whole pages (of at most 64 KiB).  A larger region
+ * was not written by gwmem, and a forged one would make a reader scan, or
+ * hold, up to a region's size for a handful of records.
+ */
+static uint64_t region_bound(const struct gwmem_shm_header *h)
+{
+	const uint64_t rsize = sizeof(struct gwmem_shm_record);
+	uint64_t page = h->page_size, want = h->config.max_tracked_allocations;
+	uint64_t n = h->nstripes, slots, cap;
+
+	if (page < 4096 || page > 65536)
+		page = 65536;
+	if (want < 16)
+		want = 16;
+	slots = (want * 5 + 3 * n - 1) / (3 * n);
+	cap = h->max_segment_bytes / n / rsize;
+	if (slots > cap)
+		slots = cap;
+	slots = (slots + page / rsize - 1) / (page / rsize) * (page / rsize);
+	return slots > page / rsize ? slots : page / rsize;
+}
+
+/*
+ * The first offset in [off, end) that may hold data, and in *data_end where
+ * that data ends (a hole starts or end): for a file, SEEK_DATA and
+ * SEEK_HOLE, so that the holes of a sparse file are skipped, never read
+ * (they read as zeroes: no record, no published stack); in memory, all of
+ * it.
+ */
+static uint64_t next_data(const struct gw_view *v, uint64_t off, uint64_t end, uint64_t *data_end)
+{
+	*data_end = end;
+	if (v->fd < 0 || off >= end)
+		return off;
+	off_t d = lseek(v->fd, (off_t)off, SEEK_DATA);
+	if (d < 0)
+		return errno == ENXIO ? end : off;   /* ENXIO: only a hole up to the end */
+	if ((uint64_t)d >= end)
+		return end;
+	off_t e = lseek(v->fd, d, SEEK_HOLE);
+	if (e >= 0 && (uint64_t)e < end)
+		*data_end = (uint64_t)e;
+	return (uint64_t)d;
+}
+
 /* Checks on the private header copy; the shared bytes are only read for the stack scan. */
 static int validate(struct gw_view *v)
 {
@@ -112,7 +161,9 @@ static int validate(struct gw_view *v)
 	     !range_ok(h->modules_offset, h->modules_capacity, sizeof(struct gwmem_shm_module), size)))
 		return fail(v, GW_VIEW_ERR_CORRUPT, "module map out of bounds");
 
-	/* stack table */
+	/* stack table: gwmem gives it max(16, max_stacks) entries at most */
+	if (h->version >= 2 && h->stack_capacity > 16 && h->stack_capacity > h->config.max_stacks)
+		return fail(v, GW_VIEW_ERR_CORRUPT, "stack table larger than max_stacks allows");
 	if (h->stack_capacity) {
 		if (h->version == 1 && !GW_IS_POW2(h->stack_capacity))
 			return fail(v, GW_VIEW_ERR_CORRUPT, "stack capacity not a power of two");
@@ -145,6 +196,9 @@ static int validate(struct gw_view *v)
 			return fail(v, GW_VIEW_ERR_CORRUPT, "record count overflows");
 		if ((h->version == 1 ? nrec : h->slots_per_stripe) > MAX_RECORD_SLOTS)
 			return fail(v, GW_VIEW_ERR_CORRUPT, "record table beyond any configuration");
+		if (h->version >= 2 && h->slots_per_stripe > region_bound(h))
+			return fail(v, GW_VIEW_ERR_CORRUPT,
+				    "record regions larger than the segment's own limits allow");
 		if (h->records_offset < GWMEM_SHM_HEADER_SIZE || h->records_offset % 8 ||
 		    !range_ok(h->records_offset, nrec, sizeof(struct gwmem_shm_record), size))
 			return fail(v, GW_VIEW_ERR_CORRUPT, "records out of bounds");
@@ -155,9 +209,25 @@ static int validate(struct gw_view *v)
 	uint64_t nstacks = h->stack_capacity;
 	if (h->version >= 2 && h->counters.stacks_used < nstacks)
 		nstacks = h->counters.stacks_used;
+	uint64_t data_end = 0;
 	for (uint32_t i = 0; i < nstacks; i++) {
-		const struct gwmem_shm_stack *e = (const void *)(v->base + h->stacks_offset +
-								  (uint64_t)i * h->stack_stride);
+		uint64_t at = h->stacks_offset + (uint64_t)i * h->stack_stride;
+		/* entries in a hole are unpublished (hash 0): skipped without
+		 * touching the hole, which would give a sparse file memory */
+		if (at >= data_end) {
+			uint64_t end = h->stacks_offset + nstacks * h->stack_stride;
+			uint64_t data = next_data(v, at, end, &data_end);
+			if (data >= end)
+				break;
+			if (data > at) {
+				/* the first entry that starts in the data */
+				i += (uint32_t)((data - at + h->stack_stride - 1) / h->stack_stride);
+				if (i >= nstacks)
+					break;
+				at = h->stacks_offset + (uint64_t)i * h->stack_stride;
+			}
+		}
+		const struct gwmem_shm_stack *e = (const void *)(v->base + at);
 		if (__atomic_load_n(&e->hash, __ATOMIC_ACQUIRE) == 0)
 			continue;
 		if (__atomic_load_n(&e->depth, __ATOMIC_RELAXED) > h->max_frames)
@@ -227,17 +297,17 @@ int gw_view_open(struct gw_view *v, const char *path)
 	}
 	v->base = p;
 	v->mapped = true;
+	/* kept for the holes (next_data) and the records (read_at) */
+	v->fd = fd;
 	copy_header(v);
 	err = validate(v);
 	if (err) {
 		const char *why = v->why;
 		gw_view_close(v);
 		v->why = why;
-	} else {
-		/* kept for the records (read_at) */
-		v->fd = fd;
-		return GW_VIEW_OK;
+		return err;
 	}
+	return GW_VIEW_OK;
 out:
 	close(fd);
 	return err;
@@ -364,13 +434,80 @@ static void backoff(struct gw_backoff *b, unsigned attempt)
 	nanosleep(&ts, NULL);
 }
 
+/* Records read at a time: the bounce buffer is 64 KiB. */
+#define BOUNCE_RECORDS 2048u
+
+/*
+ * The live records (ptr != 0) of the array of slots records at off, copied
+ * into out[0..cap) in order; returns how many live records there are (cap
+ * + 1 when there are more than cap: the count is wrong, the rest is not
+ * read), or -1 when the file has become shorter.
+ * The array is read bounce-buffer by bounce-buffer and its holes are
+ * skipped (next_data), so what a reader holds and reads is bounded by the
+ * live count it was told and by the data the file really has, never by the
+ * size a (forged) head claims.
+ */
+static int64_t gather(const struct gw_view *v, uint64_t off, uint32_t slots, struct gwmem_shm_record *bounce,
+		      struct gwmem_shm_record *out, uint32_t cap)
+{
+	const uint64_t rsize = sizeof(struct gwmem_shm_record);
+	const uint64_t end = off + (uint64_t)slots * rsize;
+	int64_t n = 0;
+
+	for (uint64_t at = off; at < end;) {
+		uint64_t data_end, data = next_data(v, at, end, &data_end);
+
+		if (data >= end)
+			break;
+		/* whole records: a record starting in the hole is empty */
+		at = off + (data - off + rsize - 1) / rsize * rsize;
+		while (at < data_end && at < end) {
+			uint64_t k = (data_end - at + rsize - 1) / rsize;
+			if (k > BOUNCE_RECORDS)
+				k = BOUNCE_RECORDS;
+			if (k > (end - at) / rsize)
+				k = (end - at) / rsize;
+			if (!read_at(v, at, bounce, (size_t)(k * rsize)))
+				return -1;
+			for (uint64_t i = 0; i < k; i++) {
+				if (!bounce[i].ptr)
+					continue;
+				if (n == (int64_t)cap)
+					return n + 1;   /* more than the count: no need to go on */
+				out[n++] = bounce[i];
+			}
+			at += k * rsize;
+		}
+	}
+	return n;
+}
+
+/* scratch holding at least want records (its pages are touched only as
+ * records are copied in); false when it cannot be mapped */
+static bool scratch_reserve(struct gwmem_shm_record **scratch, size_t *size, uint32_t want)
+{
+	size_t need = GW_ALIGN_UP(((size_t)want + 1) * sizeof(**scratch), gw_os_page_size());
+
+	if (need <= *size)
+		return true;
+	struct gwmem_shm_record *p = gw_os_map(need);
+	if (!p)
+		return false;
+	if (*scratch)
+		gw_os_unmap(*scratch, *size);
+	*scratch = p;
+	*size = need;
+	return true;
+}
+
 int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 		     struct gw_view_snap_stats *st)
 {
 	const struct gwmem_shm_header *h = &v->hdr;
 	struct gw_view_snap_stats local = { 0 };
-	size_t scratch_size;
-	struct gwmem_shm_record *scratch;
+	const size_t bounce_size = BOUNCE_RECORDS * sizeof(struct gwmem_shm_record);
+	struct gwmem_shm_record *bounce, *scratch = NULL;
+	size_t scratch_size = 0;
 	int err = GW_VIEW_OK;
 
 	if (!st)
@@ -378,9 +515,8 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 	memset(st, 0, sizeof(*st));
 	if (h->nstripes == 0)
 		return GW_VIEW_OK;
-	scratch_size = (size_t)h->slots_per_stripe * sizeof(struct gwmem_shm_record);
-	scratch = gw_os_map(scratch_size);
-	if (!scratch)
+	bounce = gw_os_map(bounce_size);
+	if (!bounce)
 		return GW_VIEW_ERR_NOMEM;
 
 	const struct gwmem_shm_stripe *stripes = (const void *)(v->base + h->stripes_offset);
@@ -404,7 +540,16 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 			count = __atomic_load_n(&sh->count, __ATOMIC_RELAXED);
 			bytes = __atomic_load_n(&sh->bytes, __ATOMIC_RELAXED);
 			bool placed = stripe_array(v, s, sh, &off, &slots);
-			bool copied = placed && read_at(v, off, scratch, (size_t)slots * sizeof(*scratch));
+			const uint32_t claimed = count;
+			/* no more live records than slots: the scratch is
+			 * bounded by the region, itself bounded by the limits */
+			if (placed && count > slots)
+				count = slots;
+			if (placed && !scratch_reserve(&scratch, &scratch_size, count)) {
+				err = GW_VIEW_ERR_NOMEM;
+				break;
+			}
+			int64_t live = placed ? gather(v, off, slots, bounce, scratch, count) : 0;
 			__atomic_thread_fence(__ATOMIC_ACQUIRE);
 			uint32_t s2 = __atomic_load_n(&sh->seq, __ATOMIC_RELAXED);
 			if (s1 != s2)
@@ -413,17 +558,20 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 				err = GW_VIEW_ERR_CORRUPT;
 				break;
 			}
-			if (!copied) {
+			if (live < 0) {
 				err = GW_VIEW_ERR_IO;
 				break;
 			}
+			if (live != (int64_t)claimed) {
+				mismatch = true;
+				if (++mismatches >= MISMATCH_RETRIES)
+					break;
+				continue;
+			}
 
-			uint64_t n = 0, sum = 0;
+			uint64_t sum = 0;
 			bool bad_record = false;
-			for (uint32_t i = 0; i < slots; i++) {
-				if (!scratch[i].ptr)
-					continue;
-				n++;
+			for (uint32_t i = 0; i < count; i++) {
 				/* no allocation exceeds PTRDIFF_MAX, and sums must not
 				 * wrap: a forged set of sizes could otherwise match the
 				 * stripe's total modulo 2^64 and make every total a lie */
@@ -433,7 +581,7 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 				if (scratch[i].stack_id > h->stack_capacity)
 					bad_record = true;
 			}
-			if (n != count || sum != bytes) {
+			if (sum != bytes) {
 				mismatch = true;
 				if (++mismatches >= MISMATCH_RETRIES)
 					break;
@@ -458,14 +606,17 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 			break;
 		}
 		if (fn) {
-			int r = fn(ctx, s, scratch, slots, count, bytes);
+			/* the live records only, packed: nslots == count */
+			int r = fn(ctx, s, scratch, count, count, bytes);
 			if (r) {
 				err = r;
 				break;
 			}
 		}
 	}
-	gw_os_unmap(scratch, scratch_size);
+	if (scratch)
+		gw_os_unmap(scratch, scratch_size);
+	gw_os_unmap(bounce, bounce_size);
 	return err;
 }
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -489,6 +490,92 @@ START_TEST(test_sizes_that_wrap)
 }
 END_TEST
 
+/*
+ * A sparse forged file whose geometry is within its recorded limits: 4
+ * stripes of 2^24-record regions (4 GiB apparent) and a 2^22-entry stack
+ * table, holding one record at the end of a region and one stack at the end
+ * of the table.  Reading it must cost what it holds, not what it claims:
+ * a reader that copied the claimed array (512 MiB) or touched every stack
+ * entry would take that much memory.
+ */
+static uint64_t maxrss_kib(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (uint64_t)ru.ru_maxrss;
+}
+
+START_TEST(test_sparse_forged_geometry)
+{
+	const uint32_t slots = 1u << 24, nstacks = 1u << 22;
+	const uint64_t rsize = sizeof(struct gwmem_shm_record);
+	const uint64_t stacks_off = SB_REC_OFF + 2ull * SB_STRIPES * slots * rsize;
+	const uint64_t size = stacks_off + (uint64_t)nstacks * SB_STRIDE;
+	void *seg = sb_new(4242, 100);
+	struct gwmem_shm_header *h = sb_hdr(seg);
+
+	h->segment_size = size;
+	h->config.max_tracked_allocations = 100000000;
+	h->config.max_stacks = 10000000;
+	h->max_segment_bytes = 4294967295u;
+	h->slots_per_stripe = slots;
+	h->stacks_offset = stacks_off;
+	h->stack_capacity = nstacks;
+	h->counters.stacks_used = nstacks;
+	for (uint32_t i = 0; i < SB_STRIPES; i++) {
+		sb_stripe(seg, i)->offset = SB_REC_OFF + (uint64_t)i * 2 * slots * rsize;
+		sb_stripe(seg, i)->slots = i == 0 ? slots : 0;
+	}
+	sb_stripe(seg, 0)->count = 1;
+	sb_stripe(seg, 0)->bytes = 100;
+
+	const char *path = write_tmp("sparse", seg, SB_REC_OFF);
+	int fd = open(path, O_WRONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
+	struct gwmem_shm_record r = { .ptr = 0x10000, .size = 100, .stack_id = nstacks, .time_ds = 5 };
+	ck_assert_int_eq(pwrite(fd, &r, sizeof(r), (off_t)(SB_REC_OFF + (slots - 1) * rsize)), (ssize_t)sizeof(r));
+	unsigned char entry[SB_STRIDE] = { 0 };
+	struct gwmem_shm_stack *e = (void *)entry;
+	e->hash = 0x1234;
+	e->depth = 1;
+	e->frames[0] = 0x400101;
+	ck_assert_int_eq(pwrite(fd, entry, sizeof(entry), (off_t)(size - SB_STRIDE)), (ssize_t)sizeof(entry));
+	close(fd);
+
+	const uint64_t before = maxrss_kib();
+	struct gw_view v;
+	struct count_ctx c = { 0 };
+	struct gw_view_snap_stats st;
+	uint64_t frames[4];
+
+	ck_assert_int_eq(gw_view_open(&v, path), 0);
+	ck_assert_int_eq(gw_view_snapshot(&v, count_stripe, &c, &st), 0);
+	ck_assert_uint_eq(c.n, 1);
+	ck_assert_uint_eq(c.bytes, 100);
+	ck_assert_int_eq(gw_view_stack(&v, nstacks, frames, 4), 1);
+	ck_assert_uint_eq(frames[0], 0x400101);
+	gw_view_close(&v);
+	/* what the claimed array or stack table would cost: 512 MiB, 320 MiB */
+	ck_assert_uint_lt(maxrss_kib() - before, 16 * 1024);
+
+	/* the same geometry is refused when the recorded limits do not allow it */
+	h->config.max_tracked_allocations = 1000;
+	fd = open(path, O_WRONLY);
+	ck_assert_int_eq(pwrite(fd, h, sizeof(*h), 0), (ssize_t)sizeof(*h));
+	close(fd);
+	ck_assert_int_eq(gw_view_open(&v, path), GW_VIEW_ERR_CORRUPT);
+	h->config.max_tracked_allocations = 100000000;
+	h->config.max_stacks = 1000;
+	fd = open(path, O_WRONLY);
+	ck_assert_int_eq(pwrite(fd, h, sizeof(*h), 0), (ssize_t)sizeof(*h));
+	close(fd);
+	ck_assert_int_eq(gw_view_open(&v, path), GW_VIEW_ERR_CORRUPT);
+	unlink(path);
+	free(seg);
+}
+END_TEST
+
 static Suite *suite_view(void)
 {
 	Suite *s = suite_create("view");
@@ -501,6 +588,7 @@ static Suite *suite_view(void)
 	tcase_add_test(tc, test_bad_stripe_array);
 	tcase_add_test(tc, test_busy_and_torn);
 	tcase_add_test(tc, test_sizes_that_wrap);
+	tcase_add_test(tc, test_sparse_forged_geometry);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("fuzz");
 	tcase_set_timeout(tc, 120);
