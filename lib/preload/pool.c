@@ -373,9 +373,21 @@ int gw_pool_init(const struct gwmem_config *cfg)
 		return -ENOMEM;
 	}
 
+	/* a bit per page of the reservation (32 KiB for 1 GiB), pages
+	 * touched only where chunks are given back */
+	const size_t released_bytes = GW_ALIGN_UP(((size_t)(total / page) + 63) / 64 * 8, page);
+	uint64_t *released = gw_os_map(released_bytes);
+	if (!released) {
+		gw_os_unmap(base, (size_t)total);
+		gw_os_unmap(chunks, GW_ALIGN_UP(meta, page));
+		gw_count(mmap_failures);
+		return -ENOMEM;
+	}
+
 	if (pthread_key_create(&cache_key, cache_destructor) != 0) {
 		gw_os_unmap(base, (size_t)total);
 		gw_os_unmap(chunks, GW_ALIGN_UP(meta, page));
+		gw_os_unmap(released, released_bytes);
 		return -EAGAIN;
 	}
 
@@ -416,6 +428,8 @@ int gw_pool_init(const struct gwmem_config *cfg)
 	release_threshold = cfg->compaction.fragmentation_threshold;
 
 	gw_pool_g.base = (uintptr_t)base;
+	gw_pool_g.page_shift = (unsigned)__builtin_ctzl(page);
+	gw_pool_g.released = released;
 	gw_pool_g.region_shift = shift;
 	gw_pool_g.nclasses = ncls;
 	gw_pool_g.secret = secret;
@@ -436,6 +450,30 @@ size_t gw_pool_max_size(void)
 }
 
 /* --- central lists (class lock held) ------------------------------------ */
+
+/*
+ * Mark the whole pages inside chunk idx as given back (on) or in use again,
+ * in gw_pool_g.released, and return them in *lo, *hi.  Only those pages:
+ * the neighbours may share the edge pages, whose blocks keep their canaries.
+ * Sequentially consistent, like the free path's loads: see
+ * gw_pool_free_inline.
+ */
+static void chunk_mark_released(struct gw_size_class *c, uint32_t idx, bool on, uintptr_t *lo,
+				uintptr_t *hi)
+{
+	const uintptr_t page = gw_os_page_size();
+
+	*lo = GW_ALIGN_UP((uintptr_t)chunk_start(c, idx), page);
+	*hi = ((uintptr_t)chunk_start(c, idx) + c->chunk_bytes) & ~(page - 1);
+	for (uintptr_t a = *lo; a < *hi; a += page) {
+		uintptr_t pg = (a - gw_pool_g.base) >> gw_pool_g.page_shift;
+		uint64_t bit = UINT64_C(1) << (pg & 63);
+		if (on)
+			__atomic_fetch_or(&gw_pool_g.released[pg >> 6], bit, __ATOMIC_SEQ_CST);
+		else
+			__atomic_fetch_and(&gw_pool_g.released[pg >> 6], ~bit, __ATOMIC_SEQ_CST);
+	}
+}
 
 /*
  * Back a new chunk slot with memory; returns its index or NO_CHUNK.  Chunk
@@ -490,6 +528,9 @@ static uint32_t central_take(struct gw_size_class *c, uint32_t want, void **head
 		if (chunk_empty(c, k))
 			c->empty_chunks--;
 		if (!k->backed) {
+			uintptr_t lo, hi;
+			/* in use again before any of its blocks is handed out */
+			chunk_mark_released(c, idx, false, &lo, &hi);
 			k->backed = 1;
 			c->backed_chunks++;
 			c->released_chunks--;
@@ -532,11 +573,11 @@ static uint32_t central_take(struct gw_size_class *c, uint32_t want, void **head
 static void chunk_release(struct gw_size_class *c, uint32_t idx)
 {
 	struct chunk *k = &c->chunks[idx];
+	uintptr_t lo, hi;
 
-	/* only whole pages inside the chunk: its neighbours may share the edge pages */
-	const uintptr_t page = gw_os_page_size();
-	uintptr_t lo = GW_ALIGN_UP((uintptr_t)chunk_start(c, idx), page);
-	uintptr_t hi = ((uintptr_t)chunk_start(c, idx) + c->chunk_bytes) & ~(page - 1);
+	/* marked before the pages are zeroed: a free that finds its canary
+	 * gone finds the mark (gw_pool_free_inline) */
+	chunk_mark_released(c, idx, true, &lo, &hi);
 	if (hi > lo)
 		gw_os_decommit((void *)lo, hi - lo);
 	c->carved_blocks -= k->carved;
@@ -909,7 +950,8 @@ int gw_pool_check_realloc(void *p)
 		gw_pool_bad_free(p, GW_POOL_INVALID_REALLOC);
 		return GW_POOL_INVALID_REALLOC;
 	}
-	if (__atomic_load_n((uintptr_t *)p + 1, __ATOMIC_RELAXED) == gw_pool_canary(p)) {
+	if (gw_pool_page_released((uintptr_t)p - gw_pool_g.base) ||
+	    __atomic_load_n((uintptr_t *)p + 1, __ATOMIC_RELAXED) == gw_pool_canary(p)) {
 		gw_pool_bad_free(p, GW_POOL_FREED_REALLOC);
 		return GW_POOL_FREED_REALLOC;
 	}

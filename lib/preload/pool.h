@@ -59,6 +59,11 @@ struct gw_pool_global {
 	unsigned region_shift;
 	unsigned nclasses;
 	unsigned trimmed;        /* gw_pool_trim gave address space back: the span has holes */
+	unsigned page_shift;
+	/* one bit per page of the span, set while the page is given back
+	 * (chunk_release): a block that starts there is in an empty chunk, so
+	 * a free of it is a double free, whatever the zeroed page says */
+	uint64_t *released;
 };
 
 /* Per class data the fast paths read (the rest is in pool.c). */
@@ -172,6 +177,14 @@ static GW_ALWAYS_INLINE bool gw_pool_owns_exact(const void *p)
 	return roff < __atomic_load_n(&gw_pool_ro[cls].reserved, __ATOMIC_ACQUIRE);
 }
 
+/* The page at offset off of the span was given back (see released). */
+static GW_ALWAYS_INLINE bool gw_pool_page_released(uintptr_t off)
+{
+	uintptr_t pg = off >> gw_pool_g.page_shift;
+
+	return (__atomic_load_n(&gw_pool_g.released[pg >> 6], __ATOMIC_SEQ_CST) >> (pg & 63)) & 1u;
+}
+
 /* Fast path: push to this thread's cache.  p must be owned by the pools. */
 static GW_ALWAYS_INLINE void gw_pool_free_inline(void *p)
 {
@@ -198,9 +211,22 @@ static GW_ALWAYS_INLINE void gw_pool_free_inline(void *p)
 	 * modification order; the link is published by the list's own
 	 * synchronisation (this thread's cache, or the class lock).
 	 */
+	/*
+	 * A block in a page that was given back (its chunk was empty, so the
+	 * block is free) has lost its canary to the zeroed page: the bit says
+	 * so.  Checked before the exchange, so that a double free does not
+	 * fault a fresh page in, and again after it for a release that came
+	 * in between: the release sets the bit before it zeroes the page, so
+	 * an exchange that found the page zeroed finds the bit set too (an
+	 * exchange before the zeroing got the canary back).
+	 */
 	void **b = p;
-	if (gw_unlikely(__atomic_exchange_n((uintptr_t *)&b[1], gw_pool_canary(p), __ATOMIC_RELAXED) ==
-			gw_pool_canary(p))) {
+	if (gw_unlikely(gw_pool_page_released(off))) {
+		gw_pool_bad_free(p, GW_POOL_DOUBLE_FREE);
+		return;
+	}
+	if (gw_unlikely(__atomic_exchange_n((uintptr_t *)&b[1], gw_pool_canary(p), __ATOMIC_SEQ_CST) ==
+			gw_pool_canary(p) || gw_pool_page_released(off))) {
 		gw_pool_bad_free(p, GW_POOL_DOUBLE_FREE);
 		return;
 	}

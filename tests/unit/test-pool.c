@@ -322,6 +322,50 @@ START_TEST(test_auto_release)
 }
 END_TEST
 
+START_TEST(test_double_free_into_released_chunk)
+{
+	/* chunks of 16 blocks of 1 KiB: 4 whole pages each, given back whole */
+	setup_pool(1024, 16, 100);
+	enum { N = 16 * 8 };
+	void *p[N], *again[2 * N];
+	for (int i = 0; i < N; i++)
+		ck_assert_ptr_nonnull(p[i] = gw_pool_alloc(1024));
+	for (int i = 0; i < N; i++)
+		gw_pool_free(p[i]);
+	gw_pool_release(true);
+	ck_assert_uint_ge(class_stats(1024).released_chunks, 6);
+
+	/* every block of a released chunk: its page reads as zeroes, its
+	 * canary is gone; a second free is still a double free */
+	uint64_t before = gw_counters->double_frees;
+	unsigned stale = 0;
+	for (int i = 0; i < N; i++) {
+		if (!gw_pool_page_released((uintptr_t)p[i] - gw_pool_g.base))
+			continue;
+		ck_assert_int_eq(gw_pool_check_realloc(p[i]), GW_POOL_FREED_REALLOC);
+		gw_pool_free(p[i]);
+		stale++;
+	}
+	ck_assert_uint_ge(stale, 6 * 16);
+	ck_assert_uint_eq(gw_counters->double_frees - before, 2 * stale);   /* realloc + free */
+
+	/* and none of them went onto a free list: the chunks carved again
+	 * hand every block out once */
+	for (int i = 0; i < 2 * N; i++)
+		ck_assert_ptr_nonnull(again[i] = gw_pool_alloc(1024));
+	qsort(again, 2 * N, sizeof(again[0]), cmp_ptr);
+	for (int i = 1; i < 2 * N; i++)
+		ck_assert_ptr_ne(again[i - 1], again[i]);
+	/* in use again: a free is an ordinary free */
+	for (int i = 0; i < 2 * N; i++)
+		ck_assert(!gw_pool_page_released((uintptr_t)again[i] - gw_pool_g.base));
+	before = gw_counters->double_frees;
+	for (int i = 0; i < 2 * N; i++)
+		gw_pool_free(again[i]);
+	ck_assert_uint_eq(gw_counters->double_frees, before);
+}
+END_TEST
+
 Suite *suite_pool(void);
 Suite *suite_pool(void)
 {
@@ -342,6 +386,7 @@ Suite *suite_pool(void)
 	tc = tcase_create("misuse");
 	tcase_add_test(tc, test_double_and_invalid_free_counted);
 	tcase_add_test(tc, test_racing_double_free);
+	tcase_add_test(tc, test_double_free_into_released_chunk);
 	suite_add_tcase(s, tc);
 	return s;
 }
