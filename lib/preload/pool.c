@@ -16,7 +16,9 @@
  * the canary in atomically: of two frees of one block, however close, one
  * gets the canary back and is reported as a double free, so no block is
  * ever on two free lists.  Every block on a free list carries the canary,
- * carved ones included.
+ * carved ones included.  A chunk given back to the OS reads as zeroes, so
+ * its pages are also marked in a bitmap (gw_pool_g.released) that a free
+ * finding 0 instead of the canary consults.
  *
  * The fast paths live in pool.h (inlined into the interposer): they touch
  * only the calling thread's cache.  This file holds the slow paths, which
@@ -809,7 +811,7 @@ void *gw_pool_alloc_slow(unsigned cls)
 	bin->count = got - 1;
 	bin->moved += got;
 	bin->allocs++;
-	__atomic_store_n(&b[1], NULL, __ATOMIC_RELAXED);
+	__atomic_store_n((uintptr_t *)&b[1], GW_POOL_LIVE, __ATOMIC_RELAXED);
 	if (tc->state == CACHE_DEAD) {
 		/* nothing may stay cached in a dead thread's cache */
 		pthread_mutex_lock(&c->lock);
@@ -950,8 +952,9 @@ int gw_pool_check_realloc(void *p)
 		gw_pool_bad_free(p, GW_POOL_INVALID_REALLOC);
 		return GW_POOL_INVALID_REALLOC;
 	}
-	if (gw_pool_page_released((uintptr_t)p - gw_pool_g.base) ||
-	    __atomic_load_n((uintptr_t *)p + 1, __ATOMIC_RELAXED) == gw_pool_canary(p)) {
+	uintptr_t word = __atomic_load_n((uintptr_t *)p + 1, __ATOMIC_SEQ_CST);
+	if (word == gw_pool_canary(p) ||
+	    (word == 0 && gw_pool_page_released((uintptr_t)p - gw_pool_g.base))) {
 		gw_pool_bad_free(p, GW_POOL_FREED_REALLOC);
 		return GW_POOL_FREED_REALLOC;
 	}

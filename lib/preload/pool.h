@@ -123,6 +123,14 @@ static inline size_t gw_pool_class_size(unsigned cls)
 	return ((size_t)1 << b) + (k + 1) * ((size_t)1 << (b - 2));
 }
 
+/*
+ * What the second word of a block holds when it is handed out, until the
+ * program writes there: not 0, so that the free of a block the program
+ * did not write that far needs no page lookup (gw_pool_free_inline), and
+ * never a canary (those are odd: an even address xor an odd secret).
+ */
+#define GW_POOL_LIVE ((uintptr_t)2)
+
 static GW_ALWAYS_INLINE uintptr_t gw_pool_canary(void *b)
 {
 	return (uintptr_t)b ^ gw_pool_g.secret;
@@ -146,7 +154,7 @@ static GW_ALWAYS_INLINE void *gw_pool_alloc_inline(size_t n)
 			bin->allocs++;
 			/* clear the double-free canary: from here on a free may claim
 			 * the block (atomic because a racing free exchanges it) */
-			__atomic_store_n(&b[1], NULL, __ATOMIC_RELAXED);
+			__atomic_store_n((uintptr_t *)&b[1], GW_POOL_LIVE, __ATOMIC_RELAXED);
 			return b;
 		}
 	}
@@ -206,27 +214,22 @@ static GW_ALWAYS_INLINE void gw_pool_free_inline(void *p)
 	 * whoever exchanges the canary in owns the block and links it; a free
 	 * that gets the canary back (the block is free already, or another
 	 * thread's free of it won the race) touches nothing else.  So a block
-	 * is on at most one free list, whatever the timing.  Relaxed is enough:
-	 * read-modify-writes of one word read the latest value in its
-	 * modification order; the link is published by the list's own
-	 * synchronisation (this thread's cache, or the class lock).
-	 */
-	/*
+	 * is on at most one free list, whatever the timing: read-modify-writes
+	 * of one word read the latest value in its modification order; the
+	 * link is published by the list's own synchronisation (this thread's
+	 * cache, or the class lock).
+	 *
 	 * A block in a page that was given back (its chunk was empty, so the
-	 * block is free) has lost its canary to the zeroed page: the bit says
-	 * so.  Checked before the exchange, so that a double free does not
-	 * fault a fresh page in, and again after it for a release that came
-	 * in between: the release sets the bit before it zeroes the page, so
-	 * an exchange that found the page zeroed finds the bit set too (an
-	 * exchange before the zeroing got the canary back).
+	 * block is free) has lost its canary to the zeroed page: the exchange
+	 * reads 0 there, and then the page's bit says so.  The release sets
+	 * the bit before it zeroes the page, so an exchange that read the
+	 * zeroed page finds the bit set (one that came before the zeroing got
+	 * the canary back); sequentially consistent for that order (an x86
+	 * exchange always is).  Only a 0 costs the lookup.
 	 */
 	void **b = p;
-	if (gw_unlikely(gw_pool_page_released(off))) {
-		gw_pool_bad_free(p, GW_POOL_DOUBLE_FREE);
-		return;
-	}
-	if (gw_unlikely(__atomic_exchange_n((uintptr_t *)&b[1], gw_pool_canary(p), __ATOMIC_SEQ_CST) ==
-			gw_pool_canary(p) || gw_pool_page_released(off))) {
+	uintptr_t old = __atomic_exchange_n((uintptr_t *)&b[1], gw_pool_canary(p), __ATOMIC_SEQ_CST);
+	if (gw_unlikely(old == gw_pool_canary(p) || (old == 0 && gw_pool_page_released(off)))) {
 		gw_pool_bad_free(p, GW_POOL_DOUBLE_FREE);
 		return;
 	}

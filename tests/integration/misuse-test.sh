@@ -99,7 +99,12 @@ check foreign "free/realloc/malloc_usable_size of __libc_malloc blocks" \
 # process has one thread.
 envs=()
 if command -v gdb >/dev/null; then
-  gdb -q -batch -ex "set environment LD_PRELOAD=$preload" -ex 'set environment GWMEM_CONFIG=/dev/null' \
+  # pending on: before the run libc is not loaded, and a batch gdb answers
+  # "no" to making the breakpoint pending, which would turn this into a skip;
+  # startup-with-shell off: the program is run directly, not through a
+  # shell that would allocate first; bounded in case ptrace hangs
+  timeout 120 gdb -q -batch -nx -ex 'set breakpoint pending on' -ex 'set startup-with-shell off' \
+    -ex "set environment LD_PRELOAD=$preload" -ex 'set environment GWMEM_CONFIG=/dev/null' \
     -ex 'break __libc_malloc' -ex run -ex 'info threads' -ex kill \
     --args "$prog" xinit 8 >"$tmp/gdb.out" 2>&1
   if grep -q 'Breakpoint 1, ' "$tmp/gdb.out"; then
