@@ -145,6 +145,7 @@ struct gwmem_fixpool {
 	struct gw_track *track;   /* GWMEM_FIXPOOL_TRACK: records of live blocks */
 	bool canary;              /* live state in the blocks, see block_canary() */
 	bool owner_free;          /* frees by a stripe's owner skip its lock, see take_private() */
+	bool lean;                /* thread-safe, canary, owner_free, no zeroing: see lean_alloc() */
 	uintptr_t secret;
 	uint64_t peak;            /* high-water mark of live blocks, see note_peak() */
 	int logged;
@@ -530,6 +531,7 @@ struct gwmem_fixpool *gwmem_fixpool_create(const struct gwmem_fixpool_options *o
 	 * while a thief may be waiting for the owner */
 	fp->owner_free = is_ts(fp) && !fp->track &&
 			 ((fp->flags & GW_FIXPOOL_NOHOOK) || (!gwmem_hook_alloc && !gwmem_hook_free));
+	fp->lean = fp->owner_free && fp->canary && !(fp->flags & GWMEM_FIXPOOL_ZERO);
 	fp->general = is_ts(fp) || (fp->flags & GWMEM_FIXPOOL_ZERO) || stride < GW_FIXPOOL_IDX_STRIDE || fp->track ||
 		      (!(fp->flags & GW_FIXPOOL_NOHOOK) && (gwmem_hook_alloc || gwmem_hook_free));
 	return fp;
@@ -919,6 +921,84 @@ static GW_ALWAYS_INLINE int stripe_free(struct gwmem_fixpool *fp, bool ts, void 
 	return 0;
 }
 
+/* --- thread-safe fast path ---------------------------------------------- */
+
+/*
+ * Thread-safe pools with the canary and without zeroing, tracking or hooks
+ * ('lean', the usual case) run these first: stripe_alloc() and
+ * stripe_free() reduced to their common case, with none of their per-pool
+ * flags tested.  Anything else (an empty stripe, a stripe this thread does
+ * not own, a thief at the private list, misuse) goes to the general code,
+ * which does the same steps and more, through a call: that keeps these
+ * small enough to need few registers saved.
+ */
+static GW_NOINLINE void *ts_alloc(struct gwmem_fixpool *fp, const void *ra)
+{
+	return stripe_alloc(fp, true, ra);
+}
+
+static GW_NOINLINE int ts_free(struct gwmem_fixpool *fp, void *p)
+{
+	return stripe_free(fp, true, p);
+}
+
+static GW_ALWAYS_INLINE void *lean_alloc(struct gwmem_fixpool *fp, const void *ra)
+{
+	struct stripe *s = &fp->st[stripe_id()];
+	void **b;
+
+	gw_spin_lock(&s->lock);
+	b = s->head;
+	if (gw_unlikely(!b)) {
+		gw_spin_unlock(&s->lock);
+		return ts_alloc(fp, ra);
+	}
+	__atomic_store_n(&s->head, b[0], __ATOMIC_RELAXED);
+	__atomic_store_n(&s->nalloc, s->nalloc + 1, __ATOMIC_RELAXED);
+	gw_spin_unlock(&s->lock);
+	b[0] = NULL; /* do not hand out free-list state */
+	/* zeroing the canary is what marks the block handed out */
+	__atomic_store_n((uintptr_t *)&b[1], 0, __ATOMIC_RELAXED);
+	return b;
+}
+
+static GW_ALWAYS_INLINE int lean_free(struct gwmem_fixpool *fp, void *p)
+{
+	size_t off = (uintptr_t)p - (uintptr_t)fp->base, g;
+	struct stripe *s;
+	uintptr_t c;
+
+	if (gw_unlikely(off >= __atomic_load_n(&fp->limit, __ATOMIC_ACQUIRE)))
+		return ts_free(fp, p);
+	g = off_index(fp, off);
+	s = &fp->st[stripe_id()];
+	if (gw_unlikely(g * fp->stride != off || __atomic_load_n(&s->owner, __ATOMIC_RELAXED) != owner_token()))
+		return ts_free(fp, p);
+	/* stripe_free()'s owner path: busy, the claim's barrier, then req */
+	c = block_canary(fp, g);
+	__atomic_store_n(&s->busy, 1, GW_OWNER_STORE_MO);
+	if (gw_unlikely(g >= __atomic_load_n(&fp->carve_next, __ATOMIC_ACQUIRE) ||
+			__atomic_exchange_n(&((uintptr_t *)p)[1], c, __ATOMIC_SEQ_CST) == c)) {
+		__atomic_store_n(&s->busy, 0, __ATOMIC_RELEASE);
+		return bad_free(fp, p, BAD_NONE);
+	}
+	if (gw_unlikely(__atomic_load_n(&s->req, GW_OWNER_LOAD_MO))) {
+		__atomic_store_n(&s->busy, 0, __ATOMIC_RELEASE);
+		gw_spin_lock(&s->lock);
+		*(void **)p = s->head;
+		__atomic_store_n(&s->head, p, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->nfreed, s->nfreed + 1, __ATOMIC_RELAXED);
+		gw_spin_unlock(&s->lock);
+		return 0;
+	}
+	*(void **)p = __atomic_load_n(&s->priv, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->priv, p, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->npriv, s->npriv + 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->nfreed_priv, s->nfreed_priv + 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->busy, 0, __ATOMIC_RELEASE);
+	return 0;
+}
+
 /* --- fast path: single-threaded pools ----------------------------------- */
 
 static GW_ALWAYS_INLINE void *local_pop(struct gwmem_fixpool *fp, void **b)
@@ -936,18 +1016,25 @@ static GW_ALWAYS_INLINE void *local_pop(struct gwmem_fixpool *fp, void **b)
 }
 
 /* Everything but a pop from a non-empty local list. */
-static GW_NOINLINE void *alloc_general(struct gwmem_fixpool *fp, const void *ra)
+static GW_NOINLINE void *alloc_slow(struct gwmem_fixpool *fp, const void *ra)
 {
 	void *head, *tail;
 
 	if (fp->general)
-		return is_ts(fp) ? stripe_alloc(fp, true, ra) : stripe_alloc(fp, false, ra);
+		return is_ts(fp) ? ts_alloc(fp, ra) : stripe_alloc(fp, false, ra);
 	if (carve(fp, GW_FIXPOOL_BATCH, &head, &tail) == 0) {
 		__atomic_fetch_add(&fp->failed, 1, __ATOMIC_RELAXED);
 		errno = ENOMEM;
 		return NULL;
 	}
 	return local_pop(fp, head);
+}
+
+static GW_NOINLINE void *alloc_general(struct gwmem_fixpool *fp, const void *ra)
+{
+	if (gw_likely(fp->lean))
+		return lean_alloc(fp, ra);
+	return alloc_slow(fp, ra);
 }
 
 void *gwmem_fixpool_alloc(struct gwmem_fixpool *fp)
@@ -974,15 +1061,22 @@ void *gw_fixpool_alloc_ra(struct gwmem_fixpool *fp, const void *ra)
 }
 
 /* A fast pool's free that failed the fast checks, or any free of a general pool. */
-static GW_NOINLINE int free_general(struct gwmem_fixpool *fp, void *p)
+static GW_NOINLINE int free_slow(struct gwmem_fixpool *fp, void *p)
 {
 	enum bad_ptr why;
 
 	if (fp->general)
-		return is_ts(fp) ? stripe_free(fp, true, p) : stripe_free(fp, false, p);
+		return is_ts(fp) ? ts_free(fp, p) : stripe_free(fp, false, p);
 	block_index(fp, p, &why);
 	GW_ASSERT(why != BAD_NONE);
 	return bad_free(fp, p, why);
+}
+
+static GW_NOINLINE int free_general(struct gwmem_fixpool *fp, void *p)
+{
+	if (gw_likely(fp->lean))
+		return lean_free(fp, p);
+	return free_slow(fp, p);
 }
 
 int gwmem_fixpool_free(struct gwmem_fixpool *fp, void *p)
