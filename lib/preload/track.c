@@ -113,6 +113,35 @@ static inline uint32_t current_tid(void)
 
 static GW_NOINLINE GW_COLD void fork_adopt(void);
 
+/*
+ * What a forked child records and forgets before it adopts its copy: a
+ * shell's subshell allocates a few blocks and exits, and moving the copy
+ * in (an mremap, a page fault per page it then writes) would cost more
+ * than its whole life.  Up to GW_TRACK_PENDING operations wait here, in
+ * order, and are applied to the copy when it is adopted; one more adopts
+ * it.  An insert keeps the stack id the backtrace cache gave (ids of the
+ * copy are the parent's, valid in it) or the frames to intern.  Guarded by
+ * T.adopt_lock.
+ */
+#define GW_TRACK_PENDING 16u
+
+struct pending_op {
+	uint64_t ptr;
+	uint64_t size;
+	uint32_t stack_id;              /* 0: intern frames[0, nframes) */
+	uint32_t time_ds;
+	uint32_t tid;
+	uint16_t tag;
+	uint8_t insert;                 /* else a remove */
+	uint8_t nframes;
+	uint64_t frames[GWMEM_SHM_MAX_FRAMES];
+};
+
+static struct {
+	uint32_t n;
+	struct pending_op op[GW_TRACK_PENDING];
+} P;
+
 /* Before anything writes the segment: a forked child takes its copy now. */
 static inline void adopt_check(void)
 {
@@ -228,6 +257,79 @@ static uint32_t intern_frames(void *ctx, const uint64_t *frames, unsigned n)
 	return gw_stacks_intern(&T.stacks, frames, n);
 }
 
+/* --- a forked child's operations before it adopts its copy -------------- */
+
+static void pending_apply(const struct pending_op *op)
+{
+	if (!op->insert) {
+		gw_table_remove(&T.table, op->ptr, NULL);
+		return;
+	}
+	uint32_t id = op->stack_id ? op->stack_id : gw_stacks_intern(&T.stacks, op->frames, op->nframes);
+
+	gw_table_insert(&T.table, op->ptr, op->size, id, op->time_ds, op->tid, op->tag);
+}
+
+/* Queue op; false when the copy is adopted (or must be: the queue is full). */
+static bool pending_add(const struct pending_op *op)
+{
+	bool queued = false;
+
+	gw_spin_lock(&T.adopt_lock);
+	if (__atomic_load_n(&T.adopt_pending, __ATOMIC_ACQUIRE) && P.n < GW_TRACK_PENDING) {
+		struct pending_op *q = &P.op[P.n++];
+
+		memcpy(q, op, offsetof(struct pending_op, frames) + op->nframes * sizeof(op->frames[0]));
+		queued = true;
+	}
+	gw_spin_unlock(&T.adopt_lock);
+	return queued;
+}
+
+/* intern callback of a pending insert: keep the frames, no stack id yet (0
+ * also keeps the backtrace cache from remembering this path) */
+static uint32_t pending_frames(void *ctx, const uint64_t *frames, unsigned n)
+{
+	struct pending_op *op = ctx;
+
+	memcpy(op->frames, frames, n * sizeof(frames[0]));
+	op->nframes = (uint8_t)n;
+	return 0;
+}
+
+static GW_NOINLINE GW_COLD void record_pending(void *p, size_t size, unsigned tag)
+{
+	struct pending_op op;
+
+	op.nframes = 0;
+	tls_guard++;
+	gw_reporter_check();
+	op.stack_id = gw_unwind_stack_id(T.max_frames, pending_frames, &op);
+	tls_guard--;
+	op.ptr = (uintptr_t)p;
+	op.size = size;
+	op.time_ds = now_ds();
+	op.tid = current_tid();
+	op.tag = (uint16_t)tag;
+	op.insert = 1;
+	if (pending_add(&op))
+		return;
+	fork_adopt();
+	tls_guard++;
+	pending_apply(&op);
+	tls_guard--;
+}
+
+static GW_NOINLINE GW_COLD void free_pending(void *p)
+{
+	struct pending_op op = { .ptr = (uintptr_t)p };
+
+	if (pending_add(&op))
+		return;
+	fork_adopt();
+	pending_apply(&op);
+}
+
 /*
  * Inlined into its callers: one frame less for the unwinder to walk (and
  * to skip) on every recorded allocation.
@@ -239,9 +341,15 @@ static GW_ALWAYS_INLINE void record(void *p, size_t size, unsigned tag, const st
 	unsigned n;
 	uint32_t id;
 
+	if (gw_unlikely(__atomic_load_n(&T.adopt_pending, __ATOMIC_ACQUIRE))) {
+		if (!extra && !oldp) {
+			record_pending(p, size, tag);
+			return;
+		}
+		fork_adopt();
+	}
 	/* the record's line is a cache (and TLB) miss in a table of
 	 * megabytes: start loading it now, the backtrace takes long enough */
-	adopt_check();
 	gw_table_prefetch(&T.table, (uintptr_t)p);
 	tls_guard++;
 	gw_reporter_check();
@@ -298,7 +406,10 @@ void gw_track_free(void *p)
 	 * double-free check) and it is often not in cache: let that miss
 	 * overlap the table's */
 	__builtin_prefetch(p, 1, 3);
-	adopt_check();
+	if (gw_unlikely(__atomic_load_n(&T.adopt_pending, __ATOMIC_ACQUIRE))) {
+		free_pending(p);
+		return;
+	}
 	gw_table_remove(&T.table, (uintptr_t)p, NULL);
 }
 
@@ -374,7 +485,14 @@ void gw_track_atfork_prepare(void)
 {
 	if (!T.shm.hdr)
 		return;
-	writers_lock();
+	/* a child that has not adopted its copy yet forks: the table and
+	 * stacks are its parent's, their locks are not ours to take; its
+	 * state is the copy plus the queue, which adopt_lock keeps still */
+	gw_spin_lock(&T.adopt_lock);
+	if (T.adopt_pending)
+		gw_shm_lock(&T.shm);
+	else
+		writers_lock();
 	gw_shm_fork_prepare(&T.shm);
 }
 
@@ -383,7 +501,11 @@ void gw_track_atfork_parent(void)
 	if (!T.shm.hdr)
 		return;
 	gw_shm_fork_parent(&T.shm);
-	writers_unlock(T.tracking);
+	if (T.adopt_pending)
+		gw_shm_unlock(&T.shm);
+	else
+		writers_unlock(T.tracking);
+	gw_spin_unlock(&T.adopt_lock);
 }
 
 /* Locks in the copy were taken by the parent's prepare: clear them. */
@@ -401,7 +523,7 @@ void gw_track_atfork_child(void)
 		return;
 	T.fork_gen++;
 	T.adopt_lock = (struct gw_spin)GW_SPIN_INIT;
-	if (T.tracking)
+	if (T.tracking && !T.adopt_pending)
 		gw_stacks_unlock(&T.stacks);
 	err = gw_shm_fork_child(&T.shm);
 	if (T.shm.mode == GW_SHM_FORKED) {
@@ -422,8 +544,9 @@ void gw_track_atfork_child(void)
 
 /*
  * A forked child's first write: the copy its parent made at fork replaces
- * the parent's file at the same address, its locks are cleared, and the
- * counters and pool statistics move into it.  Threads the child started
+ * the parent's file at the same address, its locks are cleared, the
+ * operations queued meanwhile are applied, and the counters and pool
+ * statistics move into it.  Threads the child started
  * meanwhile wait here for the one that does it.
  */
 static void fork_adopt(void)
@@ -439,10 +562,15 @@ static void fork_adopt(void)
 	err = gw_shm_fork_adopt(&T.shm);
 	child_reset_locks();
 	gw_counters_attach(&T.shm.hdr->counters);
-	gw_pool_attach_stats(T.shm.hdr->classes, &T.shm.hdr->nclasses);
+	if (T.tracking)
+		for (uint32_t i = 0; i < P.n; i++)
+			pending_apply(&P.op[i]);
+	P.n = 0;
 	__atomic_store_n(&T.adopt_pending, false, __ATOMIC_RELEASE);
-	tls_guard--;
 	gw_spin_unlock(&T.adopt_lock);
+	/* after adopt_lock: the pools' locks come before it (fork) */
+	gw_pool_attach_stats(T.shm.hdr->classes, &T.shm.hdr->nclasses);
+	tls_guard--;
 	if (err < 0)
 		gw_counters_event(GW_EVENT_SHM_FAILED, false,
 				  "forked child %u cannot copy its segment: %s; its allocations are not visible",

@@ -462,6 +462,95 @@ START_TEST(test_track_fork_lazy)
 }
 END_TEST
 
+/* Does this process map a file of the test's shm_dir? */
+static bool maps_segment_file(void)
+{
+	char line[1024];
+	bool found = false;
+	FILE *f = fopen("/proc/self/maps", "r");
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, dir))
+			found = true;
+	fclose(f);
+	return found;
+}
+
+/*
+ * A child's first allocations and frees wait in a queue: it keeps the
+ * parent's file mapped (and never writes it) until the queue is full or
+ * the segment is asked for, then they are applied to its copy in order.
+ */
+START_TEST(test_track_fork_queue)
+{
+	static char parent_block[16], blocks[40][16];
+	int pfd[2];
+
+	if (getenv("GWMEM_TEST_NO_FORK"))
+		return;
+	config();
+	ck_assert_int_eq(gw_track_init(&cfg), 0);
+	gw_track_alloc(parent_block, 16);
+	ck_assert_int_eq(pipe(pfd), 0);
+	gw_track_atfork_prepare();
+	pid_t pid = fork();
+	if (pid == 0) {
+		gw_track_atfork_child();
+		close(pfd[0]);
+		/* a few: queued */
+		gw_track_alloc(blocks[0], 100);
+		gw_track_free(parent_block);
+		gw_track_alloc(blocks[1], 101);
+		gw_track_free(blocks[1]);
+		int ok = maps_segment_file();
+		/* asked for: applied in order */
+		ok = ok && find((uintptr_t)blocks[0]).size == 100 && find((uintptr_t)parent_block).ptr == 0 &&
+		     find((uintptr_t)blocks[1]).ptr == 0 && !maps_segment_file();
+		char c = ok ? 'y' : 'n';
+		ck_assert_int_eq(write(pfd[1], &c, 1), 1);
+		_exit(ok ? 0 : 1);
+	}
+	gw_track_atfork_parent();
+	ck_assert_int_gt(pid, 0);
+	int status;
+	char c = 0;
+	ck_assert_int_eq(read(pfd[0], &c, 1), 1);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_int_eq(c, 'y');
+
+	/* many: the queue fills and the child adopts by itself */
+	gw_track_atfork_prepare();
+	pid = fork();
+	if (pid == 0) {
+		gw_track_atfork_child();
+		close(pfd[0]);
+		for (int i = 0; i < 40; i++)
+			gw_track_alloc(blocks[i], 200 + i);
+		int ok = !maps_segment_file();
+		for (int i = 0; i < 40; i++)
+			ok = ok && find((uintptr_t)blocks[i]).size == (uint64_t)(200 + i);
+		ok = ok && find((uintptr_t)parent_block).size == 16;
+		char c2 = ok ? 'y' : 'n';
+		ck_assert_int_eq(write(pfd[1], &c2, 1), 1);
+		_exit(ok ? 0 : 1);
+	}
+	gw_track_atfork_parent();
+	ck_assert_int_gt(pid, 0);
+	close(pfd[1]);
+	ck_assert_int_eq(read(pfd[0], &c, 1), 1);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_int_eq(c, 'y');
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* the parent's table saw none of it */
+	ck_assert_uint_eq(find((uintptr_t)parent_block).size, 16);
+	ck_assert_uint_eq(find((uintptr_t)blocks[0]).ptr, 0);
+	ck_assert_uint_eq(live_count(), 1);
+	cleanup();
+}
+END_TEST
+
 Suite *suite_track(void)
 {
 	Suite *s = suite_create("track");
@@ -476,6 +565,7 @@ Suite *suite_track(void)
 	tcase_add_test(tc, test_track_hooks);
 	tcase_add_test(tc, test_track_fork);
 	tcase_add_test(tc, test_track_fork_lazy);
+	tcase_add_test(tc, test_track_fork_queue);
 	suite_add_tcase(s, tc);
 	return s;
 }
