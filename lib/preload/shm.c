@@ -24,7 +24,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -200,10 +202,78 @@ static int open_exact(const char *path)
 	return -EEXIST;
 }
 
+/*
+ * After an exec the new image cannot tell which suffixed name its previous
+ * image used (the environment is the program's), so when the plain name is
+ * blocked it looks for gwmem.<pid>.<starttime>.<suffix> files and removes
+ * the ones that can only be a previous image's: regular files of our uid,
+ * written by a process in our PID namespace (the same pid and start time
+ * then name this very process), other than the file just created.  Read
+ * with getdents64 into a stack buffer: no malloc during start-up.
+ */
+static void remove_previous_images(const char *path, int fd)
+{
+	char buf[4096];
+	const char *slash = strrchr(path, '/');
+	struct stat ours, ns;
+	uint64_t my_ns = 0;
+	size_t base_len;
+	int dfd;
+
+	if (!slash || fstat(fd, &ours) < 0)
+		return;
+	base_len = strlen(slash + 1) - 17;   /* "gwmem.<pid>.<starttime>" */
+	if (stat("/proc/self/ns/pid", &ns) == 0)
+		my_ns = (uint64_t)ns.st_ino;
+	char dir[GWMEM_CONFIG_PATH_MAX];
+	if ((size_t)(slash - path) >= sizeof(dir))
+		return;
+	memcpy(dir, path, (size_t)(slash - path));
+	dir[slash - path] = '\0';
+	dfd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return;
+	for (int rounds = 0; rounds < 1024; rounds++) {
+		long n = syscall(SYS_getdents64, dfd, buf, sizeof(buf));
+
+		if (n <= 0)
+			break;
+		for (long at = 0; at < n;) {
+			struct gw_dirent {
+				uint64_t ino;
+				int64_t off;
+				unsigned short reclen;
+				unsigned char type;
+				char name[];
+			} *d = (struct gw_dirent *)(buf + at);
+			struct stat st;
+			uint64_t their_ns = 0;
+
+			at += d->reclen;
+			if (strlen(d->name) != base_len + 17 || strncmp(d->name, slash + 1, base_len) != 0 ||
+			    d->name[base_len] != '.')
+				continue;
+			int f = openat(dfd, d->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+			if (f < 0)
+				continue;
+			bool stale = fstat(f, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+				     !(st.st_dev == ours.st_dev && st.st_ino == ours.st_ino) &&
+				     pread(f, &their_ns, sizeof(their_ns),
+					   (off_t)offsetof(struct gwmem_shm_header, pid_ns)) == (ssize_t)sizeof(their_ns) &&
+				     their_ns == my_ns;
+			close(f);
+			if (stale)
+				unlinkat(dfd, d->name, 0);
+		}
+	}
+	close(dfd);
+}
+
 static int open_segment(char *path, size_t cap)
 {
 	size_t len = strlen(path);
 	int fd = open_exact(path);
+	bool blocked = fd == -EEXIST;
 
 	for (int attempt = 0; fd == -EEXIST && attempt < 4; attempt++) {
 		uint64_t r;
@@ -222,6 +292,8 @@ static int open_segment(char *path, size_t cap)
 					  "a file that is not ours has this process's segment name in its directory; "
 					  "the segment is %s", path);
 	}
+	if (blocked && fd >= 0)
+		remove_previous_images(path, fd);
 	return fd;
 }
 

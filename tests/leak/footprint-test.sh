@@ -225,6 +225,30 @@ if [ "$(id -u)" -eq 0 ]; then
   fi
   exec 7>&-; wait "$plpid" 2>/dev/null
   rm -f "$GWMEM_SHM_DIR"/*
+
+  # the same, across an exec: the new image removes its previous image's
+  # suffixed file (same pid and start time), never the planted one
+  mkfifo "$tmp/ple.go" "$tmp/ple.in"
+  sh -c 'read x <"$1"; shift; exec "$@"' sh "$tmp/ple.go" env LD_PRELOAD="$preload" \
+    GWMEM_LEAK_DETECTION_SHM_DIR="$GWMEM_SHM_DIR" LEAKY="$leaky" \
+    dash -c 'x=$(echo a); exec "$LEAKY" sites' <"$tmp/ple.in" >"$tmp/ple.out" 2>"$tmp/ple.err" &
+  plpid=$!; pids+=("$plpid")
+  exec 7>"$tmp/ple.in"
+  plst=$(awk '{print $22}' "/proc/$plpid/stat")
+  forged=$GWMEM_SHM_DIR/gwmem.$plpid.$plst
+  printf 'forged' >"$forged"; chown 65534 "$forged"
+  echo go >"$tmp/ple.go"
+  for _ in $(seq 100); do grep -q READY "$tmp/ple.out" 2>/dev/null && break; sleep 0.1; done
+  n=$(ls "$GWMEM_SHM_DIR"/gwmem."$plpid"."$plst".* 2>/dev/null | wc -l)
+  if ! grep -q READY "$tmp/ple.out"; then
+    bad "planted+exec: the program did not start ($(cat "$tmp/ple.err"))"
+  elif [ "$n" -ne 1 ] || [ ! -f "$forged" ]; then
+    bad "planted+exec: $n suffixed segments after one exec (want 1), planted file $( [ -f "$forged" ] && echo kept || echo removed)"
+  else
+    echo "ok   planted+exec: one segment after an exec, the planted file left alone"
+  fi
+  exec 7>&-; wait "$plpid" 2>/dev/null
+  rm -f "$GWMEM_SHM_DIR"/*
 else
   echo "skip planted: not root"
 fi
