@@ -72,7 +72,6 @@ struct chunk {
 };
 
 struct gw_size_class {
-	pthread_mutex_t lock;
 	uint32_t index;
 	uint32_t size;
 	uint32_t blocks_per_chunk;
@@ -116,6 +115,17 @@ struct gw_pool_class_ro gw_pool_ro[GW_POOL_MAX_CLASSES];
 GW_TLS struct gw_pool_cache gw_pool_tc;
 
 static struct gw_size_class classes[GW_POOL_MAX_CLASSES];
+/*
+ * Each class's lock, apart from the class: fork locks and unlocks them all
+ * (and a child re-initialises them), and every page written after a fork
+ * is a copy-on-write fault on both sides, so they share as few pages as
+ * they can (a line each, so that threads refilling different classes do
+ * not contend for one).
+ */
+static struct {
+	pthread_mutex_t m;
+} __attribute__((aligned(GW_CACHELINE))) class_locks[GW_POOL_MAX_CLASSES];
+#define CLASS_LOCK(c) (&class_locks[(c)->index].m)
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct gw_pool_cache *registry;
 static pthread_key_t cache_key;
@@ -398,8 +408,8 @@ int gw_pool_init(const struct gwmem_config *cfg)
 		uint32_t size = (uint32_t)gw_pool_class_size(i);
 		uint32_t tz = (uint32_t)__builtin_ctz(size), odd = size >> tz, inv = odd;
 
-		pthread_mutex_init(&c->lock, NULL);
 		c->index = i;
+		pthread_mutex_init(CLASS_LOCK(c), NULL);
 		c->size = size;
 		c->chunk_bytes = (size_t)size * c->blocks_per_chunk;
 		c->partial_head = NO_CHUNK;
@@ -746,11 +756,11 @@ static void cache_drain(struct gw_pool_cache *tc)
 	for (unsigned i = 0; i < gw_pool_g.nclasses; i++) {
 		struct gw_pool_bin *bin = &tc->bins[i];
 		struct gw_size_class *c = &classes[i];
-		pthread_mutex_lock(&c->lock);
+		pthread_mutex_lock(CLASS_LOCK(c));
 		fold_bin(c, bin);
 		central_put(c, bin->head, bin->count);
 		class_publish(c);
-		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_unlock(CLASS_LOCK(c));
 		bin->head = NULL;
 		bin->count = 0;
 		bin->moved = 0;
@@ -792,7 +802,7 @@ void *gw_pool_alloc_slow(unsigned cls)
 		bin->count = 0;
 	}
 	uint32_t want = tc->state == CACHE_DEAD ? 1 : c->batch;
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(CLASS_LOCK(c));
 	fold_bin(c, bin);
 	uint32_t got;
 	if (c->nxfer) {
@@ -803,7 +813,7 @@ void *gw_pool_alloc_slow(unsigned cls)
 		got = central_take(c, want, &list);
 	}
 	class_publish(c);
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(CLASS_LOCK(c));
 	if (got == 0)
 		return NULL;
 	void **b = list;
@@ -814,10 +824,10 @@ void *gw_pool_alloc_slow(unsigned cls)
 	__atomic_store_n((uintptr_t *)&b[1], GW_POOL_LIVE, __ATOMIC_RELAXED);
 	if (tc->state == CACHE_DEAD) {
 		/* nothing may stay cached in a dead thread's cache */
-		pthread_mutex_lock(&c->lock);
+		pthread_mutex_lock(CLASS_LOCK(c));
 		fold_bin(c, bin);
 		central_put(c, bin->head, bin->count);
-		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_unlock(CLASS_LOCK(c));
 		bin->head = NULL;
 		bin->count = 0;
 		bin->moved = 0;
@@ -857,7 +867,7 @@ void gw_pool_free_slow(void *p, unsigned cls)
 	bin->count -= n;
 	bin->moved -= (int64_t)n + 1;
 	b[0] = n ? list : NULL;
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(CLASS_LOCK(c));
 	fold_bin(c, bin);
 	if (c->nxfer < XFER_SLOTS) {
 		c->xfer[c->nxfer].head = b;
@@ -867,7 +877,7 @@ void gw_pool_free_slow(void *p, unsigned cls)
 		central_put(c, b, n + 1);
 	}
 	class_publish(c);
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(CLASS_LOCK(c));
 }
 
 void gw_pool_bad_free(void *p, enum gw_pool_misuse why)
@@ -980,12 +990,12 @@ bool gw_pool_trim(size_t want)
 	 * after the unmap, by which time every reader checks the bounds */
 	for (unsigned i = 0; i < gw_pool_g.nclasses; i++) {
 		struct gw_size_class *c = &classes[i];
-		pthread_mutex_lock(&c->lock);
+		pthread_mutex_lock(CLASS_LOCK(c));
 		c->max_chunks = c->used_slots;
 		/* chunk_new commits up to this page boundary, no further */
 		uintptr_t keep = GW_ALIGN_UP((uintptr_t)c->used_slots * c->chunk_bytes, page);
 		__atomic_store_n(&gw_pool_ro[i].reserved, keep, __ATOMIC_RELEASE);
-		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_unlock(CLASS_LOCK(c));
 	}
 	__atomic_store_n(&gw_pool_g.trimmed, 1u, __ATOMIC_RELEASE);
 	for (unsigned i = 0; i < gw_pool_g.nclasses; i++) {
@@ -1018,9 +1028,9 @@ unsigned gw_pool_stats(struct gwmem_shm_class *out, unsigned max)
 			allocs += bin.allocs;
 			frees += bin_frees(&bin);
 		}
-		pthread_mutex_lock(&c->lock);
+		pthread_mutex_lock(CLASS_LOCK(c));
 		out[i] = class_snapshot(c, allocs, frees);
-		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_unlock(CLASS_LOCK(c));
 	}
 	pthread_mutex_unlock(&registry_lock);
 	return n;
@@ -1063,10 +1073,10 @@ unsigned gw_pool_release(bool force)
 		return 0;
 	if (force || release_enabled) {
 		for (unsigned i = 0; i < gw_pool_g.nclasses; i++) {
-			pthread_mutex_lock(&classes[i].lock);
+			pthread_mutex_lock(&class_locks[i].m);
 			released += class_release(&classes[i], force, now);
 			class_publish(&classes[i]);
-			pthread_mutex_unlock(&classes[i].lock);
+			pthread_mutex_unlock(&class_locks[i].m);
 		}
 	}
 	publish_stats();
@@ -1125,7 +1135,7 @@ void gw_pool_atfork_prepare(void)
 		return;
 	pthread_mutex_lock(&registry_lock);
 	for (unsigned i = 0; i < gw_pool_g.nclasses; i++)
-		pthread_mutex_lock(&classes[i].lock);
+		pthread_mutex_lock(&class_locks[i].m);
 }
 
 void gw_pool_atfork_parent(void)
@@ -1133,7 +1143,7 @@ void gw_pool_atfork_parent(void)
 	if (!gw_pool_ready())
 		return;
 	for (unsigned i = gw_pool_g.nclasses; i-- > 0;)
-		pthread_mutex_unlock(&classes[i].lock);
+		pthread_mutex_unlock(&class_locks[i].m);
 	pthread_mutex_unlock(&registry_lock);
 }
 
@@ -1142,7 +1152,7 @@ void gw_pool_atfork_child(void)
 	if (!gw_pool_ready())
 		return;
 	for (unsigned i = 0; i < gw_pool_g.nclasses; i++)
-		pthread_mutex_init(&classes[i].lock, NULL);
+		pthread_mutex_init(&class_locks[i].m, NULL);
 	pthread_mutex_init(&registry_lock, NULL);
 	/* the other threads are gone in the child: their cached blocks come back */
 	struct gw_pool_cache *self = &gw_pool_tc;
