@@ -22,12 +22,28 @@ void gw_counters_attach(struct gwmem_shm_counters *area)
 	__atomic_store_n(&gw_counters, area, __ATOMIC_RELEASE);
 }
 
+/* A forked child's counts until it adopts its copy: from zero, added in then. */
+static struct gwmem_shm_counters fork_counters;
+
 void gw_counters_detach(void)
 {
-	if (gw_counters == &static_counters)
+	/* nothing is read or copied here: the child's fork stays cheap */
+	__atomic_store_n(&gw_counters, &fork_counters, __ATOMIC_RELEASE);
+}
+
+void gw_counters_reattach(struct gwmem_shm_counters *area)
+{
+	uint64_t *to = (uint64_t *)area, *from = (uint64_t *)&fork_counters;
+
+	if (gw_counters != &fork_counters)
 		return;
-	memcpy(&static_counters, gw_counters, sizeof(static_counters));
-	__atomic_store_n(&gw_counters, &static_counters, __ATOMIC_RELEASE);
+	for (size_t i = 0; i < sizeof(*area) / sizeof(uint64_t); i++) {
+		__atomic_fetch_add(&to[i], __atomic_exchange_n(&from[i], 0, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+	}
+	__atomic_store_n(&gw_counters, area, __ATOMIC_RELEASE);
+	/* what was counted between the exchange and the switch */
+	for (size_t i = 0; i < sizeof(*area) / sizeof(uint64_t); i++)
+		__atomic_fetch_add(&to[i], __atomic_exchange_n(&from[i], 0, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
 }
 
 static uint64_t event_seen[GW_EVENT_MAX];

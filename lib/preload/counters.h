@@ -24,9 +24,13 @@ extern struct gwmem_shm_counters *gw_counters GW_HIDDEN;
 
 /* Copy the current counters into 'area' (in the segment) and use it from now on. */
 void gw_counters_attach(struct gwmem_shm_counters *area) GW_HIDDEN;
-/* Copy the current counters back into the static area and use that (a
- * forked child while it still maps its parent's segment). */
+/*
+ * A forked child while it still maps its parent's segment: count from
+ * zero in private memory (detach), then add those counts into its own copy
+ * of the segment and use that (reattach).
+ */
 void gw_counters_detach(void) GW_HIDDEN;
+void gw_counters_reattach(struct gwmem_shm_counters *area) GW_HIDDEN;
 
 enum gw_event {
 	GW_EVENT_INVALID_FREE,

@@ -561,7 +561,7 @@ static void fork_adopt(void)
 	tls_guard++;
 	err = gw_shm_fork_adopt(&T.shm);
 	child_reset_locks();
-	gw_counters_attach(&T.shm.hdr->counters);
+	gw_counters_reattach(&T.shm.hdr->counters);
 	if (T.tracking)
 		for (uint32_t i = 0; i < P.n; i++)
 			pending_apply(&P.op[i]);
