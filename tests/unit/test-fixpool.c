@@ -616,6 +616,60 @@ START_TEST(test_fixpool_private_list_reclaimed)
 END_TEST
 
 /*
+ * A thread takes one block, which makes it carve a batch and keep the rest
+ * on its stripe's list, frees it (onto its private list) and stays alive
+ * without touching the pool again: another thread must still get every
+ * block of the pool, those on both of the idle thread's lists included,
+ * then ENOMEM.
+ */
+static void *alloc_one_then_idle(void *arg)
+{
+	struct idle_freer *f = arg;
+	void *b = gwmem_fixpool_alloc(f->p);
+
+	if (!b || gwmem_fixpool_free(f->p, b) != 0)
+		f->errors++;
+	pthread_barrier_wait(f->bar); /* done */
+	pthread_barrier_wait(f->bar); /* the other thread is done */
+	return NULL;
+}
+
+START_TEST(test_fixpool_owner_list_reclaimed)
+{
+	enum { N = 4 * 64 };
+	struct gwmem_fixpool *p = mkpool(64, 64, 4, 0, GWMEM_FIXPOOL_THREADSAFE);
+	struct gwmem_fixpool_stats st;
+	static void *blocks[N];
+	pthread_barrier_t bar;
+	struct idle_freer f = {.p = p, .bar = &bar};
+	pthread_t t;
+
+	pthread_barrier_init(&bar, NULL, 2);
+	pthread_create(&t, NULL, alloc_one_then_idle, &f);
+	pthread_barrier_wait(&bar);
+	ck_assert_int_eq(f.errors, 0);
+	for (size_t i = 0; i < N; i++) {
+		blocks[i] = gwmem_fixpool_alloc(p);
+		ck_assert_ptr_nonnull(blocks[i]);
+	}
+	ck_assert_ptr_null(gwmem_fixpool_alloc(p));
+	ck_assert_int_eq(errno, ENOMEM);
+	pthread_barrier_wait(&bar);
+	pthread_join(t, NULL);
+	pthread_barrier_destroy(&bar);
+	gwmem_fixpool_stats(p, &st);
+	ck_assert_uint_eq(st.failed_allocs, 1);
+	ck_assert_uint_eq(st.active_blocks, N);
+	ck_assert_uint_eq(st.total_allocated, N + 1);
+	for (size_t i = 0; i < N; i++)
+		ck_assert_int_eq(gwmem_fixpool_free(p, blocks[i]), 0);
+	gwmem_fixpool_stats(p, &st);
+	ck_assert_uint_eq(st.active_blocks, 0);
+	gwmem_fixpool_destroy(p);
+}
+END_TEST
+
+/*
  * Two threads with empty lists allocate at the same moment while every free
  * block sits on a third thread's list: whichever takes that list, the other
  * must find a block too (it is on the first thread's list by then, or on its
@@ -730,6 +784,7 @@ static Suite *suite_fixpool(void)
 	tcase_add_test(tc, test_fixpool_cross_thread_frees);
 	tcase_add_test(tc, test_fixpool_steal_in_flight);
 	tcase_add_test(tc, test_fixpool_private_list_reclaimed);
+	tcase_add_test(tc, test_fixpool_owner_list_reclaimed);
 	suite_add_tcase(s, tc);
 	return s;
 }
