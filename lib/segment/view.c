@@ -26,6 +26,10 @@
 
 #define SNAPSHOT_RETRIES        500u    /* ~50 ms of a stuck writer, then busy */
 #define MISMATCH_RETRIES        3u      /* equal even seqs yet wrong totals: corrupt */
+#define TORN_BEFORE_CHUNKS      16u     /* whole copies torn by a writer, then chunks */
+#define CHUNK_RECORDS           64u     /* records a chunk: 2 KiB, copied in well under a microsecond */
+#define CHUNK_RETRIES           2000u   /* torn copies of one chunk, then busy */
+#define CHUNK_RESTARTS          16u     /* times the array may move under a chunked read */
 
 /*
  * Bounds from the configuration limits (max_tracked_allocations <= 1e8,
@@ -500,6 +504,109 @@ static bool scratch_reserve(struct gwmem_shm_record **scratch, size_t *size, uin
 	return true;
 }
 
+/* Grow the scratch to hold want records, keeping what it holds. */
+static bool scratch_grow(struct gwmem_shm_record **scratch, size_t *size, uint64_t want)
+{
+	size_t need = GW_ALIGN_UP(((size_t)want + 1) * sizeof(**scratch), gw_os_page_size());
+
+	if (need <= *size)
+		return true;
+	if (need < 2 * *size)
+		need = 2 * *size;
+	struct gwmem_shm_record *p = gw_os_map(need);
+	if (!p)
+		return false;
+	if (*scratch) {
+		memcpy(p, *scratch, *size);
+		gw_os_unmap(*scratch, *size);
+	}
+	*scratch = p;
+	*size = need;
+	return true;
+}
+
+/*
+ * A stripe that a busy writer changes faster than a reader can copy it
+ * whole (a large stripe of a churning process, or a reader slowed down by
+ * a loaded machine): read it a chunk at a time, each chunk between two
+ * equal even seqs of the same array.  A record stays where it is from its
+ * insert to its remove (lib/preload/table.h), so every record seen was
+ * live at some moment of the read: the result is a scan, not one instant,
+ * and the stripe's totals are those of the records seen.  The scratch
+ * grows with the live records found, never with what the head claims.
+ * Returns the number of records in *scratch and their sizes' sum in
+ * *bytes, or a GW_VIEW_ERR_* (BUSY: no chunk could be read, or the array
+ * kept moving).
+ */
+static int64_t gather_chunked(const struct gw_view *v, uint32_t s, const struct gwmem_shm_stripe *sh,
+			      struct gwmem_shm_record *bounce, struct gwmem_shm_record **scratch,
+			      size_t *scratch_size, uint64_t *bytes)
+{
+	const uint64_t rsize = sizeof(struct gwmem_shm_record);
+
+	for (unsigned restart = 0; restart < CHUNK_RESTARTS; restart++) {
+		uint64_t off0 = 0, sum = 0;
+		uint32_t slots0 = 0;
+		int64_t n = 0;
+		bool moved = false;
+
+		for (uint32_t at = 0, first = 1; first || at < slots0; first = 0) {
+			struct gw_backoff b = GW_BACKOFF_INIT;
+			uint32_t k = 0;
+			unsigned t;
+
+			for (t = 0; t < CHUNK_RETRIES; t++) {
+				uint64_t off;
+				uint32_t slots;
+
+				if (t)
+					gw_backoff_wait(&b);
+				uint32_t s1 = __atomic_load_n(&sh->seq, __ATOMIC_ACQUIRE);
+				if (s1 & 1u)
+					continue;
+				bool placed = stripe_array(v, s, sh, &off, &slots);
+				if (first) {
+					off0 = off;
+					slots0 = slots;
+				}
+				moved = placed && (off != off0 || slots != slots0);
+				k = slots0 - at < CHUNK_RECORDS ? slots0 - at : CHUNK_RECORDS;
+				bool ok = placed && !moved && (!k || read_at(v, off0 + (uint64_t)at * rsize, bounce,
+									      (size_t)k * rsize));
+				__atomic_thread_fence(__ATOMIC_ACQUIRE);
+				if (__atomic_load_n(&sh->seq, __ATOMIC_RELAXED) != s1) {
+					moved = false;
+					continue;
+				}
+				if (!placed)
+					return GW_VIEW_ERR_CORRUPT;
+				if (!moved && !ok)
+					return GW_VIEW_ERR_IO;
+				break;
+			}
+			if (t == CHUNK_RETRIES)
+				return GW_VIEW_ERR_BUSY;
+			if (moved)
+				break;
+			for (uint32_t i = 0; i < k; i++) {
+				if (!bounce[i].ptr)
+					continue;
+				if (!scratch_grow(scratch, scratch_size, (uint64_t)n + 1))
+					return GW_VIEW_ERR_NOMEM;
+				if (__builtin_add_overflow(sum, bounce[i].size, &sum))
+					return GW_VIEW_ERR_CORRUPT;
+				(*scratch)[n++] = bounce[i];
+			}
+			at += k;
+		}
+		if (moved)
+			continue;
+		*bytes = sum;
+		return n;
+	}
+	return GW_VIEW_ERR_BUSY;
+}
+
 int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 		     struct gw_view_snap_stats *st)
 {
@@ -524,7 +631,7 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 	for (uint32_t s = 0; s < h->nstripes && !err; s++) {
 		const struct gwmem_shm_stripe *sh = &stripes[s];
 		bool done = false, mismatch = false;
-		unsigned mismatches = 0;
+		unsigned mismatches = 0, torn = 0;
 		uint32_t count = 0, slots = 0;
 		uint64_t bytes = 0, off = 0;
 		struct gw_backoff b = GW_BACKOFF_INIT;
@@ -552,8 +659,11 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 			int64_t live = placed ? gather(v, off, slots, bounce, scratch, count) : 0;
 			__atomic_thread_fence(__ATOMIC_ACQUIRE);
 			uint32_t s2 = __atomic_load_n(&sh->seq, __ATOMIC_RELAXED);
-			if (s1 != s2)
+			if (s1 != s2) {
+				if (++torn >= TORN_BEFORE_CHUNKS)
+					break;
 				continue;
+			}
 			if (!placed) {
 				err = GW_VIEW_ERR_CORRUPT;
 				break;
@@ -593,6 +703,22 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 			}
 			mismatch = false;
 			done = true;
+		}
+		if (!err && !done && torn >= TORN_BEFORE_CHUNKS) {
+			/* the writer is faster than a whole copy: read it in chunks */
+			int64_t n = gather_chunked(v, s, sh, bounce, &scratch, &scratch_size, &bytes);
+
+			if (n < 0) {
+				err = (int)n;
+				break;
+			}
+			count = (uint32_t)n;
+			done = true;
+			mismatch = false;
+			st->chunked++;
+			for (uint32_t i = 0; i < count && !err; i++)
+				if (scratch[i].size > (uint64_t)INT64_MAX || scratch[i].stack_id > h->stack_capacity)
+					err = GW_VIEW_ERR_CORRUPT;
 		}
 		if (err)
 			break;

@@ -82,6 +82,9 @@ struct gw_view_snap_stats {
 	uint64_t records;     /* live records seen */
 	uint64_t bytes;       /* their sizes, summed */
 	uint64_t retries;     /* stripe copies retried */
+	uint64_t chunked;     /* stripes read a chunk at a time (a writer too busy
+				 for a whole copy): their records are a scan, not
+				 one instant */
 };
 
 int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,

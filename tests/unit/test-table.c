@@ -453,6 +453,92 @@ START_TEST(test_table_concurrent_snapshots)
 END_TEST
 
 /* The CLI's reader (gw_view, pread of the arrays) while writers grow the table. */
+/* One large stripe that a writer changes without a pause: a whole copy is
+ * always torn, so the reader reads it a chunk at a time and still answers,
+ * with every record it reports one that was live. */
+static uint64_t busy_ptrs[8000];
+
+static void *busy_writer(void *arg)
+{
+	unsigned seed = 7, k = 0;
+
+	(void)arg;
+	while (!__atomic_load_n(&stop_flag, __ATOMIC_RELAXED)) {
+		/* the last 100 records churn; the first 7900 stay */
+		unsigned i = 7900 + (unsigned)rand_r(&seed) % 100;
+
+		ck_assert(gw_table_remove(&tab, busy_ptrs[i], NULL));
+		ck_assert(gw_table_insert(&tab, busy_ptrs[i], 16, 1, 0, 0, 0));
+		k++;
+	}
+	return NULL;
+}
+
+struct busy_seen {
+	uint64_t records, bytes;
+};
+
+static int busy_stripe(void *ctx, uint32_t stripe, const struct gwmem_shm_record *slots, uint32_t nslots,
+		       uint32_t count, uint64_t bytes)
+{
+	struct busy_seen *seen = ctx;
+
+	(void)stripe;
+	for (uint32_t i = 0; i < nslots; i++) {
+		if (!slots[i].ptr)
+			continue;
+		ck_assert_uint_eq(slots[i].size, 16);
+		ck_assert_uint_eq(stripe_of(slots[i].ptr), 0);
+		seen->records++;
+	}
+	ck_assert_uint_le(seen->records, 8000);
+	seen->bytes += bytes;
+	(void)count;
+	return 0;
+}
+
+START_TEST(test_table_view_busy_writer)
+{
+	pthread_t w;
+	struct gw_view v;
+	struct gw_view_snap_stats st;
+	uint64_t chunked = 0;
+	unsigned n = 0;
+
+	make_table(262144);
+	for (uint64_t p = UINT64_C(0x7f0000000000); n < 8000; p += 16)
+		if (stripe_of(p) == 0)
+			busy_ptrs[n++] = p;
+	for (unsigned i = 0; i < n; i++)
+		ck_assert(gw_table_insert(&tab, busy_ptrs[i], 16, 1, 0, 0, 0));
+	ck_assert_int_eq(gw_view_open(&v, shm.path), 0);
+	stop_flag = 0;
+	pthread_create(&w, NULL, busy_writer, NULL);
+	for (int round = 0; round < 20; round++) {
+		struct busy_seen seen = { 0, 0 };
+		int r = gw_view_snapshot(&v, busy_stripe, &seen, &st);
+
+		ck_assert_msg(r == 0, "snapshot %d: %d %s", round, r, v.why ? v.why : "");
+		/* the 7900 that stay are always seen; at most the churning 100 are missing */
+		ck_assert_uint_ge(seen.records, 7900);
+		ck_assert_uint_eq(st.records, seen.records);
+		ck_assert_uint_eq(st.bytes, 16 * seen.records);
+		chunked += st.chunked;
+	}
+	__atomic_store_n(&stop_flag, 1, __ATOMIC_RELAXED);
+	pthread_join(w, NULL);
+	/* a quiet stripe is read whole again, exactly */
+	ck_assert_int_eq(gw_view_snapshot(&v, NULL, NULL, &st), 0);
+	ck_assert_uint_eq(st.records, 8000);
+	ck_assert_uint_eq(st.chunked, 0);
+	/* how many stripes needed chunks depends on the machine's timing (on
+	 * two quiet cores most copies of 256 KiB are torn): not asserted */
+	(void)chunked;
+	gw_view_close(&v);
+	drop_table();
+}
+END_TEST
+
 START_TEST(test_table_view_while_growing)
 {
 	pthread_t w[2];
@@ -525,6 +611,7 @@ Suite *suite_table(void)
 	tcase_add_test(tc, test_table_segment_cap);
 	tcase_add_test(tc, test_table_concurrent_snapshots);
 	tcase_add_test(tc, test_table_view_while_growing);
+	tcase_add_test(tc, test_table_view_busy_writer);
 	tcase_add_test(tc, test_table_old_reader);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
