@@ -660,7 +660,7 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 			__atomic_thread_fence(__ATOMIC_ACQUIRE);
 			uint32_t s2 = __atomic_load_n(&sh->seq, __ATOMIC_RELAXED);
 			if (s1 != s2) {
-				if (++torn >= TORN_BEFORE_CHUNKS)
+				if (++torn >= TORN_BEFORE_CHUNKS && h->version >= 3)
 					break;
 				continue;
 			}
@@ -704,8 +704,10 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 			mismatch = false;
 			done = true;
 		}
-		if (!err && !done && torn >= TORN_BEFORE_CHUNKS) {
-			/* the writer is faster than a whole copy: read it in chunks */
+		if (!err && !done && torn >= TORN_BEFORE_CHUNKS && h->version >= 3) {
+			/* the writer is faster than a whole copy: read it in chunks
+			 * (layout 3: records do not move; before, a remove
+			 * shifted them) */
 			int64_t n = gather_chunked(v, s, sh, bounce, &scratch, &scratch_size, &bytes);
 
 			if (n < 0) {
