@@ -98,7 +98,9 @@ static uint64_t region_bound(const struct gwmem_shm_header *h)
 		want = 16;
 	slots = (want * 5 + 3 * n - 1) / (3 * n);
 	cap = h->max_segment_bytes / n / rsize;
-	if (slots > cap)
+	/* 0: not recorded (a snapshot of a layout-1 segment); real segments
+	 * have at least GW_SHM_MIN_BYTES */
+	if (h->max_segment_bytes && slots > cap)
 		slots = cap;
 	slots = (slots + page / rsize - 1) / (page / rsize) * (page / rsize);
 	return slots > page / rsize ? slots : page / rsize;
