@@ -488,22 +488,20 @@ static int64_t gather(const struct gw_view *v, uint64_t off, uint32_t slots, str
 	return n;
 }
 
-/* scratch holding at least want records (its pages are touched only as
- * records are copied in); false when it cannot be mapped */
-static bool scratch_reserve(struct gwmem_shm_record **scratch, size_t *size, uint32_t want)
+/* The live records of recs[0..slots) moved to its front, in order; how
+ * many there are (cap + 1 as soon as there are more than cap). */
+static int64_t compact(struct gwmem_shm_record *recs, uint32_t slots, uint32_t cap)
 {
-	size_t need = GW_ALIGN_UP(((size_t)want + 1) * sizeof(**scratch), gw_os_page_size());
+	int64_t n = 0;
 
-	if (need <= *size)
-		return true;
-	struct gwmem_shm_record *p = gw_os_map(need);
-	if (!p)
-		return false;
-	if (*scratch)
-		gw_os_unmap(*scratch, *size);
-	*scratch = p;
-	*size = need;
-	return true;
+	for (uint32_t i = 0; i < slots; i++) {
+		if (!recs[i].ptr)
+			continue;
+		if (n == (int64_t)cap)
+			return n + 1;
+		recs[n++] = recs[i];
+	}
+	return n;
 }
 
 /* Grow the scratch to hold want records, keeping what it holds. */
@@ -615,8 +613,8 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 	const struct gwmem_shm_header *h = &v->hdr;
 	struct gw_view_snap_stats local = { 0 };
 	const size_t bounce_size = BOUNCE_RECORDS * sizeof(struct gwmem_shm_record);
-	struct gwmem_shm_record *bounce, *scratch = NULL;
-	size_t scratch_size = 0;
+	struct gwmem_shm_record *bounce, *scratch;
+	size_t scratch_size;
 	int err = GW_VIEW_OK;
 
 	if (!st)
@@ -627,6 +625,15 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 	bounce = gw_os_map(bounce_size);
 	if (!bounce)
 		return GW_VIEW_ERR_NOMEM;
+	/* address space for the largest array the geometry allows (bounded by
+	 * the recorded limits, see region_bound); its pages are touched only
+	 * by what is copied in */
+	scratch_size = (size_t)h->slots_per_stripe * sizeof(struct gwmem_shm_record);
+	scratch = gw_os_map(scratch_size);
+	if (!scratch) {
+		gw_os_unmap(bounce, bounce_size);
+		return GW_VIEW_ERR_NOMEM;
+	}
 
 	const struct gwmem_shm_stripe *stripes = (const void *)(v->base + h->stripes_offset);
 
@@ -654,11 +661,27 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 			 * bounded by the region, itself bounded by the limits */
 			if (placed && count > slots)
 				count = slots;
-			if (placed && !scratch_reserve(&scratch, &scratch_size, count)) {
-				err = GW_VIEW_ERR_NOMEM;
-				break;
+			/*
+			 * An array without holes (what the file really holds),
+			 * or one not much larger than its live count, is copied
+			 * whole (read_at: one memcpy or one pread) and sorted out
+			 * after the copy, so the window a busy writer must leave
+			 * us stays one copy, as it always was.  Only a sparse
+			 * array far larger than its count (a forged file) is
+			 * gathered piece by piece, holes skipped, keeping at most
+			 * count records.
+			 */
+			bool gathered = false;
+			if (placed && v->fd >= 0 && slots > 4 * (uint64_t)count + BOUNCE_RECORDS) {
+				off_t hole = lseek(v->fd, (off_t)off, SEEK_HOLE);
+				gathered = hole < 0 || (uint64_t)hole < off + (uint64_t)slots * sizeof(*scratch);
 			}
-			int64_t live = placed ? gather(v, off, slots, bounce, scratch, count) : 0;
+			int64_t live = 0;
+			bool copied = true;
+			if (placed && gathered)
+				live = gather(v, off, slots, bounce, scratch, count);
+			else if (placed)
+				copied = read_at(v, off, scratch, (size_t)slots * sizeof(*scratch));
 			__atomic_thread_fence(__ATOMIC_ACQUIRE);
 			uint32_t s2 = __atomic_load_n(&sh->seq, __ATOMIC_RELAXED);
 			if (s1 != s2) {
@@ -670,6 +693,10 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 				err = GW_VIEW_ERR_CORRUPT;
 				break;
 			}
+			if (!copied)
+				live = -1;
+			else if (!gathered)
+				live = compact(scratch, slots, count);
 			if (live < 0) {
 				err = GW_VIEW_ERR_IO;
 				break;
@@ -744,8 +771,7 @@ int gw_view_snapshot(const struct gw_view *v, gw_view_stripe_fn fn, void *ctx,
 			}
 		}
 	}
-	if (scratch)
-		gw_os_unmap(scratch, scratch_size);
+	gw_os_unmap(scratch, scratch_size);
 	gw_os_unmap(bounce, bounce_size);
 	return err;
 }
