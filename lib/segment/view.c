@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,7 +25,7 @@
 #include "spin.h"
 #include "view.h"
 
-#define SNAPSHOT_RETRIES        500u    /* ~50 ms of a stuck writer, then busy */
+#define SNAPSHOT_RETRIES        500u    /* ~1/4 s of a stuck writer, then busy (backoff) */
 #define MISMATCH_RETRIES        3u      /* equal even seqs yet wrong totals: corrupt */
 #define TORN_BEFORE_CHUNKS      16u     /* whole copies torn by a writer, then chunks */
 #define CHUNK_RECORDS           64u     /* records a chunk: 2 KiB, copied in well under a microsecond */
@@ -113,10 +114,40 @@ static uint64_t region_bound(const struct gwmem_shm_header *h)
  * (they read as zeroes: no record, no published stack); in memory, all of
  * it.
  */
+/*
+ * Whether every page of [off, off + len) of the mapped file is in memory:
+ * then it is data, and reading it through the mapping allocates nothing.
+ * mincore costs one call per 256 pages of the range itself, where
+ * SEEK_HOLE from off walks on to the next hole of the whole file (a
+ * layout-3 record area is one long run of backed pages).  false when not
+ * known: the callers then look for holes with lseek.
+ */
+static bool all_resident(const struct gw_view *v, uint64_t off, uint64_t len)
+{
+	const uint64_t page = gw_os_page_size();
+	unsigned char vec[256];
+
+	if (!v->mapped || !len)
+		return len == 0;
+	for (uint64_t at = off / page * page; at < off + len;) {
+		uint64_t pages = (off + len - at + page - 1) / page;
+
+		if (pages > sizeof(vec))
+			pages = sizeof(vec);
+		if (mincore((void *)(v->base + at), (size_t)(pages * page), vec) < 0)
+			return false;
+		for (uint64_t i = 0; i < pages; i++)
+			if (!(vec[i] & 1))
+				return false;
+		at += pages * page;
+	}
+	return true;
+}
+
 static uint64_t next_data(const struct gw_view *v, uint64_t off, uint64_t end, uint64_t *data_end)
 {
 	*data_end = end;
-	if (v->fd < 0 || off >= end)
+	if (v->fd < 0 || off >= end || all_resident(v, off, end - off))
 		return off;
 	off_t d = lseek(v->fd, (off_t)off, SEEK_DATA);
 	if (d < 0)
@@ -375,7 +406,7 @@ static bool read_at(const struct gw_view *v, uint64_t off, void *dst, size_t len
 {
 	char *d = dst;
 
-	if (v->fd < 0) {
+	if (v->fd < 0 || all_resident(v, off, len)) {
 		memcpy(dst, v->base + off, len);
 		return true;
 	}
@@ -436,7 +467,12 @@ static void backoff(struct gw_backoff *b, unsigned attempt)
 		gw_backoff_wait(b);
 		return;
 	}
-	struct timespec ts = { 0, 100000 };   /* 0.1 ms */
+	/* then sleeps of 0.1 ms doubling every 32 waits up to 2 ms: a writer
+	 * the scheduler took off the CPU inside its section (a loaded
+	 * machine) gets about a quarter of a second before "busy" */
+	unsigned step = (attempt - SNAPSHOT_YIELDS) / 32;
+	long ns = step >= 5 ? 2000000L : 100000L << step;
+	struct timespec ts = { 0, ns };
 	nanosleep(&ts, NULL);
 }
 
@@ -553,17 +589,21 @@ static int64_t gather_chunked(const struct gw_view *v, uint32_t s, const struct 
 		for (uint32_t at = 0, first = 1; first || at < slots0; first = 0) {
 			struct gw_backoff b = GW_BACKOFF_INIT;
 			uint32_t k = 0;
-			unsigned t;
+			unsigned t = 0, odd = 0;
 
-			for (t = 0; t < CHUNK_RETRIES; t++) {
+			for (;;) {
 				uint64_t off;
 				uint32_t slots;
 
-				if (t)
-					gw_backoff_wait(&b);
 				uint32_t s1 = __atomic_load_n(&sh->seq, __ATOMIC_ACQUIRE);
-				if (s1 & 1u)
+				if (s1 & 1u) {
+					/* a writer inside its section: wait for it as a
+					 * whole copy would, without using up the chunk's tries */
+					if (++odd >= SNAPSHOT_RETRIES)
+						return GW_VIEW_ERR_BUSY;
+					backoff(&b, odd);
 					continue;
+				}
 				bool placed = stripe_array(v, s, sh, &off, &slots);
 				if (first) {
 					off0 = off;
@@ -576,6 +616,8 @@ static int64_t gather_chunked(const struct gw_view *v, uint32_t s, const struct 
 				__atomic_thread_fence(__ATOMIC_ACQUIRE);
 				if (__atomic_load_n(&sh->seq, __ATOMIC_RELAXED) != s1) {
 					moved = false;
+					if (++t == CHUNK_RETRIES)
+						break;
 					continue;
 				}
 				if (!placed)
@@ -833,11 +875,11 @@ int gw_view_modules(const struct gw_view *v, struct gwmem_shm_module *out, unsig
 {
 	struct gw_backoff b = GW_BACKOFF_INIT;
 
-	for (unsigned attempt = 0; attempt < 100; attempt++) {
+	for (unsigned attempt = 0; attempt < SNAPSHOT_RETRIES; attempt++) {
 		uint32_t seq, count;
 
 		if (attempt)
-			gw_backoff_wait(&b);
+			backoff(&b, attempt);
 		if (!modules_begin(v, &seq, &count))
 			continue;
 		if (count > cap)
@@ -858,12 +900,12 @@ bool gw_view_module_find(const struct gw_view *v, uint64_t addr, struct gwmem_sh
 {
 	struct gw_backoff b = GW_BACKOFF_INIT;
 
-	for (unsigned attempt = 0; attempt < 100; attempt++) {
+	for (unsigned attempt = 0; attempt < SNAPSHOT_RETRIES; attempt++) {
 		uint32_t seq, count;
 		bool found = false;
 
 		if (attempt)
-			gw_backoff_wait(&b);
+			backoff(&b, attempt);
 		if (!modules_begin(v, &seq, &count))
 			continue;
 		for (uint32_t i = 0; i < count && !found; i++) {

@@ -69,7 +69,8 @@ check_bound() {
   local name=$1 pid=$2 floor=${3:-0} seg stats n s du app
   seg=$(seg_of "$pid")
   [ -n "$seg" ] || { bad "$name: no segment"; return 1; }
-  stats=$("$gwmem" stats "$pid" --json) || { bad "$name: gwmem stats"; return 1; }
+  stats=$("$gwmem" stats "$pid" --json 2>"$tmp/stats.err") ||
+    { bad "$name: gwmem stats exited $?: $(cat "$tmp/stats.err")"; return 1; }
   read -r n s < <(echo "$stats" | "$py" -c 'import json,sys; d=json.load(sys.stdin); print(d["live_count"], d["stacks_used"])')
   du=$(du_b "$seg"); app=$(stat -c %s "$seg")
   if [ "$du" -gt $(( 64 * n + 160 * s + 262144 + floor )) ]; then

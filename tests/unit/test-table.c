@@ -539,6 +539,41 @@ START_TEST(test_table_view_busy_writer)
 }
 END_TEST
 
+/* A writer the scheduler takes off the CPU inside its section (seq odd for
+ * 100 ms, as on a loaded machine) is waited for, not reported busy. */
+static void *preempted_writer(void *arg)
+{
+	struct gwmem_shm_stripe *s = arg;
+	struct timespec ts = { 0, 100 * 1000 * 1000 };
+
+	__atomic_store_n(&s->seq, s->seq + 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&stop_flag, 1, __ATOMIC_RELEASE);
+	nanosleep(&ts, NULL);
+	__atomic_store_n(&s->seq, s->seq + 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+START_TEST(test_table_view_waits_for_preempted_writer)
+{
+	pthread_t w;
+	struct gw_view v;
+	struct gw_view_snap_stats st;
+
+	make_table(4096);
+	ck_assert(gw_table_insert(&tab, 4096, 10, 1, 0, 0, 0));
+	ck_assert_int_eq(gw_view_open(&v, shm.path), 0);
+	stop_flag = 0;
+	pthread_create(&w, NULL, preempted_writer, &tab.stripes[stripe_of(4096)]);
+	while (!__atomic_load_n(&stop_flag, __ATOMIC_ACQUIRE))
+		;
+	ck_assert_int_eq(gw_view_snapshot(&v, NULL, NULL, &st), 0);
+	ck_assert_uint_eq(st.records, 1);
+	pthread_join(w, NULL);
+	gw_view_close(&v);
+	drop_table();
+}
+END_TEST
+
 START_TEST(test_table_view_while_growing)
 {
 	pthread_t w[2];
@@ -612,6 +647,7 @@ Suite *suite_table(void)
 	tcase_add_test(tc, test_table_concurrent_snapshots);
 	tcase_add_test(tc, test_table_view_while_growing);
 	tcase_add_test(tc, test_table_view_busy_writer);
+	tcase_add_test(tc, test_table_view_waits_for_preempted_writer);
 	tcase_add_test(tc, test_table_old_reader);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
