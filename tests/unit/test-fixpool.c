@@ -23,6 +23,17 @@ static struct gwmem_fixpool *mkpool(size_t bs, size_t bpc, size_t maxc, size_t a
 	return gwmem_fixpool_create(&o);
 }
 
+/* Take every block of p into blocks[0..n); the next allocation is ENOMEM. */
+static void take_all(struct gwmem_fixpool *p, void **blocks, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		blocks[i] = gwmem_fixpool_alloc(p);
+		ck_assert_ptr_nonnull(blocks[i]);
+	}
+	ck_assert_ptr_null(gwmem_fixpool_alloc(p));
+	ck_assert_int_eq(errno, ENOMEM);
+}
+
 START_TEST(test_fixpool_stats_by_hand)
 {
 	struct gwmem_fixpool *p = mkpool(24, 10, 3, 16, 0);
@@ -585,22 +596,12 @@ START_TEST(test_fixpool_private_list_reclaimed)
 		struct idle_freer f = {.p = p, .blocks = blocks, .n = N, .bar = &bar};
 		pthread_t t;
 
-		for (size_t i = 0; i < N; i++) {
-			blocks[i] = gwmem_fixpool_alloc(p);
-			ck_assert_ptr_nonnull(blocks[i]);
-		}
-		ck_assert_ptr_null(gwmem_fixpool_alloc(p));
-		ck_assert_int_eq(errno, ENOMEM);
+		take_all(p, blocks, N);
 		pthread_barrier_init(&bar, NULL, 2);
 		pthread_create(&t, NULL, free_all_then_idle, &f);
 		pthread_barrier_wait(&bar);
 		ck_assert_int_eq(f.errors, 0);
-		for (size_t i = 0; i < N; i++) {
-			blocks[i] = gwmem_fixpool_alloc(p);
-			ck_assert_ptr_nonnull(blocks[i]);
-		}
-		ck_assert_ptr_null(gwmem_fixpool_alloc(p));
-		ck_assert_int_eq(errno, ENOMEM);
+		take_all(p, blocks, N);
 		pthread_barrier_wait(&bar);
 		pthread_join(t, NULL);
 		pthread_barrier_destroy(&bar);
@@ -648,12 +649,7 @@ START_TEST(test_fixpool_owner_list_reclaimed)
 	pthread_create(&t, NULL, alloc_one_then_idle, &f);
 	pthread_barrier_wait(&bar);
 	ck_assert_int_eq(f.errors, 0);
-	for (size_t i = 0; i < N; i++) {
-		blocks[i] = gwmem_fixpool_alloc(p);
-		ck_assert_ptr_nonnull(blocks[i]);
-	}
-	ck_assert_ptr_null(gwmem_fixpool_alloc(p));
-	ck_assert_int_eq(errno, ENOMEM);
+	take_all(p, blocks, N);
 	pthread_barrier_wait(&bar);
 	pthread_join(t, NULL);
 	pthread_barrier_destroy(&bar);

@@ -327,6 +327,26 @@ START_TEST(test_track_hooks)
 }
 END_TEST
 
+/* A forked child's verdict, one byte through the pipe... */
+static void child_says(int fd, int ok)
+{
+	char c = ok ? 'y' : 'n';
+
+	ck_assert_int_eq(write(fd, &c, 1), 1);
+}
+
+/* ...and the parent's check of it and of the child's exit status. */
+static void expect_child_ok(int fd, pid_t pid)
+{
+	char c = 0;
+	int status;
+
+	ck_assert_int_eq(read(fd, &c, 1), 1);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_int_eq(c, 'y');
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 START_TEST(test_track_fork)
 {
 	static char parent_block[16], child_block[16];
@@ -354,20 +374,14 @@ START_TEST(test_track_fork)
 		     (h->flags & GWMEM_SHM_FLAG_FORKED);
 		ok = ok && find((uintptr_t)child_block).size == 24 &&
 		     find((uintptr_t)child_block).tid == (uint32_t)getpid();
-		char c = ok ? 'y' : 'n';
-		ck_assert_int_eq(write(pfd[1], &c, 1), 1);
+		child_says(pfd[1], ok);
 		gw_track_exit();
 		_exit(ok ? 0 : 1);
 	}
 	gw_track_atfork_parent();
 	ck_assert_int_gt(pid, 0);
 	close(pfd[1]);
-	char c = 0;
-	ck_assert_int_eq(read(pfd[0], &c, 1), 1);
-	int status;
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert_int_eq(c, 'y');
-	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	expect_child_ok(pfd[0], pid);
 	/* the parent's table did not see the child's allocation */
 	ck_assert_uint_eq(find((uintptr_t)child_block).ptr, 0);
 	ck_assert_uint_eq(find((uintptr_t)parent_block).size, 16);
@@ -440,20 +454,14 @@ START_TEST(test_track_fork_lazy)
 		for (int i = 0; i < 500 && count_reports_of(getpid()) == 0; i++)
 			usleep(10000);
 		ok = ok && count_reports_of(getpid()) == 1;
-		char c = ok ? 'y' : 'n';
-		ck_assert_int_eq(write(pfd[1], &c, 1), 1);
+		child_says(pfd[1], ok);
 		gw_track_exit();
 		_exit(ok ? 0 : 1);
 	}
 	gw_track_atfork_parent();
 	ck_assert_int_gt(pid, 0);
 	close(pfd[1]);
-	char c = 0;
-	ck_assert_int_eq(read(pfd[0], &c, 1), 1);
-	int status;
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert_int_eq(c, 'y');
-	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	expect_child_ok(pfd[0], pid);
 	/* nothing of the child's reached our segment */
 	ck_assert_uint_eq(seg()->counters.forwarded_allocs, fwd);
 	ck_assert_uint_eq(find((uintptr_t)child_block).ptr, 0);
@@ -508,17 +516,12 @@ START_TEST(test_track_fork_queue)
 		/* asked for: applied in order */
 		ok = ok && find((uintptr_t)blocks[0]).size == 100 && find((uintptr_t)parent_block).ptr == 0 &&
 		     find((uintptr_t)blocks[1]).ptr == 0 && !maps_segment_file();
-		char c = ok ? 'y' : 'n';
-		ck_assert_int_eq(write(pfd[1], &c, 1), 1);
+		child_says(pfd[1], ok);
 		_exit(ok ? 0 : 1);
 	}
 	gw_track_atfork_parent();
 	ck_assert_int_gt(pid, 0);
-	int status;
-	char c = 0;
-	ck_assert_int_eq(read(pfd[0], &c, 1), 1);
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert_int_eq(c, 'y');
+	expect_child_ok(pfd[0], pid);
 
 	/* many: the queue fills and the child adopts by itself */
 	gw_track_atfork_prepare();
@@ -532,17 +535,13 @@ START_TEST(test_track_fork_queue)
 		for (int i = 0; i < 40; i++)
 			ok = ok && find((uintptr_t)blocks[i]).size == (uint64_t)(200 + i);
 		ok = ok && find((uintptr_t)parent_block).size == 16;
-		char c2 = ok ? 'y' : 'n';
-		ck_assert_int_eq(write(pfd[1], &c2, 1), 1);
+		child_says(pfd[1], ok);
 		_exit(ok ? 0 : 1);
 	}
 	gw_track_atfork_parent();
 	ck_assert_int_gt(pid, 0);
 	close(pfd[1]);
-	ck_assert_int_eq(read(pfd[0], &c, 1), 1);
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert_int_eq(c, 'y');
-	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	expect_child_ok(pfd[0], pid);
 	/* the parent's table saw none of it */
 	ck_assert_uint_eq(find((uintptr_t)parent_block).size, 16);
 	ck_assert_uint_eq(find((uintptr_t)blocks[0]).ptr, 0);
