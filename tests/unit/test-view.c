@@ -251,10 +251,14 @@ START_TEST(test_bad_stripe_array)
 		ck_assert_int_eq(gw_view_from_memory(&v, seg, SB_SIZE), 0);
 		ck_assert_int_eq(gw_view_snapshot(&v, NULL, NULL, NULL), GW_VIEW_ERR_CORRUPT);
 	}
-	/* layout 2 placed a stripe's array in one of its own two regions only */
+	/* layout 2 placed a stripe's array in one of its own two regions only:
+	 * such a segment is read as before... */
 	free(seg);
 	seg = valid_segment();
 	H(seg)->version = 2;
+	ck_assert_int_eq(gw_view_from_memory(&v, seg, SB_SIZE), 0);
+	ck_assert_int_eq(gw_view_snapshot(&v, NULL, NULL, NULL), 0);
+	/* ...and an array elsewhere in the area is not its */
 	struct gwmem_shm_record *b = sb_slots(seg, 0);
 	sb_stripe(seg, 0)->offset += 4 * SB_SLOTS * sizeof(struct gwmem_shm_record);
 	memmove(b + 4 * SB_SLOTS, b, SB_SLOTS * sizeof(*b));
