@@ -101,7 +101,6 @@ static GW_NOINLINE bool index_grow(struct gw_table *t, uint32_t si)
 	const uint64_t page_entries = gw_os_page_size() / sizeof(struct gw_table_entry);
 	uint64_t n = x->ent ? 2 * ((uint64_t)x->mask + 1) : GW_TABLE_SMALL;
 	struct gw_table_entry *nw;
-	bool mapped = false;
 
 	if (!x->ent) {
 		nw = t->small + (uint64_t)si * GW_TABLE_SMALL;
@@ -120,16 +119,14 @@ static GW_NOINLINE bool index_grow(struct gw_table *t, uint32_t si)
 					  (unsigned long long)(n * sizeof(struct gw_table_entry)));
 			return false;
 		}
-		mapped = true;
 		for (uint64_t i = 0; i <= x->mask; i++)
 			if (x->ent[i].hash)
 				nw[empty_entry(nw, (uint32_t)(n - 1), x->ent[i].hash)] = x->ent[i];
-		if (x->mapped)
+		if (x->ent < t->small || x->ent >= t->small + (size_t)t->nstripes * GW_TABLE_SMALL)
 			gw_os_unmap(x->ent, ((size_t)x->mask + 1) * sizeof(struct gw_table_entry));
 	}
 	__atomic_store_n(&x->ent, nw, __ATOMIC_RELAXED);
 	__atomic_store_n(&x->mask, (uint32_t)(n - 1), __ATOMIC_RELAXED);
-	x->mapped = mapped;
 	return true;
 }
 
@@ -310,34 +307,6 @@ static GW_NOINLINE bool records_grow(struct gw_table *t, struct gwmem_shm_stripe
 	return true;
 }
 
-/* Index every record of a copied stripe; unused ones become the free list. */
-static bool reindex(struct gw_table *t, uint32_t si)
-{
-	struct gwmem_shm_stripe *s = &t->stripes[si];
-	struct gw_table_index *x = &t->index[si];
-	struct gwmem_shm_record *recs = stripe_records(t, s);
-	uint32_t live = 0;
-
-	x->used = s->slots;
-	for (uint32_t i = s->slots; i-- > 0;) {
-		uint64_t p = recs[i].ptr;
-
-		if (!p) {
-			ST(&recs[i].size, (uint64_t)x->free);
-			x->free = i + 1;
-			continue;
-		}
-		while (!x->ent || 2 * ((uint64_t)live + 1) > (uint64_t)x->mask + 1)
-			if (!index_grow(t, si))
-				return false;
-		uint64_t h = gw_table_hash(p);
-
-		entry_set(&x->ent[empty_entry(x->ent, x->mask, h)], h, i, recs[i].size);
-		live++;
-	}
-	return true;
-}
-
 bool gw_table_init(struct gw_table *t, struct gw_shm *shm)
 {
 	struct gwmem_shm_header *hdr = shm ? shm->hdr : NULL;
@@ -384,32 +353,6 @@ bool gw_table_init(struct gw_table *t, struct gw_shm *shm)
 	t->stripe_limit = share < UINT32_MAX / 2 ? (uint32_t)share : UINT32_MAX / 2;
 	if (t->stripe_limit < 1)
 		t->stripe_limit = 1;
-	for (uint32_t si = 0; si < t->nstripes; si++) {
-		const struct gwmem_shm_stripe *s = &t->stripes[si];
-		uint64_t end = s->offset + (uint64_t)s->slots * sizeof(struct gwmem_shm_record);
-
-		if (!s->slots)
-			continue;
-		/* a copy: new arrays come after the ones in use */
-		if (end > t->area_next)
-			t->area_next = end;
-		unsigned k = array_class(t, s->slots);
-		if (k < t->small_classes) {
-			struct gw_table_small *sp = small_page_of(t, s->offset);
-			if (!sp && t->nsmall_pages < 2 * t->nstripes) {
-				sp = &t->small_pages[t->nsmall_pages++];
-				sp->off = s->offset / gw_os_page_size() * gw_os_page_size();
-				sp->used = 0;
-			}
-			if (sp)
-				sp->used |= unit_mask(1u << k, (unsigned)((s->offset - sp->off) / t->unit));
-		}
-		if (!reindex(t, si)) {
-			gw_os_unmap(mem, priv);
-			memset(t, 0, sizeof(*t));
-			return false;
-		}
-	}
 	return true;
 }
 

@@ -58,7 +58,6 @@ struct gw_table_index {
 	uint32_t used;        /* records handed out: [used, slots) were never used */
 	uint32_t free;        /* first free record + 1 (0: none); a free record's
 				 size holds the next one + 1 */
-	uint32_t mapped;      /* ent was mapped for this stripe (not the small area) */
 };
 
 /* Entries of a stripe's first index (kept together for all stripes). */
@@ -141,9 +140,9 @@ static inline void gw_table_prefetch(const struct gw_table *t, uint64_t ptr)
 }
 
 /*
- * Attach to a segment's table.  The memory is zero, or a copy whose
- * records are indexed again here.  Returns false (and t stays unused)
- * when the private indexes cannot be mapped.
+ * Attach to a new segment's table (its records are zero: the private
+ * indexes start empty).  Returns false (and t stays unused) when the
+ * private indexes cannot be mapped.
  */
 bool gw_table_init(struct gw_table *t, struct gw_shm *shm) GW_HIDDEN;
 
