@@ -18,7 +18,9 @@
  * ever on two free lists.  Every block on a free list carries the canary,
  * carved ones included.  A chunk given back to the OS reads as zeroes, so
  * its pages are also marked in a bitmap (gw_pool_g.released) that a free
- * finding 0 instead of the canary consults.
+ * finding 0 instead of the canary consults, and then its chunk's carved
+ * count: past it a block was not handed out since the chunk was carved
+ * again from zero.
  *
  * The fast paths live in pool.h (inlined into the interposer): they touch
  * only the calling thread's cache.  This file holds the slow paths, which
@@ -569,7 +571,8 @@ static uint32_t central_take(struct gw_size_class *c, uint32_t want, void **head
 				b[1] = (void *)gw_pool_canary(b);
 				list = b;
 			}
-			k->carved += n;
+			/* after the canaries: a free that reads 0 reads this (gw_pool_zero_is_free) */
+			__atomic_store_n(&k->carved, k->carved + n, __ATOMIC_RELEASE);
 			c->carved_blocks += n;
 			got += n;
 		}
@@ -595,7 +598,7 @@ static void chunk_release(struct gw_size_class *c, uint32_t idx)
 	c->carved_blocks -= k->carved;
 	k->free_head = NULL;
 	k->free_count = 0;
-	k->carved = 0;
+	__atomic_store_n(&k->carved, 0, __ATOMIC_RELEASE);
 	k->backed = 0;
 	c->backed_chunks--;
 	c->released_chunks++;
@@ -963,12 +966,32 @@ int gw_pool_check_realloc(void *p)
 		return GW_POOL_INVALID_REALLOC;
 	}
 	uintptr_t word = __atomic_load_n((uintptr_t *)p + 1, __ATOMIC_SEQ_CST);
-	if (word == gw_pool_canary(p) ||
-	    (word == 0 && gw_pool_page_released((uintptr_t)p - gw_pool_g.base))) {
+	if (word == gw_pool_canary(p) || (word == 0 && gw_pool_zero_is_free(p))) {
 		gw_pool_bad_free(p, GW_POOL_FREED_REALLOC);
 		return GW_POOL_FREED_REALLOC;
 	}
 	return 0;
+}
+
+bool gw_pool_zero_is_free(const void *p)
+{
+	uintptr_t off = (uintptr_t)p - gw_pool_g.base;
+
+	/* first the page: a release marks it before it zeroes it, and clears
+	 * carved only after (chunk_release) */
+	if (gw_pool_page_released(off))
+		return true;
+	/*
+	 * Then the carved count, read without the class lock: a live block was
+	 * carved before it was handed out, under the lock, and its free comes
+	 * after that (the program's own order), so a live block is always below
+	 * it; a chunk's count drops (to 0) only when every block is free.
+	 */
+	struct gw_size_class *c = &classes[off >> gw_pool_g.region_shift];
+	uintptr_t roff = off & (((uintptr_t)1 << gw_pool_g.region_shift) - 1);
+	const struct chunk *k = &c->chunks[roff / c->chunk_bytes];
+	uint32_t i = (uint32_t)((roff % c->chunk_bytes) / c->size);
+	return i >= __atomic_load_n(&k->carved, __ATOMIC_ACQUIRE);
 }
 
 /* --- giving address space back ------------------------------------------ */

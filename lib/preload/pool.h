@@ -193,6 +193,14 @@ static GW_ALWAYS_INLINE bool gw_pool_page_released(uintptr_t off)
 	return (__atomic_load_n(&gw_pool_g.released[pg >> 6], __ATOMIC_SEQ_CST) >> (pg & 63)) & 1u;
 }
 
+/*
+ * The canary exchange of a free of p read 0: true when p is free all the
+ * same, because its page was given back (released) or it lies at or past
+ * its chunk's carved count (a chunk carved again from zero after it was
+ * given back, or never carved that far).  Out of line: only a 0 gets here.
+ */
+bool gw_pool_zero_is_free(const void *p) GW_HIDDEN;
+
 /* Fast path: push to this thread's cache.  p must be owned by the pools. */
 static GW_ALWAYS_INLINE void gw_pool_free_inline(void *p)
 {
@@ -225,11 +233,15 @@ static GW_ALWAYS_INLINE void gw_pool_free_inline(void *p)
 	 * the bit before it zeroes the page, so an exchange that read the
 	 * zeroed page finds the bit set (one that came before the zeroing got
 	 * the canary back); sequentially consistent for that order (an x86
-	 * exchange always is).  Only a 0 costs the lookup.
+	 * exchange always is).  A chunk given back and carved again from zero
+	 * holds zeroes past its carved blocks, with the bits clear again: a
+	 * block there was not handed out since, so a 0 is also looked up
+	 * against the chunk's carved count (gw_pool_zero_is_free).  Only a 0
+	 * costs the lookups.
 	 */
 	void **b = p;
 	uintptr_t old = __atomic_exchange_n((uintptr_t *)&b[1], gw_pool_canary(p), __ATOMIC_SEQ_CST);
-	if (gw_unlikely(old == gw_pool_canary(p) || (old == 0 && gw_pool_page_released(off)))) {
+	if (gw_unlikely(old == gw_pool_canary(p) || (old == 0 && gw_pool_zero_is_free(p)))) {
 		gw_pool_bad_free(p, GW_POOL_DOUBLE_FREE);
 		return;
 	}

@@ -366,6 +366,68 @@ START_TEST(test_double_free_into_released_chunk)
 }
 END_TEST
 
+START_TEST(test_double_free_into_recarved_chunk)
+{
+	/* chunks of 64 blocks of 1 KiB (16 pages); a refill carves 16 at a time */
+	setup_pool(1024, 64, 100);
+	enum { N = 64 * 4 };
+	void *p[N], *again[2 * N];
+	for (int i = 0; i < N; i++)
+		ck_assert_ptr_nonnull(p[i] = gw_pool_alloc(1024));
+	for (int i = 0; i < N; i++)
+		gw_pool_free(p[i]);
+	gw_pool_release(true);
+	ck_assert_uint_ge(class_stats(1024).released_chunks, 2);
+
+	/* one block from a chunk given back: it is carved again from zero,
+	 * 16 blocks of its 64, and its pages no longer count as released */
+	bool rel[N];
+	for (int i = 0; i < N; i++)
+		rel[i] = gw_pool_page_released((uintptr_t)p[i] - gw_pool_g.base);
+	void *q = NULL;
+	for (int tries = 0; tries < N && !q; tries++) {
+		void *b = gw_pool_alloc(1024);
+		for (int i = 0; i < N && !q; i++)
+			if (b == p[i] && rel[i])
+				q = b;
+	}
+	ck_assert_ptr_nonnull(q);
+	const uintptr_t chunk = 64 * 1024;
+	const uintptr_t qc = ((uintptr_t)q - gw_pool_g.base) / chunk;
+
+	/* a late second free of a block of that chunk past what was carved
+	 * again reads zeroes, not the canary, and no released page: still a
+	 * double free, and the block goes on no list */
+	uint64_t before = gw_counters->double_frees;
+	unsigned stale = 0;
+	for (int i = 0; i < N; i++) {
+		uintptr_t off = (uintptr_t)p[i] - gw_pool_g.base;
+		if (off / chunk != qc || off % chunk < 16 * 1024)
+			continue;
+		ck_assert(!gw_pool_page_released(off));
+		ck_assert_int_eq(gw_pool_check_realloc(p[i]), GW_POOL_FREED_REALLOC);
+		gw_pool_free(p[i]);
+		stale++;
+	}
+	ck_assert_uint_eq(stale, 48);
+	ck_assert_uint_eq(gw_counters->double_frees - before, 2 * stale);   /* realloc + free */
+
+	/* every block is handed out once */
+	for (int i = 0; i < 2 * N; i++)
+		ck_assert_ptr_nonnull(again[i] = gw_pool_alloc(1024));
+	qsort(again, 2 * N, sizeof(again[0]), cmp_ptr);
+	for (int i = 1; i < 2 * N; i++)
+		ck_assert_ptr_ne(again[i - 1], again[i]);
+	/* a live block whose second word the program set to 0 is freed as usual */
+	before = gw_counters->double_frees;
+	for (int i = 0; i < 2 * N; i++) {
+		((uintptr_t *)again[i])[1] = 0;
+		gw_pool_free(again[i]);
+	}
+	ck_assert_uint_eq(gw_counters->double_frees, before);
+}
+END_TEST
+
 Suite *suite_pool(void);
 Suite *suite_pool(void)
 {
@@ -387,6 +449,7 @@ Suite *suite_pool(void)
 	tcase_add_test(tc, test_double_and_invalid_free_counted);
 	tcase_add_test(tc, test_racing_double_free);
 	tcase_add_test(tc, test_double_free_into_released_chunk);
+	tcase_add_test(tc, test_double_free_into_recarved_chunk);
 	suite_add_tcase(s, tc);
 	return s;
 }
