@@ -270,6 +270,30 @@ static size_t usable_size(void *p)
 	return 0;
 }
 
+/*
+ * gwmem's own allocations while tracking (made inside the guard: the loader
+ * bringing libunwind in, libunwind itself, the reporter thread) go to the
+ * next allocator, whose heap the process has anyway.  From the pools they
+ * would open a class region each for a handful of blocks of a dozen sizes
+ * the program itself may never use: two mappings and a page table each,
+ * which every fork copies and every child frees again.  free() finds them
+ * by address like any block of the next allocator.
+ */
+static GW_NOINLINE GW_COLD void *alloc_internal(size_t n, bool zero)
+{
+	void *p;
+
+	gw_count(untracked_internal);
+	if (gw_unlikely(!gw_next_ready() || n > PTRDIFF_MAX)) {
+		p = alloc_slow(n);
+		if (p && zero)
+			memset(p, 0, n);
+		return p;
+	}
+	p = zero ? NEXT_CALL(n, gw_next.calloc(1, n)) : NEXT_CALL(n, gw_next.malloc(n));
+	return p;
+}
+
 /* --- the exported malloc family ----------------------------------------- */
 
 /* Tracking paths out of line, so the untracked fast paths need no frame;
@@ -285,10 +309,12 @@ static GW_NOINLINE void free_tracked(void *p)
 
 EXPORT void *malloc(size_t n)
 {
-	void *p = alloc_impl(n);
-	if (gw_unlikely(gw_track_on))
-		return gw_track_alloc_ret(p, n);
-	return p;
+	if (gw_unlikely(gw_track_on)) {
+		if (gw_unlikely(gw_track_guarded()))
+			return alloc_internal(n, false);
+		return gw_track_alloc_ret(alloc_impl(n), n);
+	}
+	return alloc_impl(n);
 }
 
 EXPORT void free(void *p)
@@ -315,6 +341,8 @@ EXPORT void *calloc(size_t nmemb, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
+	if (gw_unlikely(gw_track_on) && gw_unlikely(gw_track_guarded()))
+		return alloc_internal(n, true);
 	if (gw_likely(n <= pool_max)) {
 		p = gw_pool_alloc_inline(n);
 		if (gw_likely(p != NULL)) {

@@ -190,8 +190,13 @@ int gw_track_init(const struct gwmem_config *cfg)
 		   cfg->leak_detection.tracking_enabled;
 
 	tls_guard++;
+	/* on while we start: what we allocate meanwhile (guarded) the
+	 * interposer gives to the next allocator; T.tracking is still false,
+	 * so nothing is recorded yet */
+	__atomic_store_n(&gw_track_on, true, __ATOMIC_RELEASE);
 	err = gw_shm_create(&T.shm, cfg, tracking);
 	if (err < 0) {
+		__atomic_store_n(&gw_track_on, false, __ATOMIC_RELEASE);
 		gw_count(mmap_failures);
 		gw_counters_event(GW_EVENT_SHM_FAILED, false,
 				  "cannot create the shared-memory segment in %s: %s; running without tracking",
