@@ -946,6 +946,16 @@ void gw_pool_free(void *p)
 	gw_pool_free_inline(p);
 }
 
+uint32_t gw_pool_class_blocks(unsigned cls)
+{
+	uint64_t n;
+
+	if (!pools_ready || cls >= gw_pool_g.nclasses)
+		return 0;
+	n = (uint64_t)classes[cls].max_chunks * classes[cls].blocks_per_chunk;
+	return n < UINT32_MAX ? (uint32_t)n : UINT32_MAX;
+}
+
 size_t gw_pool_usable_size(const void *p)
 {
 	uintptr_t off = (uintptr_t)p - gw_pool_g.base;

@@ -270,6 +270,8 @@ void *gw_pool_alloc_aligned(size_t n, size_t align) GW_HIDDEN;
 bool gw_pool_owns(const void *p) GW_HIDDEN;
 /* Free a block; an invalid or already-free pointer is counted and ignored. */
 void gw_pool_free(void *p) GW_HIDDEN;
+/* Blocks class cls can ever hold (chunk slots x blocks per chunk); 0 past the classes. */
+uint32_t gw_pool_class_blocks(unsigned cls) GW_HIDDEN;
 /* Usable size of a pool block (its class size), 0 for an invalid pointer. */
 size_t gw_pool_usable_size(const void *p) GW_HIDDEN;
 /*

@@ -353,6 +353,7 @@ bool gw_table_init(struct gw_table *t, struct gw_shm *shm)
 	t->stripe_limit = share < UINT32_MAX / 2 ? (uint32_t)share : UINT32_MAX / 2;
 	if (t->stripe_limit < 1)
 		t->stripe_limit = 1;
+	gw_blockmap_init_pools(&t->map);
 	return true;
 }
 
@@ -366,6 +367,24 @@ static bool refuse(struct gw_table *t, struct gwmem_shm_stripe *s)
 	return false;
 }
 
+/*
+ * Whether a record number taken from a block map entry names ptr's live
+ * record.  An entry is cleared whenever its record is freed, so this only
+ * guards against what should not happen (a stale entry must never let one
+ * pointer remove another's record).  Stripe lock held.
+ */
+static inline struct gwmem_shm_record *mapped_record(const struct gw_table *t,
+						     const struct gwmem_shm_stripe *s,
+						     const struct gw_table_index *x, uint32_t e, uint64_t ptr)
+{
+	struct gwmem_shm_record *r;
+
+	if (!e || e - 1 >= x->used)
+		return NULL;
+	r = &stripe_records(t, s)[e - 1];
+	return r->ptr == ptr ? r : NULL;
+}
+
 bool gw_table_insert(struct gw_table *t, uint64_t ptr, uint64_t size, uint32_t stack_id,
 		     uint32_t time_ds, uint32_t tid, uint32_t tag)
 {
@@ -373,38 +392,46 @@ bool gw_table_insert(struct gw_table *t, uint64_t ptr, uint64_t size, uint32_t s
 	struct gwmem_shm_stripe *s;
 	struct gw_table_index *x;
 	struct gw_table_entry *e;
-	struct gwmem_shm_record *recs, *r;
+	struct gwmem_shm_record *recs, *r = NULL;
 	struct gwmem_shm_record v = { ptr, size, stack_id, time_ds, tid, tag };
-	uint32_t i, si, rec;
+	uint32_t i, si, rec, *slot;
 
 	if (gw_unlikely(!t->nstripes || !ptr))
 		return false;
 	si = (uint32_t)h & (t->nstripes - 1);
 	s = &t->stripes[si];
 	x = &t->index[si];
+	slot = gw_blockmap_slot(&t->map, ptr);
 
 	stripe_lock(s);
-	if (gw_likely(x->ent != NULL)) {
+	/* the same pointer again (an untracked free happened in between, or a
+	 * realloc in place): its record is updated where it is */
+	if (slot) {
+		r = mapped_record(t, s, x, LD(slot), ptr);
+	} else if (gw_likely(x->ent != NULL)) {
 		for (i = entry_home(h, x->mask); x->ent[i].hash; i = (i + 1) & x->mask) {
 			e = &x->ent[i];
 			if (e->hash != h)
 				continue;
 			r = &stripe_records(t, s)[e->rec];
-			write_begin(s);
-			ST(&s->bytes, s->bytes - r->size + size);
-			rec_store(r, &v);
-			ST(&s->inserted, s->inserted + 1);
-			ST(&s->removed, s->removed + 1);
-			write_end(s);
 			entry_set(e, h, e->rec, size);
-			stripe_unlock(s);
-			return true;
+			break;
 		}
+	}
+	if (r) {
+		write_begin(s);
+		ST(&s->bytes, s->bytes - r->size + size);
+		rec_store(r, &v);
+		ST(&s->inserted, s->inserted + 1);
+		ST(&s->removed, s->removed + 1);
+		write_end(s);
+		stripe_unlock(s);
+		return true;
 	}
 	if (gw_unlikely(s->count >= t->stripe_limit))
 		return refuse(t, s);
-	if (gw_unlikely(!x->ent || 2 * ((uint64_t)s->count + 1) > (uint64_t)x->mask + 1) &&
-	    !index_grow(t, si) && (!x->ent || 4 * ((uint64_t)s->count + 1) > 3 * ((uint64_t)x->mask + 1)))
+	if (!slot && gw_unlikely(!x->ent || 2 * ((uint64_t)x->hashed + 1) > (uint64_t)x->mask + 1) &&
+	    !index_grow(t, si) && (!x->ent || 4 * ((uint64_t)x->hashed + 1) > 3 * ((uint64_t)x->mask + 1)))
 		return refuse(t, s);
 	if (x->free) {
 		rec = x->free - 1;
@@ -421,9 +448,29 @@ bool gw_table_insert(struct gw_table *t, uint64_t ptr, uint64_t size, uint32_t s
 	ST(&s->bytes, s->bytes + size);
 	ST(&s->inserted, s->inserted + 1);
 	write_end(s);
-	entry_set(&x->ent[empty_entry(x->ent, x->mask, h)], h, rec, size);
+	if (slot) {
+		ST(slot, rec + 1);
+	} else {
+		entry_set(&x->ent[empty_entry(x->ent, x->mask, h)], h, rec, size);
+		x->hashed++;
+	}
 	stripe_unlock(s);
 	return true;
+}
+
+/* Free record rec (r) of size 'size' of the stripe.  Stripe lock held. */
+static inline void record_free(struct gwmem_shm_stripe *s, struct gw_table_index *x,
+			       struct gwmem_shm_record *r, uint32_t rec, uint64_t size)
+{
+	write_begin(s);
+	ST(&s->bytes, s->bytes - size);
+	ST(&s->count, s->count - 1);
+	ST(&s->removed, s->removed + 1);
+	ST(&r->ptr, 0);
+	/* the unused record links the free list (readers skip ptr 0) */
+	ST(&r->size, (uint64_t)x->free);
+	write_end(s);
+	x->free = rec + 1;
 }
 
 bool gw_table_remove(struct gw_table *t, uint64_t ptr, uint64_t *size_out)
@@ -433,7 +480,7 @@ bool gw_table_remove(struct gw_table *t, uint64_t ptr, uint64_t *size_out)
 	struct gw_table_index *x;
 	struct gw_table_entry *ent;
 	struct gwmem_shm_record *r;
-	uint32_t i, j, si, mask, rec;
+	uint32_t i, j, si, mask, rec, *slot;
 	uint64_t size;
 
 	if (gw_unlikely(!t->nstripes || !ptr))
@@ -445,6 +492,38 @@ bool gw_table_remove(struct gw_table *t, uint64_t ptr, uint64_t *size_out)
 		return false;
 
 	x = &t->index[si];
+	slot = gw_blockmap_slot(&t->map, ptr);
+	if (slot) {
+		/*
+		 * Start loading the record before the lock: only this pointer's
+		 * insert and remove write its entry, and the caller owns the
+		 * block, so the entry read here is the one read under the lock
+		 * (anything else only costs a wasted prefetch).
+		 */
+		uint32_t e = LD(slot);
+
+		if (!e)
+			return false;
+		__builtin_prefetch(stripe_records(t, s) + (e - 1), 1, 3);
+		stripe_lock(s);
+		e = LD(slot);
+		r = mapped_record(t, s, x, e, ptr);
+		if (!r) {
+			/* nothing, or stale: never another pointer's record */
+			ST(slot, 0);
+			stripe_unlock(s);
+			return false;
+		}
+		rec = e - 1;
+		size = r->size;
+		if (size_out)
+			*size_out = size;
+		record_free(s, x, r, rec, size);
+		ST(slot, 0);
+		stripe_unlock(s);
+		return true;
+	}
+
 	stripe_lock(s);
 	ent = x->ent;
 	mask = x->mask;
@@ -465,16 +544,8 @@ bool gw_table_remove(struct gw_table *t, uint64_t ptr, uint64_t *size_out)
 	size = ent[i].size != UINT32_MAX ? ent[i].size : r->size;
 	if (size_out)
 		*size_out = size;
-
-	write_begin(s);
-	ST(&s->bytes, s->bytes - size);
-	ST(&s->count, s->count - 1);
-	ST(&s->removed, s->removed + 1);
-	ST(&r->ptr, 0);
-	/* the unused record links the free list (readers skip ptr 0) */
-	ST(&r->size, (uint64_t)x->free);
-	write_end(s);
-	x->free = rec + 1;
+	record_free(s, x, r, rec, size);
+	x->hashed--;
 	/*
 	 * Backward-shift deletion: move later entries of the probe run into
 	 * the hole when their home does not lie cyclically in (hole, j].

@@ -13,6 +13,13 @@
  * writes its record; an insert takes the record a remove freed last, so
  * the records of a churning program stay in cache.
  *
+ * Pooled blocks bypass the hash index: their class and block number follow
+ * from the address, and a private block map (blockmap.h) holds, per block,
+ * the record number + 1 in the block's stripe.  Its dense u32 entries stay
+ * in cache where hash entries would miss, and a remove trusts an entry
+ * only when the record it names holds the same pointer.  Forwarded and
+ * large blocks (and every block when the map is off) use the hash index.
+ *
  * The record arrays of all stripes share the segment's record area: an
  * array holds 8, 16, 32 ... records (up to slots_per_stripe), and doubles
  * when every record in it is in use.  Arrays smaller than a page are cut
@@ -34,6 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "blockmap.h"
 #include "gwmem/shm_layout.h"
 #include "internal.h"
 #include "shm.h"
@@ -58,6 +66,8 @@ struct gw_table_index {
 	uint32_t used;        /* records handed out: [used, slots) were never used */
 	uint32_t free;        /* first free record + 1 (0: none); a free record's
 				 size holds the next one + 1 */
+	uint32_t hashed;      /* entries in ent (records of pointers the block
+				 map does not cover) */
 };
 
 /* Entries of a stripe's first index (kept together for all stripes). */
@@ -96,6 +106,7 @@ struct gw_table {
 	uint32_t stripe_limit;               /* records a stripe accepts: its share of
 						max_tracked_allocations, with room for imbalance */
 	struct gwmem_shm_counters *counters; /* untracked_*_full; may be NULL */
+	struct gw_blockmap map;              /* pooled blocks' records (may be off) */
 };
 
 /* Hash of an address: stripe (low bits), index home and check (high half). */
@@ -132,6 +143,11 @@ static inline void gw_table_prefetch(const struct gw_table *t, uint64_t ptr)
 	h = gw_table_hash(ptr);
 	si = (uint32_t)h & (t->nstripes - 1);
 	__builtin_prefetch(&t->stripes[si], 1, 3);
+	const uint32_t *slot = gw_blockmap_slot(&t->map, ptr);
+	if (slot) {
+		__builtin_prefetch(slot, 1, 3);
+		return;
+	}
 	x = &t->index[si];
 	ent = __atomic_load_n(&x->ent, __ATOMIC_RELAXED);
 	if (ent)
@@ -141,8 +157,10 @@ static inline void gw_table_prefetch(const struct gw_table *t, uint64_t ptr)
 
 /*
  * Attach to a new segment's table (its records are zero: the private
- * indexes start empty).  Returns false (and t stays unused) when the
- * private indexes cannot be mapped.
+ * indexes start empty).  The block map covers the pools as they are now
+ * (gw_pool_init comes first), unless gw_blockmap_init_pools leaves it off.
+ * Returns false (and t stays unused) when the private indexes cannot be
+ * mapped.
  */
 bool gw_table_init(struct gw_table *t, struct gw_shm *shm) GW_HIDDEN;
 

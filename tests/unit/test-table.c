@@ -1,4 +1,4 @@
-/* tests/unit/test-table.c: striped allocation table, dense records, index with backward-shift deletion, growth, seqlock snapshots */
+/* tests/unit/test-table.c: striped allocation table, dense records, index with backward-shift deletion, block map of pooled blocks, growth, seqlock snapshots */
 #include "config.h"
 
 #include <check.h>
@@ -7,11 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "gwmem.h"
+#include "blockmap.h"
+#include "pool.h"
 #include "shm.h"
 #include "table.h"
 #include "view.h"
@@ -630,6 +633,278 @@ START_TEST(test_table_old_reader)
 }
 END_TEST
 
+/* --- the block map: pooled pointers bypass the hash index ------------------ */
+
+/* A made-up pool geometry: three regions of 1 MiB from bm_base, blocks of
+ * 16, 48 and 256 bytes, entries for the first 1000, 100 and 50 blocks.
+ * The table never dereferences a pointer, so nothing is mapped there. */
+static const uint64_t bm_base = UINT64_C(0x7e0000000000);
+
+static void make_mapped_table(void)
+{
+	static const uint32_t sizes[] = { 16, 48, 256 }, caps[] = { 1000, 100, 50 };
+
+	make_table(200000);
+	/* the test process has no pools: the table starts with the map off */
+	ck_assert_uint_eq(tab.map.span, 0);
+	ck_assert(gw_blockmap_init(&tab.map, bm_base, 20, 3, sizes, caps));
+}
+
+static uint32_t hashed_entries(void)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < tab.nstripes; i++)
+		n += tab.index[i].hashed;
+	return n;
+}
+
+/* A pooled pointer other than p (a block of class 0) in p's stripe. */
+static uint64_t same_stripe_block(uint64_t p)
+{
+	for (uint64_t q = bm_base; q < bm_base + 1000 * 16; q += 16)
+		if (q != p && stripe_of(q) == stripe_of(p))
+			return q;
+	ck_abort_msg("no block shares the stripe");
+	return 0;
+}
+
+START_TEST(test_blockmap_geometry)
+{
+	make_mapped_table();
+	/* block starts of every class, up to each class's entries */
+	ck_assert_ptr_eq(gw_blockmap_slot(&tab.map, bm_base), tab.map.cls[0].ent);
+	ck_assert_ptr_eq(gw_blockmap_slot(&tab.map, bm_base + 999 * 16), tab.map.cls[0].ent + 999);
+	ck_assert_ptr_eq(gw_blockmap_slot(&tab.map, bm_base + (1u << 20) + 99 * 48), tab.map.cls[1].ent + 99);
+	ck_assert_ptr_eq(gw_blockmap_slot(&tab.map, bm_base + (2u << 20) + 7 * 256), tab.map.cls[2].ent + 7);
+	/* not a block start, past the entries, outside the regions */
+	ck_assert_ptr_null(gw_blockmap_slot(&tab.map, bm_base + 8));
+	ck_assert_ptr_null(gw_blockmap_slot(&tab.map, bm_base + (1u << 20) + 16));
+	ck_assert_ptr_null(gw_blockmap_slot(&tab.map, bm_base + (1u << 20) + 47));
+	ck_assert_ptr_null(gw_blockmap_slot(&tab.map, bm_base + 1000 * 16));
+	ck_assert_ptr_null(gw_blockmap_slot(&tab.map, bm_base + (1u << 20) + 100 * 48));
+	ck_assert_ptr_null(gw_blockmap_slot(&tab.map, bm_base + (3u << 20)));
+	ck_assert_ptr_null(gw_blockmap_slot(&tab.map, bm_base - 16));
+	/* arrays start on their own cache line */
+	ck_assert_uint_eq((uintptr_t)tab.map.cls[1].ent % 64, 0);
+	gw_blockmap_fini(&tab.map);
+	ck_assert_ptr_null(gw_blockmap_slot(&tab.map, bm_base));
+	drop_table();
+}
+END_TEST
+
+START_TEST(test_blockmap_insert_remove)
+{
+	uint64_t sz, total = 0;
+
+	make_mapped_table();
+	for (uint64_t k = 0; k < 1000; k++) {
+		ck_assert(gw_table_insert(&tab, bm_base + k * 16, k + 1, 7, 0, 1, 0));
+		total += k + 1;
+	}
+	for (uint64_t k = 0; k < 100; k++)
+		ck_assert(gw_table_insert(&tab, bm_base + (1u << 20) + k * 48, 40, 7, 0, 1, 0));
+	total += 100 * 40;
+	ck_assert_uint_eq(gw_table_count(&tab), 1100);
+	/* no hash entry, no hash index was even made */
+	ck_assert_uint_eq(hashed_entries(), 0);
+	for (uint32_t i = 0; i < tab.nstripes; i++)
+		ck_assert_ptr_null(tab.index[i].ent);
+	/* each entry names the pointer's record in its stripe */
+	for (uint64_t k = 0; k < 1000; k += 37) {
+		uint64_t p = bm_base + k * 16;
+		uint32_t e = *gw_blockmap_slot(&tab.map, p);
+		ck_assert_uint_ne(e, 0);
+		ck_assert_uint_eq(recs_of(stripe_of(p))[e - 1].ptr, p);
+		ck_assert_uint_eq(recs_of(stripe_of(p))[e - 1].size, k + 1);
+	}
+	uint64_t bytes = 0;
+	for (uint32_t i = 0; i < tab.nstripes; i++)
+		bytes += tab.stripes[i].bytes;
+	ck_assert_uint_eq(bytes, total);
+	/* a remove takes its size from the record and clears the entry */
+	for (uint64_t k = 0; k < 1000; k++) {
+		ck_assert(gw_table_remove(&tab, bm_base + k * 16, &sz));
+		ck_assert_uint_eq(sz, k + 1);
+		ck_assert_uint_eq(*gw_blockmap_slot(&tab.map, bm_base + k * 16), 0);
+		ck_assert(!gw_table_remove(&tab, bm_base + k * 16, NULL));
+	}
+	ck_assert_uint_eq(gw_table_count(&tab), 100);
+	for (uint64_t k = 0; k < 100; k++)
+		ck_assert(gw_table_remove(&tab, bm_base + (1u << 20) + k * 48, NULL));
+	ck_assert_uint_eq(gw_table_count(&tab), 0);
+	for (uint32_t i = 0; i < tab.nstripes; i++)
+		ck_assert_uint_eq(tab.stripes[i].bytes, 0);
+	drop_table();
+}
+END_TEST
+
+/* Pointers the map does not cover keep the hash index, next to mapped ones. */
+START_TEST(test_blockmap_forwarded_pointers)
+{
+	const uint64_t outside[] = {
+		bm_base - 4096, bm_base + (3u << 20), bm_base + 8,    /* below, above, not a block start */
+		bm_base + 1000 * 16,                                  /* past the class's entries */
+		UINT64_C(0x5555000010),                               /* the next allocator's */
+	};
+	const unsigned n = sizeof(outside) / sizeof(outside[0]);
+	uint64_t sz;
+
+	make_mapped_table();
+	for (unsigned i = 0; i < n; i++) {
+		ck_assert_ptr_null(gw_blockmap_slot(&tab.map, outside[i]));
+		ck_assert(gw_table_insert(&tab, outside[i], 100 + i, 1, 0, 1, 0));
+		ck_assert(gw_table_insert(&tab, bm_base + i * 16, 10 + i, 1, 0, 1, 0));
+	}
+	ck_assert_uint_eq(hashed_entries(), n);
+	ck_assert_uint_eq(gw_table_count(&tab), 2 * n);
+	/* again: both kinds are updated in place */
+	for (unsigned i = 0; i < n; i++) {
+		ck_assert(gw_table_insert(&tab, outside[i], 200 + i, 1, 0, 1, 0));
+		ck_assert(gw_table_insert(&tab, bm_base + i * 16, 20 + i, 1, 0, 1, 0));
+	}
+	ck_assert_uint_eq(hashed_entries(), n);
+	ck_assert_uint_eq(gw_table_count(&tab), 2 * n);
+	for (unsigned i = 0; i < n; i++) {
+		ck_assert(gw_table_remove(&tab, outside[i], &sz));
+		ck_assert_uint_eq(sz, 200 + i);
+		ck_assert(gw_table_remove(&tab, bm_base + i * 16, &sz));
+		ck_assert_uint_eq(sz, 20 + i);
+	}
+	ck_assert_uint_eq(hashed_entries(), 0);
+	ck_assert_uint_eq(gw_table_count(&tab), 0);
+	drop_table();
+}
+END_TEST
+
+/* An entry that does not name its pointer's record is never trusted: a
+ * remove through it changes nothing, an insert through it makes a new
+ * record instead of overwriting another pointer's. */
+START_TEST(test_blockmap_stale_entry)
+{
+	const uint64_t p = bm_base + 5 * 16;
+	uint32_t *sp, *sq;
+	uint64_t q, sz;
+
+	make_mapped_table();
+	q = same_stripe_block(p);
+	sp = gw_blockmap_slot(&tab.map, p);
+	sq = gw_blockmap_slot(&tab.map, q);
+	ck_assert(gw_table_insert(&tab, q, 33, 3, 0, 1, 0));
+	/* p has no record; its entry names q's */
+	*sp = *sq;
+	ck_assert(!gw_table_remove(&tab, p, &sz));
+	ck_assert_uint_eq(*sp, 0);
+	ck_assert_uint_eq(gw_table_count(&tab), 1);
+	ck_assert_uint_eq(recs_of(stripe_of(q))[*sq - 1].ptr, q);
+	/* an entry past every record handed out */
+	*sp = 1000000;
+	ck_assert(!gw_table_remove(&tab, p, NULL));
+	ck_assert_uint_eq(*sp, 0);
+	/* reuse: p's record freed, q takes it, p's entry still names it */
+	ck_assert(gw_table_remove(&tab, q, NULL));
+	ck_assert(gw_table_insert(&tab, p, 11, 1, 0, 1, 0));
+	uint32_t e = *sp;
+	ck_assert(gw_table_remove(&tab, p, NULL));
+	ck_assert(gw_table_insert(&tab, q, 22, 2, 0, 1, 0));
+	ck_assert_uint_eq(*sq, e);                /* last freed, first reused */
+	*sp = e;
+	ck_assert(gw_table_insert(&tab, p, 44, 4, 0, 1, 0));
+	ck_assert_uint_ne(*sp, e);
+	ck_assert_uint_eq(gw_table_count(&tab), 2);
+	ck_assert(gw_table_remove(&tab, q, &sz));
+	ck_assert_uint_eq(sz, 22);
+	ck_assert(gw_table_remove(&tab, p, &sz));
+	ck_assert_uint_eq(sz, 44);
+	ck_assert_uint_eq(gw_table_count(&tab), 0);
+	drop_table();
+}
+END_TEST
+
+/* The same pointer inserted twice (realloc in place, an untracked free in
+ * between) keeps one record, updated where it is. */
+START_TEST(test_blockmap_replacement)
+{
+	const uint64_t p = bm_base + (2u << 20) + 3 * 256;
+	uint32_t e;
+	uint64_t sz;
+
+	make_mapped_table();
+	ck_assert(gw_table_insert(&tab, p, 100, 1, 0, 1, 0));
+	e = *gw_blockmap_slot(&tab.map, p);
+	ck_assert(gw_table_insert(&tab, p, 250, 9, 0, 1, 0));
+	ck_assert_uint_eq(*gw_blockmap_slot(&tab.map, p), e);
+	ck_assert_uint_eq(gw_table_count(&tab), 1);
+	ck_assert_uint_eq(tab.stripes[stripe_of(p)].bytes, 250);
+	ck_assert_uint_eq(recs_of(stripe_of(p))[e - 1].stack_id, 9);
+	ck_assert_uint_eq(tab.stripes[stripe_of(p)].inserted, 2);
+	ck_assert_uint_eq(tab.stripes[stripe_of(p)].removed, 1);
+	ck_assert(gw_table_remove(&tab, p, &sz));
+	ck_assert_uint_eq(sz, 250);
+	ck_assert_uint_eq(gw_table_count(&tab), 0);
+	drop_table();
+}
+END_TEST
+
+/* With the map off, the same pointers go through the hash index. */
+START_TEST(test_blockmap_off)
+{
+	uint64_t sz;
+
+	make_mapped_table();
+	gw_blockmap_fini(&tab.map);
+	for (uint64_t k = 0; k < 300; k++)
+		ck_assert(gw_table_insert(&tab, bm_base + k * 16, k + 1, 1, 0, 1, 0));
+	ck_assert_uint_eq(hashed_entries(), 300);
+	for (uint64_t k = 0; k < 300; k++) {
+		ck_assert(gw_table_remove(&tab, bm_base + k * 16, &sz));
+		ck_assert_uint_eq(sz, k + 1);
+	}
+	ck_assert_uint_eq(hashed_entries(), 0);
+	ck_assert_uint_eq(gw_table_count(&tab), 0);
+	drop_table();
+}
+END_TEST
+
+/* The map of real pools: their blocks have entries, other memory has none;
+ * a limit on the address space leaves it off. */
+START_TEST(test_blockmap_pools)
+{
+	struct gwmem_config cfg;
+	struct gw_blockmap m;
+	void *a, *b;
+
+	gwmem_config_defaults(&cfg);
+	ck_assert_int_eq(gw_pool_init(&cfg), 0);
+	ck_assert_int_eq(gw_blockmap_init_pools(&m), GW_BLOCKMAP_ON);
+	a = gw_pool_alloc(24);
+	b = gw_pool_alloc(4000);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_ptr_nonnull(gw_blockmap_slot(&m, (uintptr_t)a));
+	ck_assert_ptr_nonnull(gw_blockmap_slot(&m, (uintptr_t)b));
+	ck_assert_ptr_ne(gw_blockmap_slot(&m, (uintptr_t)a), gw_blockmap_slot(&m, (uintptr_t)b));
+	ck_assert_ptr_null(gw_blockmap_slot(&m, (uintptr_t)a + 8));
+	ck_assert_ptr_null(gw_blockmap_slot(&m, (uintptr_t)&m));
+	/* 4 bytes per block a class can ever hold, cache-line rounded */
+	uint64_t blocks = 0;
+	for (unsigned i = 0; i < gw_pool_g.nclasses; i++)
+		blocks += gw_pool_class_blocks(i) + 15;
+	ck_assert_uint_le(m.bytes, 4 * blocks + 4096);
+	gw_blockmap_fini(&m);
+	gw_pool_free(a);
+	gw_pool_free(b);
+
+	struct rlimit rl;
+	ck_assert_int_eq(getrlimit(RLIMIT_AS, &rl), 0);
+	rl.rlim_cur = (rlim_t)64 << 30;
+	ck_assert_int_eq(setrlimit(RLIMIT_AS, &rl), 0);
+	ck_assert_int_eq(gw_blockmap_init_pools(&m), GW_BLOCKMAP_TIGHT);
+	ck_assert_uint_eq(m.span, 0);
+	ck_assert_ptr_null(gw_blockmap_slot(&m, (uintptr_t)a));
+}
+END_TEST
+
 Suite *suite_table(void)
 {
 	Suite *s = suite_create("table");
@@ -647,6 +922,16 @@ Suite *suite_table(void)
 	tcase_add_test(tc, test_table_view_busy_writer);
 	tcase_add_test(tc, test_table_view_waits_for_preempted_writer);
 	tcase_add_test(tc, test_table_old_reader);
+	tcase_set_timeout(tc, 60);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("blockmap");
+	tcase_add_test(tc, test_blockmap_geometry);
+	tcase_add_test(tc, test_blockmap_insert_remove);
+	tcase_add_test(tc, test_blockmap_forwarded_pointers);
+	tcase_add_test(tc, test_blockmap_stale_entry);
+	tcase_add_test(tc, test_blockmap_replacement);
+	tcase_add_test(tc, test_blockmap_off);
+	tcase_add_test(tc, test_blockmap_pools);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
 	return s;
