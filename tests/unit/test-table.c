@@ -866,6 +866,45 @@ START_TEST(test_blockmap_off)
 }
 END_TEST
 
+/* Threads recording neighbouring blocks (one map line, different stripes)
+ * at once: every remove finds its own insert's size, nothing is lost. */
+#define BM_THREADS 4
+static void *bm_worker(void *arg)
+{
+	const uint64_t t = (uintptr_t)arg;
+	uint64_t bad = 0, sz;
+
+	for (uint64_t round = 0; round < 300; round++) {
+		for (uint64_t k = t; k < 1000; k += BM_THREADS)
+			if (!gw_table_insert(&tab, bm_base + k * 16, k * 8 + round, 1, 0, (uint32_t)t, 0))
+				bad++;
+		for (uint64_t k = t; k < 1000; k += BM_THREADS)
+			if (!gw_table_remove(&tab, bm_base + k * 16, &sz) || sz != k * 8 + round)
+				bad++;
+	}
+	return (void *)(uintptr_t)bad;
+}
+
+START_TEST(test_blockmap_concurrent)
+{
+	pthread_t th[BM_THREADS];
+	void *bad;
+
+	make_mapped_table();
+	for (uintptr_t i = 0; i < BM_THREADS; i++)
+		ck_assert_int_eq(pthread_create(&th[i], NULL, bm_worker, (void *)i), 0);
+	for (int i = 0; i < BM_THREADS; i++) {
+		ck_assert_int_eq(pthread_join(th[i], &bad), 0);
+		ck_assert_ptr_null(bad);
+	}
+	ck_assert_uint_eq(gw_table_count(&tab), 0);
+	ck_assert_uint_eq(hashed_entries(), 0);
+	for (uint32_t i = 0; i < tab.nstripes; i++)
+		ck_assert_uint_eq(tab.stripes[i].bytes, 0);
+	drop_table();
+}
+END_TEST
+
 /* The map of real pools: their blocks have entries, other memory has none;
  * a limit on the address space leaves it off. */
 START_TEST(test_blockmap_pools)
@@ -931,6 +970,7 @@ Suite *suite_table(void)
 	tcase_add_test(tc, test_blockmap_stale_entry);
 	tcase_add_test(tc, test_blockmap_replacement);
 	tcase_add_test(tc, test_blockmap_off);
+	tcase_add_test(tc, test_blockmap_concurrent);
 	tcase_add_test(tc, test_blockmap_pools);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
