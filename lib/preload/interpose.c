@@ -92,6 +92,7 @@ static uint32_t init_tid;
 static bool pools_on;           /* pools serve requests */
 static size_t pool_max;         /* largest pooled size, 0 when off */
 static bool constructed;        /* our constructor ran: tracking may start */
+static GW_TLS bool tls_first_thread;    /* the thread that ran it (alloc_internal) */
 static int stats_fd = -1;       /* a copy of stderr: programs close fd 2 before exit */
 
 static void atfork_prepare(void);
@@ -141,8 +142,10 @@ __attribute__((constructor)) static void gwmem_preload_init(void)
 	constructed = true;
 	if (gw_opts()->memory.stats_on_exit)
 		stats_fd = fcntl(2, F_DUPFD_CLOEXEC, 64);
-	if (gw_cfg_tracking)
+	if (gw_cfg_tracking) {
+		tls_first_thread = true;
 		gw_track_init(gw_opts());
+	}
 }
 
 __attribute__((destructor)) static void gwmem_preload_fini(void)
@@ -271,14 +274,21 @@ static size_t usable_size(void *p)
 }
 
 /*
- * gwmem's own allocations while tracking (made inside the guard: the loader
- * bringing libunwind in, libunwind itself, the reporter thread) go to the
- * next allocator, whose heap the process has anyway.  From the pools they
- * would open a class region each for a handful of blocks of a dozen sizes
- * the program itself may never use: two mappings and a page table each,
- * which every fork copies and every child frees again.  free() finds them
- * by address like any block of the next allocator.
+ * gwmem's own allocations in the thread that started it, while tracking
+ * (made inside the guard: the loader bringing libunwind in, libunwind
+ * itself, the reporter's start) go to the next allocator, whose heap the
+ * process has anyway.  From the pools they would open a class region each
+ * for a handful of blocks of a dozen sizes the program itself may never
+ * use: two mappings and a page table each, which every fork copies and
+ * every child frees again.  Other threads' stay in the pools: glibc would
+ * give each of them an arena of its own (64 MiB of address space).  free()
+ * finds them by address like any block of the next allocator.
  */
+static inline bool internal_to_next(void)
+{
+	return gw_unlikely(tls_first_thread) && gw_unlikely(gw_track_guarded());
+}
+
 static GW_NOINLINE GW_COLD void *alloc_internal(size_t n, bool zero)
 {
 	void *p;
@@ -310,7 +320,7 @@ static GW_NOINLINE void free_tracked(void *p)
 EXPORT void *malloc(size_t n)
 {
 	if (gw_unlikely(gw_track_on)) {
-		if (gw_unlikely(gw_track_guarded()))
+		if (internal_to_next())
 			return alloc_internal(n, false);
 		return gw_track_alloc_ret(alloc_impl(n), n);
 	}
@@ -341,7 +351,7 @@ EXPORT void *calloc(size_t nmemb, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
-	if (gw_unlikely(gw_track_on) && gw_unlikely(gw_track_guarded()))
+	if (gw_unlikely(gw_track_on) && internal_to_next())
 		return alloc_internal(n, true);
 	if (gw_likely(n <= pool_max)) {
 		p = gw_pool_alloc_inline(n);
