@@ -60,6 +60,7 @@ struct stats {
 	uint64_t stacks_used, stack_capacity, max_frames, threshold_seconds, sample_rate;
 	uint64_t untracked_table_full, untracked_segment_full, untracked_internal, sampled_out, dropped_stacks;
 	uint64_t invalid_frees, double_frees, forwarded_allocs, mmap_failures, reports_written;
+	uint64_t address_space_given_back;
 	uint64_t pool_active_bytes, pool_free_bytes, pool_chunks;
 	double table_fill, uptime_seconds, pool_fragmentation;
 };
@@ -163,6 +164,10 @@ static const struct metric metrics[] = {
 	  "gwmem_segment_full_total", NULL, COUNTER,
 	  "Times the segment could not grow (max_segment_bytes or a full shm_dir).", COUNT,
 	  S(untracked_segment_full) },
+	{ "address_space_given_back", COUNTERS, OTHER, ", %v bytes of address space given back",
+	  "gwmem_address_space_given_back_bytes_total", NULL, COUNTER,
+	  "Address space gwmem unmapped when the next allocator ran out of it (RLIMIT_AS).", COUNT,
+	  S(address_space_given_back) },
 	{ NULL, TOP, NO_TEXT, NULL, "gwmem_uptime_seconds", NULL, GAUGE,
 	  "Seconds since the segment was created.", SECONDS, S(uptime_seconds) },
 	{ "active_bytes", POOL, POOLS, "%v bytes active", NULL, NULL, GAUGE, NULL, COUNT, S(pool_active_bytes) },
@@ -316,6 +321,7 @@ static int stats_gather(const struct target *tg, struct stats *s)
 	s->forwarded_allocs = c->forwarded_allocs;
 	s->mmap_failures = c->mmap_failures;
 	s->reports_written = c->reports_written;
+	s->address_space_given_back = c->address_space_given_back;
 	s->uptime_seconds = (double)gw_view_now_ds(v) / 10.0;
 	for (uint32_t i = 0; i < h->nclasses; i++) {
 		s->pool_active_bytes += h->classes[i].active_blocks * h->classes[i].block_size;

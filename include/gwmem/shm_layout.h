@@ -137,7 +137,9 @@ struct gwmem_shm_counters {
 	uint64_t reports_written;        /* signal reports written */
 	uint64_t stacks_used;            /* entries in the stack table */
 	uint64_t untracked_segment_full; /* allocation served, the segment could not grow (v2) */
-	uint64_t reserved[5];
+	uint64_t address_space_given_back; /* bytes gwmem unmapped when the next allocator ran
+					      out of address space (RLIMIT_AS); 0 in older segments */
+	uint64_t reserved[4];
 };
 
 /* One loaded object, for symbolizing a process that is gone.  Taken from

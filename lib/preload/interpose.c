@@ -4,7 +4,7 @@
  *
  * Every entry point decides who serves the request: the size-class pools
  * (pool.c) for small sizes and alignments they can give, the next
- * allocator (next.c) for everything else, and a static bootstrap arena
+ * allocator (next.c) for everything else, and a bootstrap arena
  * for the few allocations made while gwmem itself is starting (dlsym may
  * allocate before the next allocator is known).  Tracking (track.c) is
  * told about every block handed to or taken back from the program, after
@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "gwmem.h"
@@ -46,23 +47,39 @@
 /*
  * Serves allocations made before the pools and the next allocator are
  * usable (the loader, dlsym).  Each block has a 16-byte header with its
- * size; free() of an arena block is a no-op.  It is static memory and, like
- * every mapping, counts against RLIMIT_AS whether used or not: dlsym's few
- * small blocks need far less than this.
+ * size; free() of an arena block is a no-op.  Mapped on first use: with
+ * the pools on, dlsym's few blocks come from them and the arena is never
+ * needed, and like every mapping it would count against RLIMIT_AS whether
+ * used or not.
  */
 #define BOOT_SIZE (64 * 1024)
-static char boot_arena[BOOT_SIZE] __attribute__((aligned(64)));
+static char *boot_arena;        /* NULL until the first boot_alloc */
 static size_t boot_used;
 
 static inline bool boot_owns(const void *p)
 {
-	return (uintptr_t)p - (uintptr_t)boot_arena < BOOT_SIZE;
+	uintptr_t a = (uintptr_t)__atomic_load_n(&boot_arena, __ATOMIC_ACQUIRE);
+
+	return (uintptr_t)p - a < BOOT_SIZE && a;
 }
 
 static void *boot_alloc(size_t n, size_t align)
 {
+	char *arena = __atomic_load_n(&boot_arena, __ATOMIC_ACQUIRE);
 	size_t cur, start, end;
 
+	if (!arena) {
+		char *m = gw_os_map(BOOT_SIZE);
+		if (!m) {
+			errno = ENOMEM;
+			return NULL;
+		}
+		if (__atomic_compare_exchange_n(&boot_arena, &arena, m, false, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			arena = m;
+		else
+			gw_os_unmap(m, BOOT_SIZE);   /* another thread's is there */
+	}
 	if (align < MIN_ALIGN)
 		align = MIN_ALIGN;
 	do {
@@ -75,8 +92,8 @@ static void *boot_alloc(size_t n, size_t align)
 		}
 	} while (!__atomic_compare_exchange_n(&boot_used, &cur, end, false, __ATOMIC_RELAXED,
 					      __ATOMIC_RELAXED));
-	*(size_t *)(boot_arena + start - 16) = n;
-	return boot_arena + start;
+	*(size_t *)(arena + start - 16) = n;
+	return arena + start;
 }
 
 static inline size_t boot_size(const void *p)
@@ -161,17 +178,60 @@ __attribute__((destructor)) static void gwmem_preload_fini(void)
 /* --- allocation without tracking ---------------------------------------- */
 
 /*
- * The next allocator failed: if the pools still hold unused address space
- * (an RLIMIT_AS makes that what glibc lacks), give it back once and say
- * whether a retry is worth it.  errno is restored for the retry, so a
- * request that then succeeds leaves it as it was.
+ * The address space that bounds the process: its RLIMIT_AS, or 4 GiB on a
+ * 32-bit target; 0 when nothing does (then a failure of the next allocator
+ * is not for want of address space, and giving some back cannot help).
+ */
+static uint64_t as_bound(void)
+{
+	uint64_t lim = sizeof(void *) < 8 ? UINT64_C(1) << 32 : 0;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    (!lim || (uint64_t)rl.rlim_cur < lim))
+		lim = (uint64_t)rl.rlim_cur;
+	return lim;
+}
+
+/*
+ * The next allocator failed.  Where address space is what it lacks and the
+ * limit allows such a request at all (not a terabyte), gwmem gives back,
+ * once, what it holds but does not need, and says whether a retry is
+ * worth it:
+ *  - the pools' unused reservation and empty chunks (gw_pool_trim);
+ *  - the segment's unused tail and the fork buffer (gw_track_give_back);
+ *  - the next allocator's own free heap top: with the pools serving the
+ *    small blocks, glibc's brk heap is nearly all free (malloc_trim).
+ * errno is restored for the retry, so a request that then succeeds leaves
+ * it as it was.
  */
 static GW_NOINLINE GW_COLD bool next_failed_retry(size_t n, int saved_errno)
 {
-	if (!pools_on || !gw_pool_trim(n))
+	static int done;
+	uint64_t lim = as_bound();
+
+	if (!lim || n > lim || __atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL))
 		return false;
+	uint64_t pools = pools_on ? gw_pool_trim() : 0;
+	uint64_t segment = gw_cfg_tracking ? gw_track_give_back() : 0;
+	uint64_t heap = 0;
+	if (gw_next.trim) {
+		uintptr_t before = (uintptr_t)sbrk(0);
+		gw_next.trim(0);
+		uintptr_t after = (uintptr_t)sbrk(0);
+		if (before != (uintptr_t)-1 && after < before)
+			heap = before - after;
+	}
+	uint64_t given = pools + segment + heap;
+	gw_count_n(address_space_given_back, given);
+	gw_counters_event(GW_EVENT_GIVE_BACK, false,
+			  "the next allocator is out of memory under an address-space limit: gwmem gave "
+			  "back %llu KiB (pools %llu, segment %llu, the next allocator's heap %llu); the "
+			  "pools grow no more, tracking goes on in the space it has",
+			  (unsigned long long)(given >> 10), (unsigned long long)(pools >> 10),
+			  (unsigned long long)(segment >> 10), (unsigned long long)(heap >> 10));
 	errno = saved_errno;
-	return true;
+	return given > 0;
 }
 
 #define NEXT_CALL(n, expr)                                                    \
@@ -371,7 +431,7 @@ EXPORT void *calloc(size_t nmemb, size_t size)
 		gw_count(forwarded_allocs);
 		p = NEXT_CALL(n, gw_next.calloc(nmemb, size));
 	} else {
-		p = boot_alloc(n, MIN_ALIGN);   /* static arena: zero already */
+		p = boot_alloc(n, MIN_ALIGN);   /* fresh mapping: zero already */
 	}
 out:
 	if (gw_unlikely(gw_track_on))

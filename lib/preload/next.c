@@ -53,6 +53,7 @@ bool gw_next_init(void)
 		.realloc = find("realloc", (void *)__libc_realloc),
 		.memalign = find(NEXT_MEMALIGN, (void *)__libc_memalign),
 		.usable_size = find("malloc_usable_size", NULL),
+		.trim = find("malloc_trim", NULL),
 	};
 	if (!n.malloc || !n.free || !n.calloc || !n.realloc || !n.memalign) {
 		gw_counters_event(GW_EVENT_NEXT_MISSING, false,

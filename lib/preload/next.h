@@ -17,6 +17,7 @@ struct gw_next {
 	void *(*realloc)(void *, size_t);
 	void *(*memalign)(size_t, size_t);
 	size_t (*usable_size)(void *);
+	int (*trim)(size_t);        /* malloc_trim, where the next allocator has one */
 };
 
 extern struct gw_next gw_next GW_HIDDEN;

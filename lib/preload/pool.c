@@ -136,6 +136,11 @@ static bool release_enabled;
 static uint64_t release_interval_ns;
 static double release_threshold;
 
+/* the chunk metadata of every class, one mapping (gw_pool_trim unmaps
+ * the pages of slots no class can use any more) */
+static struct chunk *meta_base;
+static size_t meta_bytes;
+
 static struct gwmem_shm_class *stats_area;
 static uint32_t *stats_nclasses;
 
@@ -381,6 +386,8 @@ int gw_pool_init(const struct gwmem_config *cfg)
 	for (unsigned i = 0; i < ncls; i++)
 		meta += classes[i].max_chunks * sizeof(struct chunk);
 	struct chunk *chunks = gw_os_map(GW_ALIGN_UP(meta, page));
+	meta_base = chunks;
+	meta_bytes = GW_ALIGN_UP(meta, page);
 	if (!chunks) {
 		gw_os_unmap(base, (size_t)total);
 		gw_count(mmap_failures);
@@ -1006,28 +1013,43 @@ bool gw_pool_zero_is_free(const void *p)
 
 /* --- giving address space back ------------------------------------------ */
 
-bool gw_pool_trim(size_t want)
+uint64_t gw_pool_trim(void)
 {
 	static int done;
 	const uintptr_t page = gw_os_page_size();
 
-	/* only where address space is what the next allocator lacks, and for
-	 * a request the limit allows at all */
-	if (!gw_pool_ready() || !as_limit || want > as_limit ||
-	    __atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL))
-		return false;
+	if (!gw_pool_ready() || __atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL))
+		return 0;
 	const uintptr_t region = (uintptr_t)1 << gw_pool_g.region_shift;
 	uint64_t given = 0;
-	/* first stop growth and publish the new bounds, then the flag, and
+	/*
+	 * First stop growth and publish the new bounds, then the flag, and
 	 * only then unmap: an address in a hole can only be someone else's
-	 * after the unmap, by which time every reader checks the bounds */
+	 * after the unmap, by which time every reader checks the bounds.  A
+	 * class keeps its chunks up to the last one that holds memory; the
+	 * empty ones are released first, and released ones past that last
+	 * one leave the partial list (they can never be carved again).
+	 */
 	for (unsigned i = 0; i < gw_pool_g.nclasses; i++) {
 		struct gw_size_class *c = &classes[i];
 		pthread_mutex_lock(CLASS_LOCK(c));
-		c->max_chunks = c->used_slots;
+		class_release(c, true, gw_os_monotonic_ns());
+		uint32_t slots = c->used_slots;
+		while (slots > 0 && !c->chunks[slots - 1].backed)
+			slots--;
+		for (uint32_t k = slots; k < c->used_slots; k++) {
+			partial_remove(c, k);
+			c->released_chunks--;
+		}
+		c->used_slots = c->max_chunks = slots;
 		/* chunk_new commits up to this page boundary, no further */
-		uintptr_t keep = GW_ALIGN_UP((uintptr_t)c->used_slots * c->chunk_bytes, page);
+		uintptr_t keep = GW_ALIGN_UP((uintptr_t)slots * c->chunk_bytes, page);
 		__atomic_store_n(&gw_pool_ro[i].reserved, keep, __ATOMIC_RELEASE);
+		/* the chunks past it held no block: none of it is a block any more */
+		if (gw_pool_ro[i].committed > (uintptr_t)slots * c->chunk_bytes)
+			__atomic_store_n(&gw_pool_ro[i].committed, (uintptr_t)slots * c->chunk_bytes,
+					 __ATOMIC_RELEASE);
+		class_publish(c);
 		pthread_mutex_unlock(CLASS_LOCK(c));
 	}
 	__atomic_store_n(&gw_pool_g.trimmed, 1u, __ATOMIC_RELEASE);
@@ -1038,9 +1060,22 @@ bool gw_pool_trim(size_t want)
 			given += region - keep;
 		}
 	}
-	gw_log("the next allocator is out of memory: the pools gave back %llu KiB of unused address "
-	       "space and grow no more", (unsigned long long)(given >> 10));
-	return given > 0;
+	/* the pages of chunk metadata that hold no slot a class still has:
+	 * never read again (chunk_new stops at max_chunks, and every block
+	 * left is in a chunk below it) */
+	for (uintptr_t a = (uintptr_t)meta_base; a < (uintptr_t)meta_base + meta_bytes; a += page) {
+		bool used = false;
+		for (unsigned i = 0; i < gw_pool_g.nclasses && !used; i++) {
+			uintptr_t lo = (uintptr_t)classes[i].chunks;
+			uintptr_t hi = (uintptr_t)(classes[i].chunks + classes[i].used_slots);
+			used = hi > lo && lo < a + page && hi > a;
+		}
+		if (!used) {
+			gw_os_unmap((void *)a, page);
+			given += page;
+		}
+	}
+	return given;
 }
 
 /* --- statistics --------------------------------------------------------- */

@@ -68,7 +68,7 @@ struct gw_pool_global {
 
 /* Per class data the fast paths read (the rest is in pool.c). */
 struct gw_pool_class_ro {
-	uintptr_t committed;     /* bytes of the region backed by chunks (grows only) */
+	uintptr_t committed;     /* bytes of the region backed by chunks (grows, until gw_pool_trim) */
 	uintptr_t reserved;      /* bytes of the region still reserved (gw_pool_trim) */
 	uint32_t size;
 	uint32_t inv;            /* inverse of size's odd part mod 2^32 */
@@ -289,14 +289,13 @@ void gw_pool_attach_stats(struct gwmem_shm_class *area, uint32_t *nclasses) GW_H
  * atfork handler, while it still maps its parent's segment). */
 void gw_pool_detach_stats(void) GW_HIDDEN;
 /*
- * The next allocator could not serve 'want' bytes.  Where address space is
- * what it lacks (an RLIMIT_AS, a 32-bit target) and the limit allows such a
- * request at all, give back the address space of every region past its
- * committed chunks, once; classes then never grow again (their requests are
- * forwarded).  True if something was given back (worth retrying).  Without
- * a limit, or for a request past it (a terabyte), nothing changes.
+ * The next allocator ran out of address space (interpose.c decides that it
+ * is address space it lacks): give back, once, the address space of every
+ * region past its last chunk that holds memory (empty chunks are released
+ * first); classes then never grow again (their requests are forwarded).
+ * Returns the bytes given back (0 the second time).
  */
-bool gw_pool_trim(size_t want) GW_HIDDEN;
+uint64_t gw_pool_trim(void) GW_HIDDEN;
 /* Release fully free chunks to the OS if due; 'force' ignores the interval. Returns chunks released. */
 unsigned gw_pool_release(bool force) GW_HIDDEN;
 /* Print the statistics table to fd without allocating. */

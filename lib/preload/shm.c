@@ -494,6 +494,50 @@ void gw_shm_release(struct gw_shm *s, uint64_t off, uint64_t len)
 	gw_shm_unlock(s);
 }
 
+uint64_t gw_shm_give_back(struct gw_shm *s, uint64_t end)
+{
+	uint64_t given = 0;
+
+	gw_shm_lock(s);
+	if (!s->hdr || (s->mode != GW_SHM_SHARED && s->mode != GW_SHM_PRIVATE)) {
+		gw_shm_unlock(s);
+		return 0;
+	}
+	/* the buffer a fork copies into, kept for the next fork: made again then */
+	if (s->mode == GW_SHM_SHARED && s->fork_copy) {
+		gw_os_unmap(s->fork_copy, s->size);
+		gw_os_unmap(s->fork_have, (s->npages + 7) / 8);
+		s->fork_copy = NULL;
+		s->fork_have = NULL;
+		given += s->size;
+	}
+	/*
+	 * The tail nobody will write: the file keeps its size (readers follow
+	 * the header, whose segment_size stays), only our mapping ends here.
+	 * Every store into the segment is preceded by gw_shm_back, which
+	 * refuses offsets past s->size from now on; whole-mapping operations
+	 * (a fork's copy, a child's file, private zeroes at exit) use s->size.
+	 */
+	end = align_up(end, s->page);
+	if (end && end < s->size) {
+		for (size_t i = (size_t)(end / s->page); i < s->npages; i++) {
+			if (bit_get(s->backed, i)) {
+				/* never the case (the callers' data ends before), but
+				 * the count must stay true */
+				bit_put(s->backed, i, false);
+				s->allocated -= s->page;
+			}
+		}
+		gw_os_unmap((char *)s->hdr + end, s->size - (size_t)end);
+		given += s->size - end;
+		s->size = (size_t)end;
+		s->npages = (size_t)(end / s->page);
+		publish_allocated(s);
+	}
+	gw_shm_unlock(s);
+	return given;
+}
+
 static void fill_config(struct gwmem_shm_config *c, const struct gwmem_config *cfg, bool tracking)
 {
 	c->pool_enabled = cfg->memory.pool_enabled;
@@ -932,7 +976,9 @@ int gw_shm_materialize(struct gw_shm *s)
 		err = fd;
 		goto fail;
 	}
-	if (fstat(fd, &st) < 0 || ftruncate(fd, (off_t)s->size) < 0) {
+	/* the apparent size the header says: our mapping may end before it
+	 * (gw_shm_give_back) */
+	if (fstat(fd, &st) < 0 || ftruncate(fd, (off_t)h->segment_size) < 0) {
 		err = -errno;
 		goto fail_unlink;
 	}

@@ -64,7 +64,8 @@ enum gw_shm_mode {
 /* One mapped segment; hdr == NULL means "no segment". */
 struct gw_shm {
 	struct gwmem_shm_header *hdr;
-	size_t size;                   /* apparent size, mapped in full */
+	size_t size;                   /* mapped: the apparent size (hdr->segment_size), or
+					  less after gw_shm_give_back */
 	int mode;                      /* enum gw_shm_mode */
 	int fd;                        /* kept to back pages; -1 when not ours any more */
 	dev_t dev;
@@ -113,6 +114,14 @@ int gw_shm_back(struct gw_shm *s, uint64_t off, uint64_t len) GW_HIDDEN;
 bool gw_shm_is_backed(const struct gw_shm *s, uint64_t off, uint64_t len) GW_HIDDEN;
 /* Give [off, off + len) (page aligned) back: punch a hole / drop the pages. */
 void gw_shm_release(struct gw_shm *s, uint64_t off, uint64_t len) GW_HIDDEN;
+/*
+ * Address space is short: drop the fork buffer kept between forks, and
+ * unmap the segment from offset end (page-aligned up; 0 = keep it all) to
+ * its end, which nothing may use any more (the caller made sure: the
+ * record area ends there, gw_table_trim).  The file keeps its size.
+ * Returns the bytes of address space given back.
+ */
+uint64_t gw_shm_give_back(struct gw_shm *s, uint64_t end) GW_HIDDEN;
 
 /* The backing lock alone (fork, exit: no page is being backed meanwhile). */
 void gw_shm_lock(struct gw_shm *s) GW_HIDDEN;

@@ -259,6 +259,22 @@ static void area_put(struct gw_table *t, unsigned k, uint64_t off)
 	gw_spin_unlock_word(&t->area_lock);
 }
 
+uint64_t gw_table_trim(struct gw_table *t)
+{
+	const uint64_t page = gw_os_page_size();
+	uint64_t end;
+
+	if (!t->shm)
+		return 0;
+	gw_spin_lock_word(&t->area_lock);
+	end = (t->area_next + page - 1) / page * page;
+	if (end < t->area_end)
+		t->area_end = end;
+	end = t->area_end;
+	gw_spin_unlock_word(&t->area_lock);
+	return end;
+}
+
 /*
  * Move the stripe's records into an array twice as large, in the same
  * order (the index names records by number).  Called with the stripe lock

@@ -177,6 +177,15 @@ bool gw_table_insert(struct gw_table *t, uint64_t ptr, uint64_t size, uint32_t s
 /* Remove the record of ptr; false if there was none.  *size_out gets its size. */
 bool gw_table_remove(struct gw_table *t, uint64_t ptr, uint64_t *size_out) GW_HIDDEN;
 
+/*
+ * Address space is short: the record area ends where its used part ends
+ * (rounded up to a page) from now on; returns that offset, past which
+ * the table never backs nor touches a page (0 when the table is unused).
+ * Stripes that outgrow their arrays then refuse records as with a full
+ * segment.
+ */
+uint64_t gw_table_trim(struct gw_table *t) GW_HIDDEN;
+
 /* Take / release every stripe lock (fork: nothing is half-written in the copy). */
 void gw_table_lock_all(struct gw_table *t) GW_HIDDEN;
 void gw_table_unlock_all(struct gw_table *t) GW_HIDDEN;

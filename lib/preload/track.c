@@ -173,8 +173,16 @@ struct gwmem_shm_header *gw_track_segment(size_t *size)
 	/* callers read and write it: a forked child's own copy, never its parent's */
 	adopt_check();
 	if (size)
-		*size = T.shm.hdr ? T.shm.size : 0;
+		*size = T.shm.hdr ? (size_t)T.shm.hdr->segment_size : 0;
 	return T.shm.hdr;
+}
+
+uint64_t gw_track_give_back(void)
+{
+	/* a child still on its parent's segment has nothing of its own yet */
+	if (!T.shm.hdr || __atomic_load_n(&T.adopt_pending, __ATOMIC_ACQUIRE))
+		return 0;
+	return gw_shm_give_back(&T.shm, T.tracking ? gw_table_trim(&T.table) : 0);
 }
 
 int gw_track_init(const struct gwmem_config *cfg)

@@ -51,6 +51,13 @@ void gw_track_fork_tick(bool now) GW_HIDDEN;
 /* Back [off, off + len) of the segment before writing it (shm.c gw_shm_back). */
 int gw_track_back(uint64_t off, uint64_t len) GW_HIDDEN;
 void gw_track_exit(void) GW_HIDDEN;
+/*
+ * Address space is short (the next allocator failed under RLIMIT_AS): the
+ * record area stops where its used part ends and the segment's mapping
+ * with it, and the fork buffer goes (shm.c gw_shm_give_back).  Tracking
+ * goes on with what it has.  Returns the bytes given back.
+ */
+uint64_t gw_track_give_back(void) GW_HIDDEN;
 
 /* The per-thread guard: true while this thread runs gwmem's own code that
  * may allocate (libunwind, dlsym, dladdr, the reporter). */
@@ -58,7 +65,8 @@ bool gw_track_guarded(void) GW_HIDDEN;
 void gw_track_guard_enter(void) GW_HIDDEN;
 void gw_track_guard_leave(void) GW_HIDDEN;
 
-/* The segment (header first) and its size; NULL/0 when there is none. */
+/* The segment (header first) and its size (the header's: the mapping may
+ * end before, gw_track_give_back); NULL/0 when there is none. */
 struct gwmem_shm_header;
 struct gwmem_shm_header *gw_track_segment(size_t *size) GW_HIDDEN;
 

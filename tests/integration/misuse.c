@@ -16,8 +16,11 @@
  *                              free/realloc/malloc_usable_size
  *   misuse xexit ROUNDS THREADS  threads hand each other blocks of 16 B to
  *                              600 KB and exit in the middle of the traffic
- *   misuse fill [BYTES]        allocate BYTES-sized blocks until malloc
- *                              fails; print how many (for RLIMIT_AS tests)
+ *   misuse fill [BYTES [HOLD]] allocate BYTES-sized blocks until malloc
+ *                              fails; print how many, and the address space
+ *                              mapped then (for RLIMIT_AS tests); with HOLD,
+ *                              then allocate HOLD blocks of 48 bytes, print
+ *                              "ready" and wait 3 s (for the CLI to read)
  *   misuse xinit THREADS       THREADS threads make their first call into
  *                              glibc's malloc (a large block) at the same
  *                              moment, then exit
@@ -30,6 +33,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 extern void *__libc_malloc(size_t) __attribute__((weak));
 extern void __libc_free(void *) __attribute__((weak));
@@ -366,7 +371,24 @@ static int mode_xinit(int threads)
 
 /* --- how much memory a program gets under an address-space limit ------------- */
 
-static int mode_fill(size_t block)
+/* VmSize from /proc/self/status, in kB (-1 if unreadable): read into a
+ * stack buffer, since malloc fails by now */
+static long vm_size_kb(void)
+{
+	char buf[4096];
+	int fd = open("/proc/self/status", O_RDONLY);
+	ssize_t r = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+
+	if (fd >= 0)
+		close(fd);
+	if (r <= 0)
+		return -1;
+	buf[r] = '\0';
+	const char *v = strstr(buf, "VmSize:");
+	return v ? strtol(v + 7, NULL, 10) : -1;
+}
+
+static int mode_fill(size_t block, long hold)
 {
 	void **list = NULL;
 	long n = 0;
@@ -380,6 +402,26 @@ static int mode_fill(size_t block)
 		p[0] = list;
 		list = p;
 		n++;
+	}
+	long vm = vm_size_kb();
+	if (hold > 0) {
+		/* small blocks after the failure: the pools serve them, tracking
+		 * records what it has room for, the CLI reads the segment */
+		void **small = NULL;
+		for (long i = 0; i < hold; i++) {
+			void **q = malloc(48);
+			if (!q)
+				break;
+			q[0] = small;
+			small = q;
+		}
+		printf("result: ready\n");
+		sleep(3);
+		while (small) {
+			void **next = small[0];
+			free(small);
+			small = next;
+		}
 	}
 	/* every block, wherever the next allocator put it (after the pools gave
 	 * address space back, inside their old range), is its block: usable
@@ -413,6 +455,7 @@ static int mode_fill(size_t block)
 		list = next;
 	}
 	printf("result: fill %zu-byte blocks: %ld\n", block, n);
+	printf("result: address space mapped at the failure: %ld kB\n", vm);
 	if (bad)
 		printf("result: %ld blocks with a wrong size or content after realloc\n", bad);
 	return n > 0 && !bad ? 0 : 1;
@@ -436,12 +479,13 @@ int main(int argc, char **argv)
 	if (!strcmp(m, "foreign"))
 		return mode_foreign();
 	if (!strcmp(m, "fill"))
-		return mode_fill(argc > 2 ? (size_t)atol(argv[2]) : (size_t)1 << 20);
+		return mode_fill(argc > 2 ? (size_t)atol(argv[2]) : (size_t)1 << 20,
+				 argc > 3 ? atol(argv[3]) : 0);
 	if (!strcmp(m, "xinit"))
 		return mode_xinit(argc > 2 ? atoi(argv[2]) : 16);
 	if (!strcmp(m, "xexit"))
 		return mode_xexit(argc > 2 ? atoi(argv[2]) : 20, argc > 3 ? atoi(argv[3]) : 32);
 	fprintf(stderr, "usage: %s xdouble [ROUNDS] | stack | global | realloc-freed | "
-		"realloc-interior | foreign | xexit [ROUNDS THREADS] | xinit [THREADS] | fill [BYTES]\n", argv[0]);
+		"realloc-interior | foreign | xexit [ROUNDS THREADS] | xinit [THREADS] | fill [BYTES [HOLD]]\n", argv[0]);
 	return 2;
 }

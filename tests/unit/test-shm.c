@@ -1,4 +1,5 @@
-/* tests/unit/test-shm.c: segment naming, permissions, symlink refusal, exec replacement, exit, fork copy */
+/* tests/unit/test-shm.c: segment naming, permissions, symlink refusal, exec replacement, exit, fork copy,
+ * giving address space back */
 #include "config.h"
 
 #include <check.h>
@@ -329,6 +330,80 @@ START_TEST(test_shm_fork_child_copy)
 }
 END_TEST
 
+/*
+ * Address space is short: the mapping past the used part of the record
+ * area goes, and the fork buffer; the file keeps its size and contents,
+ * nothing is backed past the new end, and a forked child's own file
+ * still has the header's size.
+ */
+START_TEST(test_shm_give_back)
+{
+	struct gw_shm s;
+
+	setup_dir();
+	ck_assert_int_eq(gw_shm_create(&s, &cfg, true), 0);
+	gw_shm_publish(&s);
+	const uint64_t apparent = s.hdr->segment_size, roff = s.hdr->records_offset;
+	ck_assert_uint_eq(s.size, apparent);
+	ck_assert_uint_gt(apparent, roff + 4 * 4096);
+	ck_assert_int_eq(gw_shm_back(&s, roff, 8192), 0);
+	memset((char *)s.hdr + roff, 0x44, 8192);
+	/* a fork leaves its buffer behind for the next one */
+	gw_shm_fork_prepare(&s);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(0);
+	gw_shm_fork_parent(&s);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_ptr_nonnull(s.fork_copy);
+
+	uint64_t given = gw_shm_give_back(&s, roff + 8192 - 100);
+	ck_assert_uint_eq(given, apparent + (apparent - roff - 8192));
+	ck_assert_uint_eq(s.size, roff + 8192);
+	ck_assert_ptr_null(s.fork_copy);
+	ck_assert_uint_eq(s.hdr->segment_size, apparent);
+	struct stat st;
+	ck_assert_int_eq(stat(s.path, &st), 0);
+	ck_assert_uint_eq((uint64_t)st.st_size, apparent);
+	/* past the end nothing is backed any more; before it, as before */
+	ck_assert_int_lt(gw_shm_back(&s, roff + 8192, 4096), 0);
+	ck_assert_int_eq(gw_shm_back(&s, roff, 8192), 0);
+	ck_assert_uint_eq(((unsigned char *)s.hdr)[roff + 8191], 0x44);
+	/* the tail is no longer ours: mincore says so */
+	unsigned char vec;
+	ck_assert_int_eq(mincore((char *)s.hdr + roff + 8192, 4096, &vec), -1);
+	/* a second call has nothing more to give */
+	ck_assert_uint_eq(gw_shm_give_back(&s, roff + 8192), 0);
+
+	/* a child adopts the shorter copy and makes a file of full size */
+	gw_shm_fork_prepare(&s);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int ok = gw_shm_fork_child(&s) == 0 && gw_shm_fork_adopt(&s) == 0 &&
+			 s.size == roff + 8192 && gw_shm_materialize(&s) == 0;
+		struct stat cst;
+		ok = ok && stat(s.path, &cst) == 0 && (uint64_t)cst.st_size == apparent;
+		int fd = open(s.path, O_RDONLY);
+		char r = 0;
+		ok = ok && fd >= 0 && pread(fd, &r, 1, (off_t)(roff + 8191)) == 1 && r == 0x44;
+		if (fd >= 0)
+			close(fd);
+		_exit(ok ? 0 : 1);
+	}
+	gw_shm_fork_parent(&s);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "rm -f %s/gwmem.%d.*", dir, (int)pid);
+	ck_assert_int_eq(system(cmd), 0);
+	gw_shm_exit(&s, false);
+	rmdir(dir);
+}
+END_TEST
+
 /* A file that cannot be removed gives its memory back; later stores do not fault. */
 START_TEST(test_shm_exit_truncate)
 {
@@ -368,6 +443,7 @@ Suite *suite_shm(void)
 	tcase_add_test(tc, test_shm_untracked_is_small);
 	tcase_add_test(tc, test_shm_fork_child_copy);
 	tcase_add_test(tc, test_shm_exit_truncate);
+	tcase_add_test(tc, test_shm_give_back);
 	suite_add_tcase(s, tc);
 	return s;
 }
