@@ -23,15 +23,18 @@
  *    see bit_set()), set while the block is handed out.  With the
  *    range check it makes every free O(1) and exact: foreign, interior and
  *    double frees are refused and counted, the free lists never see them.
- *  - stripe: a free list with its own lock.  Thread-safe pools have
- *    GW_FIXPOOL_STRIPES of them, one per thread (threads are spread round
- *    robin), so the fast path takes an uncontended lock; a thread whose
- *    stripe runs dry carves new blocks or steals another stripe's list.
- *  - owner and private list: the first thread to free into a stripe owns
- *    it; its frees push onto the stripe's private list with plain stores,
- *    no lock (see owner_enter()).  Any other thread takes that list whole
- *    through a handshake with the owner (take_private()), so a block on it
- *    is never hidden from an allocation that would otherwise fail.
+ *  - stripe: a free list with its own lock, plus the owner's two lists.
+ *    Thread-safe pools have GW_FIXPOOL_STRIPES of them, one per thread
+ *    (threads are spread round robin); a thread whose stripe runs dry
+ *    carves new blocks or steals another stripe's list.
+ *  - owner, private list and allocation list: the first thread to allocate
+ *    or free in a stripe owns it.  Its frees push onto the stripe's private
+ *    list with plain stores and its allocations pop from the stripe's
+ *    allocation list with plain stores: no lock, and no locked instruction
+ *    on allocation.  Any other thread takes either list whole through a
+ *    handshake with the owner (take_private(), take_own()), so a block on
+ *    them is never hidden from an allocation that would otherwise fail.
+ *    Threads that share a stripe with its owner use the locked list.
  *  - local list: the free list and counters of a single-threaded pool, in
  *    the pool's first cache line.  The fast path (gwmem_fixpool_alloc() and
  *    gwmem_fixpool_free() up to their first unlikely branch) has no lock, no
@@ -45,7 +48,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "gwmem.h"
 #include "fixpool.h"
@@ -87,15 +95,19 @@ typedef uint32_t gw_recip_t;
 struct stripe {
 	struct gw_spin lock;
 	uint32_t req;             /* a thief is taking the private list */
+	uint32_t areq;            /* a thief is taking the allocation list */
 	void *head;
 	uint64_t nalloc;
 	uint64_t nfreed;          /* frees onto 'head' */
 
 	uintptr_t owner GW_ALIGNED(GW_CACHELINE); /* owner_token() of the owner, 0 = none yet */
-	uint32_t busy;            /* the owner is between owner_enter() and owner_leave() */
-	void *priv;               /* private list */
+	uint32_t busy;            /* the owner is pushing onto 'priv' */
+	uint32_t abusy;           /* the owner is at 'own', see own_pop() */
+	void *priv;               /* private list: the owner's frees */
 	uint64_t npriv;           /* its length */
 	uint64_t nfreed_priv;     /* frees onto 'priv' */
+	void *own;                /* allocation list: the owner's allocations */
+	uint64_t nalloc_own;      /* allocations from 'own' */
 } GW_ALIGNED(GW_CACHELINE);
 
 /*
@@ -103,11 +115,13 @@ struct stripe {
  *  - 'head' is non-NULL only in a pool without 'general': the fast path
  *    tests nothing else before popping, and every other pool lands in
  *    alloc_general() on the same test.
- *  - a block is on exactly one list (local, a stripe's or a stripe's
- *    private list), on a list being moved between them, or handed out.
- *  - active blocks = sum(nalloc) - sum(nfreed + nfreed_priv) over the local
- *    list and the stripes; each counter has one writer at a time (the
- *    stripe lock's holder; the owner for nfreed_priv).
+ *  - a block is on exactly one list (local, a stripe's, or a stripe's
+ *    private or allocation list), on a list being moved between them, or
+ *    handed out.
+ *  - active blocks = sum(nalloc + nalloc_own) - sum(nfreed + nfreed_priv)
+ *    over the local list and the stripes; each counter has one writer at a
+ *    time (the stripe lock's holder; the owner for nalloc_own and
+ *    nfreed_priv).
  */
 struct gwmem_fixpool {
 	/* First cache line: all that the fast path touches in the pool. */
@@ -146,6 +160,7 @@ struct gwmem_fixpool {
 	bool canary;              /* live state in the blocks, see block_canary() */
 	bool owner_free;          /* frees by a stripe's owner skip its lock, see take_private() */
 	bool lean;                /* thread-safe, canary, owner_free, no zeroing: see lean_alloc() */
+	bool own_asym;            /* owners order 'abusy' with a compiler barrier: see own_enter() */
 	uintptr_t secret;
 	uint64_t peak;            /* high-water mark of live blocks, see note_peak() */
 	int logged;
@@ -197,6 +212,12 @@ static GW_ALWAYS_INLINE void sunlock(bool ts, struct gw_spin *l)
 {
 	if (ts)
 		gw_spin_unlock(l);
+}
+
+/* Allocations counted on the stripe, from either of its lists. */
+static inline uint64_t stripe_allocs(const struct stripe *s)
+{
+	return __atomic_load_n(&s->nalloc, __ATOMIC_RELAXED) + __atomic_load_n(&s->nalloc_own, __ATOMIC_RELAXED);
 }
 
 /* Frees counted on the stripe, onto either of its lists. */
@@ -286,6 +307,143 @@ static void *take_private(struct stripe *o, uint64_t *n)
 	__atomic_store_n(&o->npriv, 0, __ATOMIC_RELAXED);
 	/* release: the owner that reads 0 here sees the emptied list */
 	__atomic_store_n(&o->req, 0, __ATOMIC_RELEASE);
+	gw_spin_unlock(&o->lock);
+	return head;
+}
+
+/* --- the owner's allocation list ---------------------------------------- */
+
+/*
+ * The owner pops its allocations from 'own' with plain loads and stores.
+ * A thief takes the list whole with the same Dekker handshake as for the
+ * private list, on a second pair of flags ('abusy', 'areq'), but here the
+ * owner has no locked instruction to serve as its barrier, and adding one
+ * is the cost this list exists to avoid.  So the barrier is asymmetric:
+ * the owner orders its store of 'abusy' before its load of 'areq' with a
+ * compiler barrier only, and a thief, after setting 'areq', makes every
+ * running thread of the process execute a full barrier with membarrier(2)
+ * (MEMBARRIER_CMD_PRIVATE_EXPEDITED: an interrupt to the CPUs running the
+ * process's other threads, a few microseconds).  Either the owner's barrier
+ * falls before its load of 'areq', which then sees the thief's flag, or
+ * after, and then its 'abusy' store was visible to the thief's load: as
+ * with a fence on both sides, at least one sees the other.  A thief takes
+ * an allocation list only when every cheaper source is empty (the last
+ * pass of steal()), so the interrupt is paid by the rare thread about to
+ * fail, not per allocation.
+ *
+ * Where membarrier is refused (old kernel, seccomp) the owner executes a
+ * full fence instead (gw_own_asym false).  ThreadSanitizer models neither,
+ * so under it both sides use sequentially consistent accesses.
+ */
+#if defined(__linux__) && defined(SYS_membarrier) && !defined(GW_FIXPOOL_TSAN)
+#define GW_FIXPOOL_MEMBARRIER 1
+/* <linux/membarrier.h>'s commands (kernel ABI), which not every libc's headers carry */
+enum {
+	GW_MEMBARRIER_QUERY = 0,
+	GW_MEMBARRIER_GLOBAL = 1 << 0,
+	GW_MEMBARRIER_PRIVATE_EXPEDITED = 1 << 3,
+	GW_MEMBARRIER_REGISTER_PRIVATE_EXPEDITED = 1 << 4,
+};
+#endif
+
+#ifdef GW_FIXPOOL_TSAN
+#define GW_OWN_MO __ATOMIC_SEQ_CST
+#else
+#define GW_OWN_MO __ATOMIC_RELAXED
+#endif
+
+/* 0: not asked yet; 1: registered, owners need no fence; 2: refused. */
+static int gw_own_asym;
+
+/* Register the process for expedited membarrier once; whether it worked. */
+static bool own_asym_init(void)
+{
+	int v = __atomic_load_n(&gw_own_asym, __ATOMIC_ACQUIRE);
+
+	if (v == 0) {
+#ifdef GW_FIXPOOL_MEMBARRIER
+		long q = syscall(SYS_membarrier, GW_MEMBARRIER_QUERY, 0, 0);
+
+		v = q > 0 && (q & GW_MEMBARRIER_PRIVATE_EXPEDITED) &&
+		    syscall(SYS_membarrier, GW_MEMBARRIER_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 ? 1 : 2;
+#else
+		v = 2;
+#endif
+		__atomic_store_n(&gw_own_asym, v, __ATOMIC_RELEASE);
+	}
+	return v == 1;
+}
+
+/*
+ * The thief's half of the asymmetric barrier.  The registration is per
+ * address space: a forked child registers again on first use, and where
+ * even that fails the global command (slow, but needing no registration)
+ * gives the same guarantee.  False only if no barrier could be had: the
+ * caller then leaves the list alone.
+ */
+static bool own_barrier(void)
+{
+#ifdef GW_FIXPOOL_MEMBARRIER
+	if (syscall(SYS_membarrier, GW_MEMBARRIER_PRIVATE_EXPEDITED, 0, 0) == 0)
+		return true;
+	if (syscall(SYS_membarrier, GW_MEMBARRIER_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 &&
+	    syscall(SYS_membarrier, GW_MEMBARRIER_PRIVATE_EXPEDITED, 0, 0) == 0)
+		return true;
+	return syscall(SYS_membarrier, GW_MEMBARRIER_GLOBAL, 0, 0) == 0;
+#else
+	return false;
+#endif
+}
+
+/*
+ * Enter the owner's section at 'own': set 'abusy', order it before the
+ * load of 'areq', and say whether no thief is there.  The acquire load
+ * pairs with the thief's release of 'areq': an owner that reads the thief's
+ * final 0 sees the list it emptied.  The caller leaves with own_leave()
+ * either way.
+ */
+static GW_ALWAYS_INLINE bool own_enter(const struct gwmem_fixpool *fp, struct stripe *s)
+{
+	__atomic_store_n(&s->abusy, 1, GW_OWN_MO);
+#ifndef GW_FIXPOOL_TSAN
+	if (gw_likely(fp->own_asym))
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	else
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+#else
+	(void)fp;
+#endif
+	return !__atomic_load_n(&s->areq, GW_OWN_MO == __ATOMIC_RELAXED ? __ATOMIC_ACQUIRE : GW_OWN_MO);
+}
+
+/* release: a thief that reads 0 sees the list as the owner left it */
+static GW_ALWAYS_INLINE void own_leave(struct stripe *s)
+{
+	__atomic_store_n(&s->abusy, 0, __ATOMIC_RELEASE);
+}
+
+/*
+ * Take the allocation list of 'o' whole, or NULL when it is empty or
+ * no barrier could be had.  Called by other threads only, without the
+ * owner's section; the stripe lock keeps thieves apart.
+ */
+static void *take_own(const struct gwmem_fixpool *fp, struct stripe *o)
+{
+	struct gw_backoff b = GW_BACKOFF_INIT;
+	void *head = NULL;
+
+	if (!__atomic_load_n(&o->own, __ATOMIC_RELAXED))
+		return NULL;
+	gw_spin_lock(&o->lock);
+	__atomic_store_n(&o->areq, 1, __ATOMIC_SEQ_CST);
+	if (!fp->own_asym || own_barrier()) {
+		while (__atomic_load_n(&o->abusy, __ATOMIC_SEQ_CST))
+			gw_backoff_wait(&b);
+		head = __atomic_load_n(&o->own, __ATOMIC_RELAXED);
+		__atomic_store_n(&o->own, NULL, __ATOMIC_RELAXED);
+	}
+	/* release: the owner that reads 0 here sees the emptied list */
+	__atomic_store_n(&o->areq, 0, __ATOMIC_RELEASE);
 	gw_spin_unlock(&o->lock);
 	return head;
 }
@@ -532,6 +690,7 @@ struct gwmem_fixpool *gwmem_fixpool_create(const struct gwmem_fixpool_options *o
 	fp->owner_free = is_ts(fp) && !fp->track &&
 			 ((fp->flags & GW_FIXPOOL_NOHOOK) || (!gwmem_hook_alloc && !gwmem_hook_free));
 	fp->lean = fp->owner_free && fp->canary && !(fp->flags & GWMEM_FIXPOOL_ZERO);
+	fp->own_asym = fp->lean && own_asym_init();
 	fp->general = is_ts(fp) || (fp->flags & GWMEM_FIXPOOL_ZERO) || stride < GW_FIXPOOL_IDX_STRIDE || fp->track ||
 		      (!(fp->flags & GW_FIXPOOL_NOHOOK) && (gwmem_hook_alloc || gwmem_hook_free));
 	return fp;
@@ -670,7 +829,7 @@ static size_t free_somewhere(const struct gwmem_fixpool *fp)
 	uint64_t na = 0, nf = 0, carved;
 
 	for (unsigned i = 0; i < GW_FIXPOOL_STRIPES; i++)
-		na += __atomic_load_n(&fp->st[i].nalloc, __ATOMIC_RELAXED);
+		na += stripe_allocs(&fp->st[i]);
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	for (unsigned i = 0; i < GW_FIXPOOL_STRIPES; i++)
 		nf += stripe_freed(&fp->st[i]);
@@ -684,7 +843,7 @@ static void note_peak(struct gwmem_fixpool *fp)
 	uint64_t na = 0, nf = 0, peak;
 
 	for (unsigned i = 0; i < GW_FIXPOOL_STRIPES; i++)
-		na += __atomic_load_n(&fp->st[i].nalloc, __ATOMIC_RELAXED);
+		na += stripe_allocs(&fp->st[i]);
 	for (unsigned i = 0; i < GW_FIXPOOL_STRIPES; i++)
 		nf += stripe_freed(&fp->st[i]);
 	if (na < nf)
@@ -697,10 +856,12 @@ static void note_peak(struct gwmem_fixpool *fp)
 
 /*
  * Take the first list of another stripe that is worth it: a private list of
- * at least 'min' blocks, or with 'min' at most 1 any non-empty list.  The
- * thief has no lock of its own stripe while it holds the list: the list is
- * "in flight", which free_somewhere() still counts, so a concurrent refill
- * that finds every list empty looks again instead of failing.
+ * at least 'min' blocks, or with 'min' at most 1 any non-empty list, an
+ * owner's allocation list last (its handshake interrupts the other CPUs,
+ * see take_own()).  The thief has no lock of its own stripe while it holds
+ * the list: the list is "in flight", which free_somewhere() still counts,
+ * so a concurrent refill that finds every list empty looks again instead
+ * of failing.
  */
 static void *steal(struct gwmem_fixpool *fp, struct stripe *s, uint64_t min)
 {
@@ -720,6 +881,13 @@ static void *steal(struct gwmem_fixpool *fp, struct stripe *s, uint64_t min)
 				return head;
 		}
 		if (__atomic_load_n(&o->npriv, __ATOMIC_RELAXED) >= min && (head = take_private(o, &n)))
+			return head;
+	}
+	for (unsigned j = 0; min <= 1 && j < GW_FIXPOOL_STRIPES; j++) {
+		void *head;
+
+		/* our own stripe too: its owner may not be us */
+		if ((head = take_own(fp, &fp->st[j])))
 			return head;
 	}
 	return NULL;
@@ -932,8 +1100,14 @@ static GW_ALWAYS_INLINE int stripe_free(struct gwmem_fixpool *fp, bool ts, void 
  * which does the same steps and more, through a call: that keeps these
  * small enough to need few registers saved.
  */
+static void *own_refill(struct gwmem_fixpool *fp, struct stripe *s);
+
 static GW_NOINLINE void *ts_alloc(struct gwmem_fixpool *fp, const void *ra)
 {
+	struct stripe *s = &fp->st[stripe_id()];
+
+	if (fp->lean && stripe_owned(s))
+		return own_refill(fp, s);
 	return stripe_alloc(fp, true, ra);
 }
 
@@ -942,24 +1116,139 @@ static GW_NOINLINE int ts_free(struct gwmem_fixpool *fp, void *p)
 	return stripe_free(fp, true, p);
 }
 
-static GW_ALWAYS_INLINE void *lean_alloc(struct gwmem_fixpool *fp, const void *ra)
+/* Pop from the owner's allocation list, in its section (see own_enter()). */
+static GW_ALWAYS_INLINE void **own_pop(struct gwmem_fixpool *fp, struct stripe *s, bool *thief)
 {
-	struct stripe *s = &fp->st[stripe_id()];
-	void **b;
+	void **b = NULL;
 
-	gw_spin_lock(&s->lock);
-	b = s->head;
-	if (gw_unlikely(!b)) {
-		gw_spin_unlock(&s->lock);
-		return ts_alloc(fp, ra);
+	*thief = !own_enter(fp, s);
+	if (gw_likely(!*thief)) {
+		b = __atomic_load_n(&s->own, __ATOMIC_RELAXED);
+		if (gw_likely(b)) {
+			__atomic_store_n(&s->own, b[0], __ATOMIC_RELAXED);
+			__atomic_store_n(&s->nalloc_own, s->nalloc_own + 1, __ATOMIC_RELAXED);
+		}
 	}
-	__atomic_store_n(&s->head, b[0], __ATOMIC_RELAXED);
-	__atomic_store_n(&s->nalloc, s->nalloc + 1, __ATOMIC_RELAXED);
-	gw_spin_unlock(&s->lock);
+	own_leave(s);
+	return b;
+}
+
+/* Hand out a block taken off a list. */
+static GW_ALWAYS_INLINE void *lean_hand_out(void **b)
+{
 	b[0] = NULL; /* do not hand out free-list state */
 	/* zeroing the canary is what marks the block handed out */
 	__atomic_store_n((uintptr_t *)&b[1], 0, __ATOMIC_RELAXED);
 	return b;
+}
+
+/*
+ * Put a list found by the owner's refill in its allocation list, which is
+ * empty (only the owner adds to it); onto the locked list if a thief is at
+ * it, where the thief will look next.
+ */
+static void own_install(struct gwmem_fixpool *fp, struct stripe *s, void *list)
+{
+	size_t cap = gw_fixpool_capacity(fp);
+	void *tail = list;
+
+	if (own_enter(fp, s)) {
+		__atomic_store_n(&s->own, list, __ATOMIC_RELAXED);
+		own_leave(s);
+		return;
+	}
+	own_leave(s);
+	for (size_t k = 0; k < cap && *(void **)tail; k++)
+		tail = *(void **)tail;
+	gw_spin_lock(&s->lock);
+	*(void **)tail = s->head;
+	__atomic_store_n(&s->head, list, __ATOMIC_RELAXED);
+	gw_spin_unlock(&s->lock);
+}
+
+/* Take the locked list of 's' whole. */
+static void *take_head(struct stripe *s)
+{
+	void *head;
+
+	if (!__atomic_load_n(&s->head, __ATOMIC_RELAXED))
+		return NULL;
+	gw_spin_lock(&s->lock);
+	head = s->head;
+	__atomic_store_n(&s->head, NULL, __ATOMIC_RELAXED);
+	gw_spin_unlock(&s->lock);
+	return head;
+}
+
+/*
+ * The owner's allocation list is empty (or a thief was at it).  As
+ * stripe_refill(), in the same order: our own private list, our locked
+ * list, another stripe's private list of a batch or more, carving, any
+ * other list; the first block is handed out, the rest becomes the
+ * allocation list.  ENOMEM only when the counters say that no block is free
+ * anywhere.
+ */
+static GW_NOINLINE void *own_refill(struct gwmem_fixpool *fp, struct stripe *s)
+{
+	struct gw_backoff bo = GW_BACKOFF_INIT;
+	void *head, *tail;
+	uint64_t np;
+	bool thief;
+	void **b;
+
+	for (unsigned attempt = 0;; attempt++) {
+		b = own_pop(fp, s, &thief);
+		if (b)
+			return lean_hand_out(b);
+		if (thief) {
+			/* it empties the list and leaves within a few instructions */
+			gw_backoff_wait(&bo);
+			continue;
+		}
+		head = take_private(s, &np);
+		if (!head)
+			head = take_head(s);
+		if (!head)
+			head = steal(fp, s, GW_FIXPOOL_STEAL_MIN);
+		if (!head) {
+			gw_spin_lock(&fp->grow);
+			carve(fp, GW_FIXPOOL_BATCH, &head, &tail);
+			gw_spin_unlock(&fp->grow);
+		}
+		if (!head)
+			head = steal(fp, s, 1);
+		if (head) {
+			b = head;
+			if (b[0])
+				own_install(fp, s, b[0]);
+			__atomic_store_n(&s->nalloc_own, s->nalloc_own + 1, __ATOMIC_RELAXED);
+			note_peak(fp);
+			return lean_hand_out(b);
+		}
+		if (free_somewhere(fp) == 0 || attempt >= 100000)
+			break;
+		if (attempt < 16)
+			gw_cpu_relax();
+		else
+			sched_yield();
+	}
+	__atomic_fetch_add(&fp->failed, 1, __ATOMIC_RELAXED);
+	errno = ENOMEM;
+	return NULL;
+}
+
+static GW_ALWAYS_INLINE void *lean_alloc(struct gwmem_fixpool *fp, const void *ra)
+{
+	struct stripe *s = &fp->st[stripe_id()];
+	bool thief;
+	void **b;
+
+	if (gw_unlikely(__atomic_load_n(&s->owner, __ATOMIC_RELAXED) != owner_token()))
+		return ts_alloc(fp, ra);
+	b = own_pop(fp, s, &thief);
+	if (gw_unlikely(!b))
+		return own_refill(fp, s);
+	return lean_hand_out(b);
 }
 
 static GW_ALWAYS_INLINE int lean_free(struct gwmem_fixpool *fp, void *p)
@@ -1130,7 +1419,7 @@ int gwmem_fixpool_stats(const struct gwmem_fixpool *fp, struct gwmem_fixpool_sta
 	na = __atomic_load_n(&fp->nalloc, __ATOMIC_RELAXED);
 	nf = __atomic_load_n(&fp->nfreed, __ATOMIC_RELAXED);
 	for (unsigned i = 0; i < GW_FIXPOOL_STRIPES; i++) {
-		na += __atomic_load_n(&fp->st[i].nalloc, __ATOMIC_RELAXED);
+		na += stripe_allocs(&fp->st[i]);
 		nf += stripe_freed(&fp->st[i]);
 	}
 	nchunks = __atomic_load_n(&fp->limit, __ATOMIC_ACQUIRE) / fp->chunk_bytes;

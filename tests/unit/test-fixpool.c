@@ -724,6 +724,156 @@ START_TEST(test_fixpool_steal_in_flight)
 }
 END_TEST
 
+/*
+ * Many producers and consumers at once: MP_PAIRS pairs, each passing blocks
+ * through a ring of MP_RING, so at most MP_PAIRS * (MP_RING + 1) of the
+ * pool's 128 blocks are live and no allocation may fail.  The blocks are
+ * scarce, so producers run dry and take lists from one another: consumers'
+ * private lists, and other producers' allocation lists (the handshake with
+ * an owner that allocates without a locked instruction).  With 16 threads
+ * some share a stripe.  Once the threads have exited, every block sitting
+ * on their lists must still be reachable: the main thread takes all 128,
+ * then ENOMEM.  Then double frees across threads: blocks one thread freed
+ * are refused when another frees them again, exactly, whichever list they
+ * sit on.
+ */
+#define MP_PAIRS 8
+#define MP_RING 6
+#define MP_BLOCKS 128
+struct mp {
+	struct gwmem_fixpool *p;
+	void *slot[MP_RING];
+	unsigned long head, tail;
+	unsigned long ops;
+	unsigned long failures; /* producer: allocations refused */
+	unsigned long errors;   /* consumer: wrong content or refused frees */
+};
+
+static void *mp_producer(void *arg)
+{
+	struct mp *q = arg;
+
+	for (unsigned long i = 0; i < q->ops;) {
+		unsigned long h = q->head;
+		unsigned long *b;
+
+		if (h - __atomic_load_n(&q->tail, __ATOMIC_ACQUIRE) >= MP_RING) {
+			sched_yield();
+			continue;
+		}
+		b = gwmem_fixpool_alloc(q->p);
+		if (!b) {
+			q->failures++;
+			continue;
+		}
+		b[0] = i;
+		b[1] = ~i;
+		q->slot[h % MP_RING] = b;
+		__atomic_store_n(&q->head, h + 1, __ATOMIC_RELEASE);
+		i++;
+	}
+	return NULL;
+}
+
+static void *mp_consumer(void *arg)
+{
+	struct mp *q = arg;
+
+	for (unsigned long i = 0; i < q->ops;) {
+		unsigned long t = q->tail;
+		unsigned long *b;
+
+		if (t == __atomic_load_n(&q->head, __ATOMIC_ACQUIRE)) {
+			sched_yield();
+			continue;
+		}
+		b = q->slot[t % MP_RING];
+		__atomic_store_n(&q->tail, t + 1, __ATOMIC_RELEASE);
+		if (b[0] != i || b[1] != ~i || gwmem_fixpool_free(q->p, b) != 0)
+			q->errors++;
+		i++;
+	}
+	return NULL;
+}
+
+struct xfree {
+	struct gwmem_fixpool *p;
+	void **blocks;
+	size_t n;
+	int expect;             /* what every free must return */
+	unsigned long wrong;
+};
+
+static void *xfree_all(void *arg)
+{
+	struct xfree *x = arg;
+
+	for (size_t i = 0; i < x->n; i++)
+		if (gwmem_fixpool_free(x->p, x->blocks[i]) != x->expect)
+			x->wrong++;
+	return NULL;
+}
+
+/* Free blocks[0..n) on a new thread; each free must return 'expect'. */
+static void free_on_thread(struct gwmem_fixpool *p, void **blocks, size_t n, int expect)
+{
+	struct xfree x = {.p = p, .blocks = blocks, .n = n, .expect = expect};
+	pthread_t t;
+
+	pthread_create(&t, NULL, xfree_all, &x);
+	pthread_join(t, NULL);
+	ck_assert_uint_eq(x.wrong, 0);
+}
+
+START_TEST(test_fixpool_many_producers_consumers)
+{
+	struct gwmem_fixpool *p = mkpool(64, 16, MP_BLOCKS / 16, 0, GWMEM_FIXPOOL_THREADSAFE);
+	static struct mp q[MP_PAIRS];
+	static void *blocks[MP_BLOCKS];
+	pthread_t th[2 * MP_PAIRS];
+	struct gwmem_fixpool_stats st;
+	uint64_t allocated = 0;
+
+	for (unsigned i = 0; i < MP_PAIRS; i++) {
+		q[i] = (struct mp){.p = p, .ops = 20000};
+		pthread_create(&th[2 * i], NULL, mp_producer, &q[i]);
+		pthread_create(&th[2 * i + 1], NULL, mp_consumer, &q[i]);
+	}
+	for (unsigned i = 0; i < 2 * MP_PAIRS; i++)
+		pthread_join(th[i], NULL);
+	for (unsigned i = 0; i < MP_PAIRS; i++) {
+		ck_assert_uint_eq(q[i].failures, 0);
+		ck_assert_uint_eq(q[i].errors, 0);
+		allocated += q[i].ops;
+	}
+	gwmem_fixpool_stats(p, &st);
+	ck_assert_uint_eq(st.failed_allocs, 0);
+	ck_assert_uint_eq(st.total_allocated, allocated);
+	ck_assert_uint_eq(st.active_blocks, 0);
+	ck_assert_uint_le(st.peak_active_blocks, MP_PAIRS * (MP_RING + 1));
+	ck_assert_uint_eq(st.total_chunks, MP_BLOCKS / 16);
+
+	/* The exited threads' lists hold every block: all must come back. */
+	take_all(p, blocks, MP_BLOCKS);
+	/* Freed on one thread, freed again on another: refused, counted. */
+	free_on_thread(p, blocks, MP_BLOCKS, 0);
+	free_on_thread(p, blocks, MP_BLOCKS, -EALREADY);
+	/* ... and the second thread's refusals left the first one's lists intact. */
+	take_all(p, blocks, MP_BLOCKS);
+	free_on_thread(p, blocks, MP_BLOCKS / 2, 0);
+	free_on_thread(p, blocks + MP_BLOCKS / 2, MP_BLOCKS / 2, 0);
+	free_on_thread(p, blocks, MP_BLOCKS, -EALREADY);
+	gwmem_fixpool_stats(p, &st);
+	ck_assert_uint_eq(st.double_frees, 2 * MP_BLOCKS);
+	ck_assert_uint_eq(st.active_blocks, 0);
+	ck_assert_uint_eq(st.failed_allocs, 2);
+	take_all(p, blocks, MP_BLOCKS);
+	for (size_t i = 0; i < MP_BLOCKS; i++)
+		ck_assert_int_eq(gwmem_fixpool_free(p, blocks[i]), 0);
+	gwmem_fixpool_destroy(p);
+}
+END_TEST
+
 /* Thread-safe pools: misuse refused the same way (their live state is kept otherwise). */
 START_TEST(test_fixpool_threadsafe_misuse)
 {
@@ -781,6 +931,7 @@ static Suite *suite_fixpool(void)
 	tcase_add_test(tc, test_fixpool_steal_in_flight);
 	tcase_add_test(tc, test_fixpool_private_list_reclaimed);
 	tcase_add_test(tc, test_fixpool_owner_list_reclaimed);
+	tcase_add_test(tc, test_fixpool_many_producers_consumers);
 	suite_add_tcase(s, tc);
 	return s;
 }
