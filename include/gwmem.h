@@ -33,6 +33,19 @@ extern "C" {
 #define GWMEM_EXPORT
 #endif
 
+/*
+ * The calls made once per block.  GCC on x86-64 then calls them through the
+ * GOT (one indirect call) rather than through the PLT (a call to a stub
+ * that jumps through the GOT) from position-independent code, as if the
+ * caller were built with -fno-plt for these functions alone; a static link
+ * turns such calls back into direct ones.
+ */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 6 && defined(__x86_64__)
+#define GWMEM_HOT_CALL __attribute__((noplt))
+#else
+#define GWMEM_HOT_CALL
+#endif
+
 #define GWMEM_VERSION_MAJOR 0
 #define GWMEM_VERSION_MINOR 1
 #define GWMEM_VERSION_PATCH 0
@@ -241,7 +254,7 @@ GWMEM_EXPORT void gwmem_fixpool_destroy(struct gwmem_fixpool *pool);
  * @return a block of block_size bytes aligned to the pool's alignment, or
  *         NULL with errno ENOMEM when max_chunks chunks are all in use
  */
-GWMEM_EXPORT void *gwmem_fixpool_alloc(struct gwmem_fixpool *pool);
+GWMEM_EXPORT GWMEM_HOT_CALL void *gwmem_fixpool_alloc(struct gwmem_fixpool *pool);
 
 /**
  * Give a block back.
@@ -251,7 +264,7 @@ GWMEM_EXPORT void *gwmem_fixpool_alloc(struct gwmem_fixpool *pool);
  *         interior pointer); -EALREADY if the block is already free.  A
  *         refused free is counted in the statistics and leaves the pool intact.
  */
-GWMEM_EXPORT int gwmem_fixpool_free(struct gwmem_fixpool *pool, void *p);
+GWMEM_EXPORT GWMEM_HOT_CALL int gwmem_fixpool_free(struct gwmem_fixpool *pool, void *p);
 
 /**
  * Tell whether @p p is a block currently handed out by @p pool, in O(1).
@@ -346,14 +359,14 @@ GWMEM_EXPORT void gwmem_objpool_destroy(struct gwmem_objpool *pool);
  * @return the object, or NULL with errno ENOMEM (capacity reached) or the
  *         error init() returned
  */
-GWMEM_EXPORT void *gwmem_objpool_get(struct gwmem_objpool *pool);
+GWMEM_EXPORT GWMEM_HOT_CALL void *gwmem_objpool_get(struct gwmem_objpool *pool);
 
 /**
  * Put an object back.
  * @return 0; -EINVAL if @p obj is not an object of this pool; -EALREADY if
  *         it is not in use (put twice).  Refused puts are counted.
  */
-GWMEM_EXPORT int gwmem_objpool_put(struct gwmem_objpool *pool, void *obj);
+GWMEM_EXPORT GWMEM_HOT_CALL int gwmem_objpool_put(struct gwmem_objpool *pool, void *obj);
 
 /**
  * Number of idle objects kept for reuse.
@@ -428,7 +441,7 @@ GWMEM_EXPORT void *gwmem_rc_new(size_t size, gwmem_rc_dtor_fn dtor, void *arg);
  * Take one more strong reference.
  * @return @p obj, or NULL with errno EINVAL if it is not a live rc object
  */
-GWMEM_EXPORT void *gwmem_rc_ref(void *obj);
+GWMEM_EXPORT GWMEM_HOT_CALL void *gwmem_rc_ref(void *obj);
 
 /**
  * Drop one strong reference; the last one runs the destructor.  The memory
@@ -436,7 +449,7 @@ GWMEM_EXPORT void *gwmem_rc_ref(void *obj);
  * @return 1 if this call destroyed the object, 0 if it still lives,
  *         -EINVAL if @p obj is not a live rc object (e.g. unref after death)
  */
-GWMEM_EXPORT int gwmem_rc_unref(void *obj);
+GWMEM_EXPORT GWMEM_HOT_CALL int gwmem_rc_unref(void *obj);
 
 /**
  * Current number of strong references (0 if @p obj is not a live rc object).
@@ -670,14 +683,14 @@ GWMEM_EXPORT void gwmem_bufpool_destroy(struct gwmem_bufpool *bp);
  * @return 0; -EINVAL; -EMSGSIZE if @p min_capacity exceeds max_size;
  *         -ENOMEM if that class and every larger one are full
  */
-GWMEM_EXPORT int gwmem_bufpool_get(struct gwmem_bufpool *bp, size_t min_capacity, struct gwmem_bytebuf *out);
+GWMEM_EXPORT GWMEM_HOT_CALL int gwmem_bufpool_get(struct gwmem_bufpool *bp, size_t min_capacity, struct gwmem_bytebuf *out);
 
 /**
  * Clear and give back a buffer; @p b is reset to {NULL, 0, 0}.
  * @return 0; -EINVAL if b->data is not a buffer of @p bp; -EALREADY if it
  *         was already put back.  Refused puts are counted and leave @p b alone.
  */
-GWMEM_EXPORT int gwmem_bufpool_put(struct gwmem_bufpool *bp, struct gwmem_bytebuf *b);
+GWMEM_EXPORT GWMEM_HOT_CALL int gwmem_bufpool_put(struct gwmem_bufpool *bp, struct gwmem_bytebuf *b);
 
 /**
  * Read the pool's counters.
@@ -821,7 +834,7 @@ GWMEM_EXPORT void gwmem_heap_destroy(struct gwmem_heap *heap);
  * above the threshold, compacts and retries.
  * @return a handle, or GWMEM_HANDLE_NULL with errno ENOMEM (or EINVAL for size 0)
  */
-GWMEM_EXPORT gwmem_handle_t gwmem_heap_alloc(struct gwmem_heap *heap, size_t size);
+GWMEM_EXPORT GWMEM_HOT_CALL gwmem_handle_t gwmem_heap_alloc(struct gwmem_heap *heap, size_t size);
 
 /**
  * Resize a block, keeping its handle and its contents (up to the smaller
@@ -838,7 +851,7 @@ GWMEM_EXPORT int gwmem_heap_realloc(struct gwmem_heap *heap, gwmem_handle_t h, s
  * Free a block.
  * @return 0; -ESTALE for a freed or invalid handle; -EBUSY if the block is pinned
  */
-GWMEM_EXPORT int gwmem_heap_free(struct gwmem_heap *heap, gwmem_handle_t h);
+GWMEM_EXPORT GWMEM_HOT_CALL int gwmem_heap_free(struct gwmem_heap *heap, gwmem_handle_t h);
 
 /**
  * Pin a block and get its address, valid until the matching unpin.  Pins nest.
