@@ -71,6 +71,13 @@ void *gw_os_map_shared(int fd, size_t size, bool writable, void *at)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+void *gw_os_map_shared_range(int fd, uint64_t off, size_t size, void *at)
+{
+	void *p = mmap(at, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, (off_t)off);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
 void *gw_os_map_anon_at(void *at, size_t size)
 {
 	void *p = mmap(at, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);

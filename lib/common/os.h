@@ -41,6 +41,8 @@ void gw_os_unmap(void *p, size_t size) GW_HIDDEN;
  * address or NULL (errno set).  fd may be closed afterwards.
  */
 void *gw_os_map_shared(int fd, size_t size, bool writable, void *at) GW_HIDDEN;
+/* The same for the file's bytes [off, off + size), at 'at' (MAP_FIXED). */
+void *gw_os_map_shared_range(int fd, uint64_t off, size_t size, void *at) GW_HIDDEN;
 /* Replace [at, at+size) by fresh private zero pages (MAP_FIXED); NULL (errno) on failure. */
 void *gw_os_map_anon_at(void *at, size_t size) GW_HIDDEN;
 /*

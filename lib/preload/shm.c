@@ -379,6 +379,25 @@ static inline void bit_put(uint8_t *b, size_t i, bool on)
 	__atomic_store_n(&b[i / 8], v, __ATOMIC_RELAXED);
 }
 
+/*
+ * The parts of [0, size) that are mapped: all of it, or the two around the
+ * hole gw_shm_give_back made in the stack table.  Whole-mapping operations
+ * (private zeroes, a child's copy moved in, a child's own file mapped)
+ * work run by run: what is in the hole now is someone else's.
+ */
+static unsigned mapped_runs(const struct gw_shm *s, size_t lo[2], size_t hi[2])
+{
+	lo[0] = 0;
+	if (s->hole_hi <= s->hole_lo) {
+		hi[0] = s->size;
+		return 1;
+	}
+	hi[0] = s->hole_lo;
+	lo[1] = s->hole_hi;
+	hi[1] = s->size;
+	return 2;
+}
+
 void gw_shm_lock(struct gw_shm *s)
 {
 	gw_spin_lock(&s->lock);
@@ -420,7 +439,8 @@ int gw_shm_back(struct gw_shm *s, uint64_t off, uint64_t len)
 	first = (size_t)(off / s->page);
 	last = (size_t)((off + len - 1) / s->page);
 	gw_shm_lock(s);
-	if (s->mode != GW_SHM_SHARED && s->mode != GW_SHM_PRIVATE) {
+	if ((s->mode != GW_SHM_SHARED && s->mode != GW_SHM_PRIVATE) ||
+	    (s->hole_hi > s->hole_lo && off < s->hole_hi && off + len > s->hole_lo)) {
 		gw_shm_unlock(s);
 		return -ENOSPC;
 	}
@@ -494,7 +514,7 @@ void gw_shm_release(struct gw_shm *s, uint64_t off, uint64_t len)
 	gw_shm_unlock(s);
 }
 
-uint64_t gw_shm_give_back(struct gw_shm *s, uint64_t end)
+uint64_t gw_shm_give_back(struct gw_shm *s, uint64_t stacks_end, uint64_t end)
 {
 	uint64_t given = 0;
 
@@ -518,7 +538,31 @@ uint64_t gw_shm_give_back(struct gw_shm *s, uint64_t end)
 	 * refuses offsets past s->size from now on; whole-mapping operations
 	 * (a fork's copy, a child's file, private zeroes at exit) use s->size.
 	 */
+	/*
+	 * The stack table's unused entries, up to the record area: a hole in
+	 * the middle of the mapping (once only; where the record area is
+	 * empty, the tail below takes it too).
+	 */
+	uint64_t lo = align_up(stacks_end, s->page);
+	uint64_t hi = s->hdr->records_offset & ~((uint64_t)s->page - 1);
 	end = align_up(end, s->page);
+	if (end && end <= hi) {
+		end = lo;
+		lo = hi = 0;
+	}
+	if (stacks_end && s->hole_hi <= s->hole_lo && lo < hi && hi <= s->size) {
+		for (size_t i = (size_t)(lo / s->page); i < (size_t)(hi / s->page); i++) {
+			if (bit_get(s->backed, i)) {
+				bit_put(s->backed, i, false);
+				s->allocated -= s->page;
+			}
+		}
+		gw_os_unmap((char *)s->hdr + lo, (size_t)(hi - lo));
+		given += hi - lo;
+		s->hole_lo = (size_t)lo;
+		s->hole_hi = (size_t)hi;
+		publish_allocated(s);
+	}
 	if (end && end < s->size) {
 		for (size_t i = (size_t)(end / s->page); i < s->npages; i++) {
 			if (bit_get(s->backed, i)) {
@@ -727,7 +771,12 @@ void gw_shm_exit(struct gw_shm *s, bool keep)
 
 static bool map_zeroes(struct gw_shm *s)
 {
-	return gw_os_map_anon_at(s->hdr, s->size) != NULL;
+	size_t lo[2], hi[2];
+	bool ok = true;
+
+	for (unsigned r = 0, n = mapped_runs(s, lo, hi); r < n; r++)
+		ok = ok && gw_os_map_anon_at((char *)s->hdr + lo[r], hi[r] - lo[r]) != NULL;
+	return ok;
 }
 
 void gw_shm_exit_truncate(struct gw_shm *s)
@@ -914,10 +963,18 @@ int gw_shm_fork_adopt(struct gw_shm *s)
 	s->path[0] = '\0';
 	s->fork_copy = NULL;
 	fork_have_drop(s);
-	err = q ? gw_os_remap_to(q, s->hdr, s->size) : -ENOMEM;
+	/* run by run (the hole is someone else's); a run moved is no longer
+	 * at q, so only the others are unmapped there on failure */
+	size_t lo[2], hi[2];
+	unsigned r = 0, n = q ? mapped_runs(s, lo, hi) : 0;
+	err = q ? 0 : -ENOMEM;
+	for (; r < n && !err; r++)
+		err = gw_os_remap_to((char *)q + lo[r], (char *)s->hdr + lo[r], hi[r] - lo[r]);
+	if (q && s->hole_hi > s->hole_lo)
+		gw_os_unmap((char *)q + s->hole_lo, s->hole_hi - s->hole_lo);
 	if (err) {
-		if (q)
-			gw_os_unmap(q, s->size);
+		for (r = r - 1; r < n; r++)   /* the one that failed and those after it */
+			gw_os_unmap((char *)q + lo[r], hi[r] - lo[r]);
 		fork_zeroes(s);
 		return err;
 	}
@@ -993,7 +1050,10 @@ int gw_shm_materialize(struct gw_shm *s)
 	err = write_backed(s, fd);
 	if (err)
 		goto fail_unlink;
-	p = gw_os_map_shared(fd, s->size, true, h);
+	size_t lo[2], hi[2];
+	p = h;
+	for (unsigned r = 0, n = mapped_runs(s, lo, hi); r < n && p; r++)
+		p = gw_os_map_shared_range(fd, lo[r], hi[r] - lo[r], (char *)h + lo[r]) ? h : NULL;
 	if (!p) {
 		/* MAP_FIXED failing leaves the old mapping in place */
 		err = -errno;

@@ -66,6 +66,8 @@ struct gw_shm {
 	struct gwmem_shm_header *hdr;
 	size_t size;                   /* mapped: the apparent size (hdr->segment_size), or
 					  less after gw_shm_give_back */
+	size_t hole_lo, hole_hi;       /* [lo, hi): unmapped inside the mapping, no longer
+					  ours (gw_shm_give_back); lo == hi: none */
 	int mode;                      /* enum gw_shm_mode */
 	int fd;                        /* kept to back pages; -1 when not ours any more */
 	dev_t dev;
@@ -116,12 +118,14 @@ bool gw_shm_is_backed(const struct gw_shm *s, uint64_t off, uint64_t len) GW_HID
 void gw_shm_release(struct gw_shm *s, uint64_t off, uint64_t len) GW_HIDDEN;
 /*
  * Address space is short: drop the fork buffer kept between forks, and
- * unmap the segment from offset end (page-aligned up; 0 = keep it all) to
- * its end, which nothing may use any more (the caller made sure: the
- * record area ends there, gw_table_trim).  The file keeps its size.
+ * unmap what nothing may use any more (the callers made sure:
+ * gw_stacks_trim, gw_table_trim): the stack table from stacks_end to the
+ * record area (page-aligned inward; 0 = keep it), which leaves a hole in
+ * the mapping, and the segment from offset end (page-aligned up; 0 = keep
+ * it all) to its end.  The file keeps its size.
  * Returns the bytes of address space given back.
  */
-uint64_t gw_shm_give_back(struct gw_shm *s, uint64_t end) GW_HIDDEN;
+uint64_t gw_shm_give_back(struct gw_shm *s, uint64_t stacks_end, uint64_t end) GW_HIDDEN;
 
 /* The backing lock alone (fork, exit: no page is being backed meanwhile). */
 void gw_shm_lock(struct gw_shm *s) GW_HIDDEN;

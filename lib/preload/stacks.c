@@ -204,6 +204,20 @@ drop:
 	return 0;
 }
 
+uint64_t gw_stacks_trim(struct gw_stacks *st)
+{
+	uint64_t end;
+
+	if (!st->capacity)
+		return 0;
+	gw_stacks_lock(st);
+	if (st->limit > st->backed)
+		st->limit = st->backed;
+	end = st->offset + (uint64_t)st->backed * st->stride;
+	gw_stacks_unlock(st);
+	return end;
+}
+
 const struct gwmem_shm_stack *gw_stacks_get(const struct gw_stacks *st, uint32_t id)
 {
 	const struct gwmem_shm_stack *e;

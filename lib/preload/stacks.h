@@ -63,6 +63,12 @@ uint32_t gw_stacks_intern(struct gw_stacks *st, const uint64_t *frames, uint32_t
 const struct gwmem_shm_stack *gw_stacks_get(const struct gw_stacks *st, uint32_t id) GW_HIDDEN;
 
 /* fork: hold the insert lock across fork; the child clears it. */
+/*
+ * Address space is short: no entry past the backed ones from now on (new
+ * sites are recorded without a stack, counted in dropped_stacks); returns
+ * the segment offset where the backed entries end (0 when unused).
+ */
+uint64_t gw_stacks_trim(struct gw_stacks *st) GW_HIDDEN;
 void gw_stacks_lock(struct gw_stacks *st) GW_HIDDEN;
 void gw_stacks_unlock(struct gw_stacks *st) GW_HIDDEN;
 

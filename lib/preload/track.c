@@ -182,7 +182,9 @@ uint64_t gw_track_give_back(void)
 	/* a child still on its parent's segment has nothing of its own yet */
 	if (!T.shm.hdr || __atomic_load_n(&T.adopt_pending, __ATOMIC_ACQUIRE))
 		return 0;
-	return gw_shm_give_back(&T.shm, T.tracking ? gw_table_trim(&T.table) : 0);
+	if (!T.tracking)
+		return gw_shm_give_back(&T.shm, 0, 0);
+	return gw_shm_give_back(&T.shm, gw_stacks_trim(&T.stacks), gw_table_trim(&T.table));
 }
 
 int gw_track_init(const struct gwmem_config *cfg)

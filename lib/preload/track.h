@@ -53,8 +53,9 @@ int gw_track_back(uint64_t off, uint64_t len) GW_HIDDEN;
 void gw_track_exit(void) GW_HIDDEN;
 /*
  * Address space is short (the next allocator failed under RLIMIT_AS): the
- * record area stops where its used part ends and the segment's mapping
- * with it, and the fork buffer goes (shm.c gw_shm_give_back).  Tracking
+ * stack table and the record area stop where their used parts end, the
+ * segment's mapping past them goes, and the fork buffer (shm.c
+ * gw_shm_give_back).  Tracking
  * goes on with what it has.  Returns the bytes given back.
  */
 uint64_t gw_track_give_back(void) GW_HIDDEN;

@@ -348,6 +348,10 @@ START_TEST(test_shm_give_back)
 	ck_assert_uint_gt(apparent, roff + 4 * 4096);
 	ck_assert_int_eq(gw_shm_back(&s, roff, 8192), 0);
 	memset((char *)s.hdr + roff, 0x44, 8192);
+	const uint64_t soff = s.hdr->stacks_offset;
+	ck_assert_uint_ge(roff, soff + 3 * 4096);   /* a stack table of 3 pages at least */
+	ck_assert_int_eq(gw_shm_back(&s, soff, 4096), 0);
+	memset((char *)s.hdr + soff, 0x33, 4096);
 	/* a fork leaves its buffer behind for the next one */
 	gw_shm_fork_prepare(&s);
 	pid_t pid = fork();
@@ -359,9 +363,18 @@ START_TEST(test_shm_give_back)
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert_ptr_nonnull(s.fork_copy);
 
-	uint64_t given = gw_shm_give_back(&s, roff + 8192 - 100);
-	ck_assert_uint_eq(given, apparent + (apparent - roff - 8192));
+	/* the stack table's entries end inside its first page */
+	uint64_t given = gw_shm_give_back(&s, soff + 100, roff + 8192 - 100);
+	const uint64_t hole = (roff & ~(uint64_t)4095) - (soff + 4096);
+	ck_assert_uint_eq(given, apparent + hole + (apparent - roff - 8192));
 	ck_assert_uint_eq(s.size, roff + 8192);
+	ck_assert_uint_eq(s.hole_lo, soff + 4096);
+	ck_assert_uint_eq(s.hole_hi, soff + 4096 + hole);
+	/* the hole is no longer ours and is never backed again */
+	unsigned char hv;
+	ck_assert_int_eq(mincore((char *)s.hdr + soff + 4096, 4096, &hv), -1);
+	ck_assert_int_lt(gw_shm_back(&s, soff, 8192), 0);
+	ck_assert_int_eq(gw_shm_back(&s, soff, 4096), 0);
 	ck_assert_ptr_null(s.fork_copy);
 	ck_assert_uint_eq(s.hdr->segment_size, apparent);
 	struct stat st;
@@ -375,7 +388,7 @@ START_TEST(test_shm_give_back)
 	unsigned char vec;
 	ck_assert_int_eq(mincore((char *)s.hdr + roff + 8192, 4096, &vec), -1);
 	/* a second call has nothing more to give */
-	ck_assert_uint_eq(gw_shm_give_back(&s, roff + 8192), 0);
+	ck_assert_uint_eq(gw_shm_give_back(&s, soff + 100, roff + 8192), 0);
 
 	/* a child adopts the shorter copy and makes a file of full size */
 	gw_shm_fork_prepare(&s);
@@ -388,7 +401,13 @@ START_TEST(test_shm_give_back)
 		ok = ok && stat(s.path, &cst) == 0 && (uint64_t)cst.st_size == apparent;
 		int fd = open(s.path, O_RDONLY);
 		char r = 0;
-		ok = ok && fd >= 0 && pread(fd, &r, 1, (off_t)(roff + 8191)) == 1 && r == 0x44;
+		ok = ok && fd >= 0 && pread(fd, &r, 1, (off_t)(roff + 8191)) == 1 && r == 0x44 &&
+		     pread(fd, &r, 1, (off_t)(soff + 4095)) == 1 && r == 0x33 &&
+		     ((unsigned char *)s.hdr)[soff + 4095] == 0x33 &&
+		     ((unsigned char *)s.hdr)[roff] == 0x44;
+		/* the hole stays a hole in the child too */
+		unsigned char cv;
+		ok = ok && mincore((char *)s.hdr + s.hole_lo, 4096, &cv) == -1;
 		if (fd >= 0)
 			close(fd);
 		_exit(ok ? 0 : 1);
