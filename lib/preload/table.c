@@ -501,6 +501,19 @@ bool gw_table_remove(struct gw_table *t, uint64_t ptr, uint64_t *size_out)
 
 	if (gw_unlikely(!t->nstripes || !ptr))
 		return false;
+	/*
+	 * A pooled block's entry first: the record's address depends on it,
+	 * and the hash below takes a while.  Only this pointer's insert and
+	 * remove write its entry, and the caller owns the block, so the entry
+	 * read here without the lock is the one read under it (anything else
+	 * only costs a wasted prefetch, or an early "not tracked" for a block
+	 * that was never recorded).
+	 */
+	slot = gw_blockmap_slot(&t->map, ptr);
+	uint32_t e = slot ? LD(slot) : 0;
+
+	if (slot && !e)
+		return false;
 	si = (uint32_t)h & (t->nstripes - 1);
 	s = &t->stripes[si];
 	/* an empty stripe cannot hold it: skip the lock (sampling, untracked frees) */
@@ -508,18 +521,8 @@ bool gw_table_remove(struct gw_table *t, uint64_t ptr, uint64_t *size_out)
 		return false;
 
 	x = &t->index[si];
-	slot = gw_blockmap_slot(&t->map, ptr);
 	if (slot) {
-		/*
-		 * Start loading the record before the lock: only this pointer's
-		 * insert and remove write its entry, and the caller owns the
-		 * block, so the entry read here is the one read under the lock
-		 * (anything else only costs a wasted prefetch).
-		 */
-		uint32_t e = LD(slot);
-
-		if (!e)
-			return false;
+		/* start loading the record before the lock */
 		__builtin_prefetch(stripe_records(t, s) + (e - 1), 1, 3);
 		stripe_lock(s);
 		e = LD(slot);
