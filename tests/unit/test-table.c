@@ -645,8 +645,11 @@ static void make_mapped_table(void)
 	static const uint32_t sizes[] = { 16, 48, 256 }, caps[] = { 1000, 100, 50 };
 
 	make_table(200000);
-	/* the test process has no pools: the table starts with the map off */
-	ck_assert_uint_eq(tab.map.span, 0);
+	/* without pools the table starts with the map off (a test process
+	 * run with CK_FORK=no may have started them in an earlier test) */
+	if (!gw_pool_ready())
+		ck_assert_uint_eq(tab.map.span, 0);
+	gw_blockmap_fini(&tab.map);
 	ck_assert(gw_blockmap_init(&tab.map, bm_base, 20, 3, sizes, caps));
 }
 
