@@ -1365,7 +1365,12 @@ static GW_NOINLINE void *alloc_general(struct gwmem_fixpool *fp, const void *ra)
 	return alloc_slow(fp, ra);
 }
 
-void *gwmem_fixpool_alloc(struct gwmem_fixpool *fp)
+/*
+ * The two calls made per block start on a cache line of their own: their
+ * fast paths then span the fewest fetch blocks, whatever the code before
+ * them, and their speed does not move with unrelated changes to the file.
+ */
+GW_ALIGNED(64) void *gwmem_fixpool_alloc(struct gwmem_fixpool *fp)
 {
 	void **b;
 
@@ -1407,7 +1412,8 @@ static GW_NOINLINE int free_general(struct gwmem_fixpool *fp, void *p)
 	return free_slow(fp, p);
 }
 
-int gwmem_fixpool_free(struct gwmem_fixpool *fp, void *p)
+/* on a line of its own: see gwmem_fixpool_alloc() */
+GW_ALIGNED(64) int gwmem_fixpool_free(struct gwmem_fixpool *fp, void *p)
 {
 	size_t off, g;
 	uint64_t *w, m;
