@@ -522,8 +522,10 @@ bool gw_table_remove(struct gw_table *t, uint64_t ptr, uint64_t *size_out)
 
 	x = &t->index[si];
 	if (slot) {
-		/* start loading the record before the lock */
-		__builtin_prefetch(stripe_records(t, s) + (e - 1), 1, 3);
+		/* start loading the record before the lock (the array may be
+		 * moving: a stale address only wastes the prefetch) */
+		__builtin_prefetch(t->base + LD(&s->offset) +
+				   (uint64_t)(e - 1) * sizeof(struct gwmem_shm_record), 1, 3);
 		stripe_lock(s);
 		e = LD(slot);
 		r = mapped_record(t, s, x, e, ptr);
