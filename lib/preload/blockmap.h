@@ -14,7 +14,8 @@
  * The arrays are private memory of this process (a forked child inherits
  * them with the rest), one mapping sized by each class's chunk slots times
  * its blocks per chunk (not by the region), touched page by page as blocks
- * are recorded: 4 bytes per carved pooled block at most.  Pointers outside
+ * are recorded: 4 bytes per carved pooled block, a page at least per class
+ * in use.  Pointers outside
  * the map (forwarded or large blocks, a class without an array, an address
  * that is not a block start) keep the hash index of table.c.
  *
