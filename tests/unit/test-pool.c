@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "counters.h"
 #include "pool.h"
@@ -428,6 +429,76 @@ START_TEST(test_double_free_into_recarved_chunk)
 }
 END_TEST
 
+/*
+ * gw_pool_trim: every region past its last chunk that holds memory goes
+ * (empty chunks are released first), once; blocks in the chunks kept stay
+ * usable, a class with no room left returns NULL (its requests go to the
+ * next allocator), and ownership follows the new bounds.
+ */
+static void *free_range(void *arg)
+{
+	void **v = arg;
+
+	for (int i = 0; i < 16 * 5; i++)
+		gw_pool_free(v[i]);
+	return NULL;
+}
+
+START_TEST(test_trim_gives_back_unused_space)
+{
+	/* chunks of 16 blocks of 1 KiB, 4 pages each */
+	setup_pool(1024, 16, 100);
+	enum { N = 16 * 6 };
+	void *p[N];
+	for (int i = 0; i < N; i++)
+		ck_assert_ptr_nonnull(p[i] = gw_pool_alloc(1024));
+	/* keep the first chunk's blocks; the five after it go empty, freed
+	 * by a thread that exits (its cache goes back to the chunks) */
+	pthread_t th;
+	ck_assert_int_eq(pthread_create(&th, NULL, free_range, p + 16), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	const uintptr_t region = (uintptr_t)1 << gw_pool_g.region_shift;
+	const unsigned cls = gw_pool_size_class(1024);
+	const uintptr_t rbase = gw_pool_g.base + ((uintptr_t)cls << gw_pool_g.region_shift);
+	uint64_t given = gw_pool_trim();
+	ck_assert_uint_ge(given, (gw_pool_g.nclasses - 1) * (uint64_t)region);
+	ck_assert_uint_eq(gw_pool_trim(), 0);   /* once */
+	/* the class keeps its first chunk (and, with blocks still in this
+	 * thread's cache, the chunks those are in), nothing past its last */
+	uintptr_t reserved = gw_pool_ro[cls].reserved;
+	ck_assert_uint_eq(reserved, 16 * 1024);
+	struct gwmem_shm_class st = class_stats(1024);
+	ck_assert_uint_eq(st.total_chunks, 1);
+	ck_assert_uint_eq(st.released_chunks, 0);     /* the released ones past it are gone */
+	unsigned char v;
+	ck_assert_int_eq(mincore((void *)(rbase + reserved), 4096, &v), -1);
+	ck_assert(!gw_pool_owns_exact((void *)(rbase + reserved)));
+	ck_assert(!gw_pool_owns_exact((void *)(gw_pool_g.base + region * (cls ^ 1))));
+	/* the kept blocks are blocks: freed and handed out again */
+	for (int i = 0; i < 16; i++) {
+		ck_assert(gw_pool_owns_exact(p[i]));
+		ck_assert_uint_eq(gw_pool_usable_size(p[i]), 1024);
+		gw_pool_free(p[i]);
+	}
+	uint64_t doubles = gw_counters->double_frees;
+	void *again[N];
+	int got = 0;
+	while (got < N && (again[got] = gw_pool_alloc(1024)) != NULL)
+		got++;
+	ck_assert_int_eq(got, 16);   /* the chunk kept, and no new one */
+	for (int i = 0; i < got; i++)
+		ck_assert(gw_pool_owns_exact(again[i]));
+	qsort(again, (size_t)got, sizeof(again[0]), cmp_ptr);
+	for (int i = 1; i < got; i++)
+		ck_assert_ptr_ne(again[i - 1], again[i]);
+	/* a class that had no chunk has no room: NULL, not a fault */
+	ck_assert_ptr_null(gw_pool_alloc(512));
+	for (int i = 0; i < got; i++)
+		gw_pool_free(again[i]);
+	ck_assert_uint_eq(gw_counters->double_frees, doubles);
+}
+END_TEST
+
 Suite *suite_pool(void);
 Suite *suite_pool(void)
 {
@@ -440,6 +511,7 @@ Suite *suite_pool(void)
 	tcase_add_test(tc, test_chunk_carving_and_overflow);
 	tcase_add_test(tc, test_release_empty_chunks);
 	tcase_add_test(tc, test_auto_release);
+	tcase_add_test(tc, test_trim_gives_back_unused_space);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("cache");
 	tcase_add_test(tc, test_pool_refill_after_thread_exit);
