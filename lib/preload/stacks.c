@@ -200,7 +200,7 @@ drop:
 		gw_counters_event(GW_EVENT_STACKS_FULL, false,
 				"the stack table cannot grow (%u stacks): new allocation sites are recorded "
 				"without a backtrace; raise leak_detection.max_segment_bytes or free space "
-				"in shm_dir", n);
+				"in shm_dir (or the pages were given back under an address-space limit)", n);
 	return 0;
 }
 
@@ -210,9 +210,9 @@ uint64_t gw_stacks_trim(struct gw_stacks *st)
 
 	if (!st->capacity)
 		return 0;
+	/* the next entry past them asks gw_shm_back for the pages given back,
+	 * which refuses: the site is recorded without a stack */
 	gw_stacks_lock(st);
-	if (st->limit > st->backed)
-		st->limit = st->backed;
 	end = st->offset + (uint64_t)st->backed * st->stride;
 	gw_stacks_unlock(st);
 	return end;

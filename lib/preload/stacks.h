@@ -64,9 +64,10 @@ const struct gwmem_shm_stack *gw_stacks_get(const struct gw_stacks *st, uint32_t
 
 /* fork: hold the insert lock across fork; the child clears it. */
 /*
- * Address space is short: no entry past the backed ones from now on (new
- * sites are recorded without a stack, counted in dropped_stacks); returns
- * the segment offset where the backed entries end (0 when unused).
+ * Address space is short: returns the segment offset where the backed
+ * entries end (0 when unused).  The segment gives the pages past them
+ * back; an entry that would need them is refused by gw_shm_back, and its
+ * site is recorded without a stack (dropped_stacks).
  */
 uint64_t gw_stacks_trim(struct gw_stacks *st) GW_HIDDEN;
 void gw_stacks_lock(struct gw_stacks *st) GW_HIDDEN;

@@ -301,8 +301,8 @@ static GW_NOINLINE bool records_grow(struct gw_table *t, struct gwmem_shm_stripe
 		if (t->counters)
 			__atomic_fetch_add(&t->counters->untracked_segment_full, 1, __ATOMIC_RELAXED);
 		gw_counters_event(GW_EVENT_TABLE_FULL, false,
-				"the segment cannot grow (max_segment_bytes %llu, or %s is full): "
-				"new allocations are served but not tracked",
+				"the segment cannot grow (max_segment_bytes %llu, %s is full, or address "
+				"space was given back under a limit): new allocations are served but not tracked",
 				(unsigned long long)t->shm->max_bytes, t->shm->dir);
 		return false;
 	}
