@@ -91,8 +91,7 @@ static bool libunwind_load(void)
 static struct gw_range self_range;
 static enum gwmem_unwinder unwinder = GWMEM_UNWIND_LIBUNWIND;
 
-static GW_TLS uintptr_t tls_stack_lo, tls_stack_hi;
-static GW_TLS uint8_t tls_stack_state;          /* 0 unknown, 1 known, 2 failed */
+GW_TLS struct gw_unwind_stack gw_unwind_tls_stack;
 
 struct find_text {
 	uintptr_t addr;
@@ -195,27 +194,23 @@ struct gw_range gw_unwind_self(void)
 	return self_range;
 }
 
-bool gw_unwind_thread_stack(uintptr_t *lo, uintptr_t *hi)
+void gw_unwind_thread_stack_find(void)
 {
-	if (gw_unlikely(tls_stack_state == 0)) {
-		pthread_attr_t attr;
-		void *addr;
-		size_t size;
+	struct gw_unwind_stack *st = &gw_unwind_tls_stack;
+	pthread_attr_t attr;
+	void *addr;
+	size_t size;
 
-		tls_stack_state = 2;
-		/* allocates (the main thread's reads /proc/self/maps): caller holds the guard */
-		if (pthread_getattr_np(pthread_self(), &attr) == 0) {
-			if (pthread_attr_getstack(&attr, &addr, &size) == 0 && size) {
-				tls_stack_lo = (uintptr_t)addr;
-				tls_stack_hi = (uintptr_t)addr + size;
-				tls_stack_state = 1;
-			}
-			pthread_attr_destroy(&attr);
+	st->state = 2;
+	/* allocates (the main thread's reads /proc/self/maps): caller holds the guard */
+	if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+		if (pthread_attr_getstack(&attr, &addr, &size) == 0 && size) {
+			st->lo = (uintptr_t)addr;
+			st->hi = (uintptr_t)addr + size;
+			st->state = 1;
 		}
+		pthread_attr_destroy(&attr);
 	}
-	*lo = tls_stack_lo;
-	*hi = tls_stack_hi;
-	return tls_stack_state == 1;
 }
 
 unsigned gw_unwind_fp_walk(uintptr_t fp, uintptr_t lo, uintptr_t hi, uint64_t *frames, unsigned max)

@@ -99,7 +99,29 @@ unsigned gw_unwind_libgcc_backtrace(void **ips, unsigned max) GW_HIDDEN;
  */
 bool gw_unwind_in_text(uintptr_t a) GW_HIDDEN;
 
+/*
+ * The calling thread's stack bounds, found on its first use (state 0
+ * unknown, 1 known, 2 failed).  In one per-thread struct read inline: the
+ * backtrace cache checks them on every recorded allocation, and a call
+ * there costs more than the check.
+ */
+struct gw_unwind_stack {
+	uintptr_t lo, hi;
+	uint8_t state;
+};
+extern GW_TLS struct gw_unwind_stack gw_unwind_tls_stack GW_HIDDEN;
+
+/* Fill gw_unwind_tls_stack (may allocate: caller holds the guard). */
+void gw_unwind_thread_stack_find(void) GW_HIDDEN;
+
 /* The calling thread's stack bounds (cached per thread); false if unknown. */
-bool gw_unwind_thread_stack(uintptr_t *lo, uintptr_t *hi) GW_HIDDEN;
+static inline bool gw_unwind_thread_stack(uintptr_t *lo, uintptr_t *hi)
+{
+	if (gw_unlikely(gw_unwind_tls_stack.state == 0))
+		gw_unwind_thread_stack_find();
+	*lo = gw_unwind_tls_stack.lo;
+	*hi = gw_unwind_tls_stack.hi;
+	return gw_unwind_tls_stack.state == 1;
+}
 
 #endif /* GW_UNWIND_H */
