@@ -370,11 +370,12 @@ static GW_NOINLINE GW_COLD void *alloc_internal(size_t n, bool zero)
  * allocations tail-call gw_track_alloc_ret, which keeps errno. */
 static GW_NOINLINE void free_tracked(void *p)
 {
-	int saved = errno;
+	int *e = gw_track_errno();
+	int saved = *e;
 	if (p)
 		gw_track_free(p);
 	free_impl(p);
-	errno = saved;
+	*e = saved;
 }
 
 EXPORT void *malloc(size_t n)

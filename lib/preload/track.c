@@ -71,6 +71,7 @@ static GW_TLS uint32_t tls_sample;
 static GW_TLS uint32_t tls_sampled_pending;
 static GW_TLS uint32_t tls_tid;
 static GW_TLS uint32_t tls_gen;
+GW_TLS int *gw_track_tls_errno;
 
 /* --- guard ------------------------------------------------------------- */
 
@@ -404,10 +405,11 @@ void gw_track_alloc(void *p, size_t size)
  */
 void *gw_track_alloc_ret(void *p, size_t size)
 {
-	int saved = errno;
+	int *e = gw_track_errno();
+	int saved = *e;
 
 	gw_track_alloc(p, size);
-	errno = saved;
+	*e = saved;
 	return p;
 }
 

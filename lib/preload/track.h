@@ -21,6 +21,7 @@
 #ifndef GW_TRACK_H
 #define GW_TRACK_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -35,6 +36,24 @@ void gw_track_alloc(void *p, size_t size) GW_HIDDEN;
 /* gw_track_alloc keeping errno, returning p: for tail calls from malloc. */
 void *gw_track_alloc_ret(void *p, size_t size) GW_HIDDEN;
 void gw_track_free(void *p) GW_HIDDEN;
+
+/*
+ * The calling thread's errno, by address: the tracked paths keep errno
+ * around all they do, and asking libc for its address (a call) on every
+ * allocation and free costs more than remembering it.  A thread's errno
+ * stays where it is for the thread's life, and a forked child's thread
+ * has it at the same address.
+ */
+extern GW_TLS int *gw_track_tls_errno GW_HIDDEN;
+
+static inline int *gw_track_errno(void)
+{
+	int *e = gw_track_tls_errno;
+
+	if (gw_unlikely(!e))
+		gw_track_tls_errno = e = &errno;
+	return e;
+}
 void gw_track_realloc(void *oldp, void *newp, size_t size) GW_HIDDEN;
 
 void gw_track_atfork_prepare(void) GW_HIDDEN;
