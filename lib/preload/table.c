@@ -404,7 +404,15 @@ static inline struct gwmem_shm_record *mapped_record(const struct gw_table *t,
 bool gw_table_insert(struct gw_table *t, uint64_t ptr, uint64_t size, uint32_t stack_id,
 		     uint32_t time_ds, uint32_t tid, uint32_t tag)
 {
-	const uint64_t h = gw_table_hash(ptr);
+	struct gw_table_key key = gw_table_key(t, ptr);
+
+	return gw_table_insert_key(t, ptr, &key, size, stack_id, time_ds, tid, tag);
+}
+
+bool gw_table_insert_key(struct gw_table *t, uint64_t ptr, const struct gw_table_key *key, uint64_t size,
+			 uint32_t stack_id, uint32_t time_ds, uint32_t tid, uint32_t tag)
+{
+	const uint64_t h = key->h;
 	struct gwmem_shm_stripe *s;
 	struct gw_table_index *x;
 	struct gw_table_entry *e;
@@ -417,7 +425,7 @@ bool gw_table_insert(struct gw_table *t, uint64_t ptr, uint64_t size, uint32_t s
 	si = (uint32_t)h & (t->nstripes - 1);
 	s = &t->stripes[si];
 	x = &t->index[si];
-	slot = gw_blockmap_slot(&t->map, ptr);
+	slot = key->slot;
 
 	stripe_lock(s);
 	/* the same pointer again (an untracked free happened in between, or a

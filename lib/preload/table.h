@@ -127,32 +127,50 @@ static inline struct gwmem_shm_stripe *gw_table_stripe(const struct gw_table *t,
 }
 
 /*
+ * Where ptr's record is looked for: its hash (stripe, index home) and its
+ * block map entry (NULL: the hashed index).  Both depend on ptr alone (the
+ * map's geometry is fixed at init), so a caller that prefetches and later
+ * inserts computes them once.
+ */
+struct gw_table_key {
+	uint64_t h;
+	uint32_t *slot;
+};
+
+static inline struct gw_table_key gw_table_key(const struct gw_table *t, uint64_t ptr)
+{
+	struct gw_table_key k = { gw_table_hash(ptr), gw_blockmap_slot(&t->map, ptr) };
+
+	return k;
+}
+
+/*
  * Start loading ptr's stripe head and index entry for writing.  A caller
  * with other work to do first (the backtrace) hides most of the miss.
  * Reads the index without the lock: a stale one is only a wasted prefetch.
+ * Returns ptr's key, for gw_table_insert_key.
  */
-static inline void gw_table_prefetch(const struct gw_table *t, uint64_t ptr)
+static inline struct gw_table_key gw_table_prefetch(const struct gw_table *t, uint64_t ptr)
 {
 	const struct gw_table_index *x;
 	const struct gw_table_entry *ent;
-	uint64_t h;
+	struct gw_table_key k = gw_table_key(t, ptr);
 	uint32_t si;
 
 	if (gw_unlikely(!t->nstripes))
-		return;
-	h = gw_table_hash(ptr);
-	si = (uint32_t)h & (t->nstripes - 1);
+		return k;
+	si = (uint32_t)k.h & (t->nstripes - 1);
 	__builtin_prefetch(&t->stripes[si], 1, 3);
-	const uint32_t *slot = gw_blockmap_slot(&t->map, ptr);
-	if (slot) {
-		__builtin_prefetch(slot, 1, 3);
-		return;
+	if (k.slot) {
+		__builtin_prefetch(k.slot, 1, 3);
+		return k;
 	}
 	x = &t->index[si];
 	ent = __atomic_load_n(&x->ent, __ATOMIC_RELAXED);
 	if (ent)
-		__builtin_prefetch(ent + ((uint32_t)(h >> 32) & __atomic_load_n(&x->mask, __ATOMIC_RELAXED)),
+		__builtin_prefetch(ent + ((uint32_t)(k.h >> 32) & __atomic_load_n(&x->mask, __ATOMIC_RELAXED)),
 				   1, 3);
+	return k;
 }
 
 /*
@@ -173,6 +191,10 @@ bool gw_table_init(struct gw_table *t, struct gw_shm *shm) GW_HIDDEN;
  */
 bool gw_table_insert(struct gw_table *t, uint64_t ptr, uint64_t size, uint32_t stack_id,
 		     uint32_t time_ds, uint32_t tid, uint32_t tag) GW_HIDDEN;
+
+/* The same, with ptr's key from gw_table_key or gw_table_prefetch. */
+bool gw_table_insert_key(struct gw_table *t, uint64_t ptr, const struct gw_table_key *key, uint64_t size,
+			 uint32_t stack_id, uint32_t time_ds, uint32_t tid, uint32_t tag) GW_HIDDEN;
 
 /* Remove the record of ptr; false if there was none.  *size_out gets its size. */
 bool gw_table_remove(struct gw_table *t, uint64_t ptr, uint64_t *size_out) GW_HIDDEN;

@@ -354,6 +354,7 @@ static GW_ALWAYS_INLINE void record(void *p, size_t size, unsigned tag, const st
 				    void *oldp)
 {
 	uint64_t frames[GWMEM_SHM_MAX_FRAMES];
+	struct gw_table_key key;
 	unsigned n;
 	uint32_t id;
 
@@ -366,7 +367,7 @@ static GW_ALWAYS_INLINE void record(void *p, size_t size, unsigned tag, const st
 	}
 	/* the record's line is a cache (and TLB) miss in a table of
 	 * megabytes: start loading it now, the backtrace takes long enough */
-	gw_table_prefetch(&T.table, (uintptr_t)p);
+	key = gw_table_prefetch(&T.table, (uintptr_t)p);
 	tls_guard++;
 	gw_reporter_check();
 	if (!extra) {
@@ -381,7 +382,7 @@ static GW_ALWAYS_INLINE void record(void *p, size_t size, unsigned tag, const st
 	}
 	if (oldp)
 		gw_table_remove(&T.table, (uintptr_t)oldp, NULL);
-	gw_table_insert(&T.table, (uintptr_t)p, size, id, now_ds(), current_tid(), tag);
+	gw_table_insert_key(&T.table, (uintptr_t)p, &key, size, id, now_ds(), current_tid(), tag);
 }
 
 void gw_track_alloc(void *p, size_t size)
