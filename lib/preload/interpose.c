@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "gwmem.h"
@@ -173,6 +174,32 @@ __attribute__((destructor)) static void gwmem_preload_fini(void)
 		gw_pool_print_stats(stats_fd >= 0 ? stats_fd : 2);
 	if (gw_cfg_tracking)
 		gw_track_exit();
+}
+
+/*
+ * _exit and _Exit run no exit handlers, so the destructor above never
+ * sees a process that ends through them; without this its segment would
+ * stay behind as if it had crashed.  The real calls end the process with
+ * the exit_group system call, as glibc's and musl's do, so nothing has to
+ * be looked up (dlsym is not safe in a signal handler or a vfork child).
+ * Calls from inside libc itself (daemon(3)'s parent) do not come here.
+ */
+static __attribute__((noreturn)) void exit_group_now(int status)
+{
+	if (constructed && gw_cfg_tracking)
+		gw_track_exit_now();
+	for (;;)
+		syscall(SYS_exit_group, status);
+}
+
+EXPORT void _exit(int status)
+{
+	exit_group_now(status);
+}
+
+EXPORT void _Exit(int status)
+{
+	exit_group_now(status);
 }
 
 /* --- allocation without tracking ---------------------------------------- */

@@ -265,6 +265,25 @@ void gw_track_exit(void)
 	writers_unlock(tracking);
 }
 
+/*
+ * The process ends through _exit or _Exit (dash ends every script so): no
+ * exit handler runs, so this applies the rule of a
+ * normal exit (remove the file, or mark it exited when it is kept) before
+ * the process goes.  _exit may be called from a signal handler or from a
+ * vfork child, which shares our memory but has a pid of its own: only the
+ * process that created the file acts on it (a forked child's copy is never
+ * SHARED before it has its own file), and only with calls that are safe
+ * there (getpid, lstat, unlink; no lock).  A file that cannot be removed
+ * stays as it is: truncating it needs the writers stopped.
+ */
+void gw_track_exit_now(void)
+{
+	if (!T.shm.hdr || T.shm.mode != GW_SHM_SHARED ||
+	    __atomic_load_n(&T.shm.hdr->pid, __ATOMIC_RELAXED) != (uint32_t)getpid())
+		return;
+	gw_shm_exit_unlink(&T.shm, T.keep_segment);
+}
+
 /* --- recording --------------------------------------------------------- */
 
 static uint32_t intern_frames(void *ctx, const uint64_t *frames, unsigned n)

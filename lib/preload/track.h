@@ -70,6 +70,8 @@ void gw_track_fork_tick(bool now) GW_HIDDEN;
 /* Back [off, off + len) of the segment before writing it (shm.c gw_shm_back). */
 int gw_track_back(uint64_t off, uint64_t len) GW_HIDDEN;
 void gw_track_exit(void) GW_HIDDEN;
+/* The process ends through _exit: the segment's exit rule, signal-safely. */
+void gw_track_exit_now(void) GW_HIDDEN;
 /*
  * Address space is short (the next allocator failed under RLIMIT_AS): the
  * stack table and the record area stop where their used parts end, the

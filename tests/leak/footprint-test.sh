@@ -124,16 +124,54 @@ if command -v dash >/dev/null; then
     'i=0; while [ $i -lt 200 ]; do x=$(true); y=$(echo $i); i=$((i + 1)); done' || bad "subshells: dash failed"
   left=$(ls "$GWMEM_SHM_DIR" | wc -l)
   bytes=$(du -s -B1 "$GWMEM_SHM_DIR" | cut -f1)
-  # dash itself leaves with _exit (no exit handlers): its own segment stays
-  if [ "$left" -gt $((before + 1)) ] || [ "$bytes" -gt 2097152 ]; then
+  # dash itself leaves with _exit (no exit handlers): the preload's _exit
+  # removes its segment as a normal exit would
+  if [ "$left" -gt "$before" ] || [ "$bytes" -gt 2097152 ]; then
     bad "subshells: $((left - before)) segments left ($bytes bytes)"
   else
-    echo "ok   subshells: 400 subshells left no segment; dash's own (it exits with _exit): $bytes bytes"
+    echo "ok   subshells: 400 subshells and dash itself (it exits with _exit) left no segment"
   fi
   rm -f "$GWMEM_SHM_DIR"/*
 else
   echo "skip subshells: dash not installed"
 fi
+
+# --- _exit: as a normal exit, for the process that made the segment only ----
+# A forked child's _exit and a vfork child's (subprocess's exec of a missing
+# program ends in _exit(255) in the child) leave the parent's segment; the
+# parent's own _exit removes it, or marks it exited when it is kept.
+for keep in false true; do
+  LD_PRELOAD=$preload GWMEM_LEAK_DETECTION_SHM_DIR=$GWMEM_SHM_DIR \
+    GWMEM_LEAK_DETECTION_KEEP_SEGMENT_ON_EXIT=$keep "$py" -c '
+import os, subprocess, sys
+d = os.environ["GWMEM_LEAK_DETECTION_SHM_DIR"]
+mine = lambda: [f for f in os.listdir(d) if f.startswith("gwmem.%d." % os.getpid())]
+keep = [bytearray(100) for _ in range(1000)]
+had = len(mine())
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+os.waitpid(pid, 0)
+after_fork = len(mine())
+try:
+    subprocess.run(["/nonexistent/gwmem-no-such-program"])
+except OSError:
+    pass
+print(os.getpid(), had, after_fork, len(mine()), flush=True)
+os._exit(0)
+' >"$tmp/exit.out" 2>"$tmp/exit.err" || bad "_exit ($keep): python failed: $(cat "$tmp/exit.err")"
+  read -r epid had after_fork after_spawn <"$tmp/exit.out"
+  if [ "$had $after_fork $after_spawn" != "1 1 1" ]; then
+    bad "_exit ($keep): the parent's segment went with a child's _exit (had/after fork/after failed spawn: $had $after_fork $after_spawn)"
+  elif [ "$keep" = false ] && [ -n "$(seg_of "$epid")" ]; then
+    bad "_exit: the segment was left behind"
+  elif [ "$keep" = true ] && ! "$gwmem" ps | grep -E "^$epid +exited" >/dev/null; then
+    bad "_exit (kept): gwmem ps does not show it exited: $("$gwmem" ps | grep -E "^$epid " || echo none)"
+  else
+    echo "ok   _exit (keep_segment_on_exit $keep): children's _exit left the parent's segment, the parent's own $( [ "$keep" = true ] && echo "marked it exited" || echo "removed it")"
+  fi
+  rm -f "$GWMEM_SHM_DIR"/gwmem."$epid".*
+done
 
 # --- SIGKILL: a bounded post-mortem segment ---------------------------------
 if start_leaky sigkill million 20000; then
