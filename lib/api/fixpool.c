@@ -854,6 +854,27 @@ static size_t free_somewhere(const struct gwmem_fixpool *fp)
 	return na - nf < carved ? (size_t)(carved - (na - nf)) : 0;
 }
 
+/*
+ * A refill found no block.  While the counters say one is free somewhere
+ * (another thread holds a list it took, between taking and putting it),
+ * wait a little and try again, at most 100,000 times; false means give up.
+ */
+static bool refill_again(const struct gwmem_fixpool *fp, struct gw_backoff *retry, unsigned attempt)
+{
+	if (free_somewhere(fp) == 0 || attempt >= 100000)
+		return false;
+	gw_backoff_wait(retry);
+	return true;
+}
+
+/* Every block is in use: the refused allocation is counted. */
+static GW_COLD void *refill_refused(struct gwmem_fixpool *fp)
+{
+	__atomic_fetch_add(&fp->failed, 1, __ATOMIC_RELAXED);
+	errno = ENOMEM;
+	return NULL;
+}
+
 /* Sample the number of live blocks into the high-water mark. */
 static void note_peak(struct gwmem_fixpool *fp)
 {
@@ -923,6 +944,7 @@ static void *steal(struct gwmem_fixpool *fp, struct stripe *s, uint64_t min)
  */
 static GW_NOINLINE void *stripe_refill(struct gwmem_fixpool *fp, bool ts, struct stripe *s)
 {
+	struct gw_backoff retry = GW_BACKOFF_INIT;
 	void *head = NULL, *tail, *b;
 	size_t n = 0;
 	uint64_t np;
@@ -981,16 +1003,9 @@ static GW_NOINLINE void *stripe_refill(struct gwmem_fixpool *fp, bool ts, struct
 		sunlock(ts, &s->lock);
 		if (b)
 			return b;
-		if (!ts || free_somewhere(fp) == 0 || attempt >= 100000)
-			break;
-		if (attempt < 16)
-			gw_cpu_relax();
-		else
-			sched_yield();
+		if (!ts || !refill_again(fp, &retry, attempt))
+			return refill_refused(fp);
 	}
-	__atomic_fetch_add(&fp->failed, 1, __ATOMIC_RELAXED);
-	errno = ENOMEM;
-	return NULL;
 }
 
 static GW_ALWAYS_INLINE void *stripe_alloc(struct gwmem_fixpool *fp, bool ts, const void *ra)
@@ -1229,7 +1244,7 @@ static void *take_head(struct stripe *s)
  */
 static GW_NOINLINE void *own_refill(struct gwmem_fixpool *fp, struct stripe *s)
 {
-	struct gw_backoff bo = GW_BACKOFF_INIT;
+	struct gw_backoff bo = GW_BACKOFF_INIT, retry = GW_BACKOFF_INIT;
 	void *head, *tail;
 	uint64_t np;
 	bool thief;
@@ -1264,16 +1279,9 @@ static GW_NOINLINE void *own_refill(struct gwmem_fixpool *fp, struct stripe *s)
 			note_peak(fp);
 			return lean_hand_out(b);
 		}
-		if (free_somewhere(fp) == 0 || attempt >= 100000)
-			break;
-		if (attempt < 16)
-			gw_cpu_relax();
-		else
-			sched_yield();
+		if (!refill_again(fp, &retry, attempt))
+			return refill_refused(fp);
 	}
-	__atomic_fetch_add(&fp->failed, 1, __ATOMIC_RELAXED);
-	errno = ENOMEM;
-	return NULL;
 }
 
 static GW_ALWAYS_INLINE void *lean_alloc(struct gwmem_fixpool *fp, const void *ra)
