@@ -805,10 +805,37 @@ void gw_shm_exit_truncate(struct gw_shm *s)
 	s->path[0] = '\0';
 }
 
+int gw_shm_watch(struct gw_shm *s, uint64_t lo, uint64_t hi)
+{
+	size_t n;
+
+	if (s->changed || lo % s->page || hi <= lo || hi > s->size)
+		return -EINVAL;
+	n = (size_t)((hi - lo) / s->page);
+	s->changed = gw_os_map(GW_ALIGN_UP(n, s->page));
+	if (!s->changed)
+		return -ENOMEM;
+	/* every page counts as changed until a fork buffer holds it: the
+	 * first copy takes each backed page whatever the marks say */
+	s->changed_lo = lo;
+	s->changed_hi = lo + (uint64_t)n * s->page;
+	return 0;
+}
+
+/* The change mark of the page at off, or NULL when the page is compared. */
+static inline uint8_t *watched(const struct gw_shm *s, size_t off)
+{
+	if (!s->changed || off < s->changed_lo || off >= s->changed_hi)
+		return NULL;
+	return &s->changed[(off - s->changed_lo) / s->page];
+}
+
 /*
  * The copy buffer is kept while the program forks: at the next fork only
  * the pages that changed since are copied again (a page is compared
- * first; reading the buffer costs no fault, writing it does, since every
+ * first, or, in the range a writer marks (gw_shm_watch: the record
+ * area), only the pages marked since; reading the buffer costs no fault,
+ * writing it does, since every
  * fork made it copy-on-write), so a shell that forks in a loop copies the
  * few pages its allocations touched in between, and a page its live
  * children still share stays shared.  Pages the segment gave back are
@@ -849,9 +876,15 @@ void gw_shm_fork_prepare(struct gw_shm *s)
 		on = bit_get(s->backed, i);
 		if (on) {
 			size_t off = i * s->page;
+			uint8_t *mark = watched(s, off);
+			bool copy = !bit_get(s->fork_have, i);
 
-			if (!bit_get(s->fork_have, i) || memcmp(q + off, base + off, s->page) != 0)
+			if (!copy)
+				copy = mark ? __atomic_load_n(mark, __ATOMIC_RELAXED) != 0 : memcmp(q + off, base + off, s->page) != 0;
+			if (copy)
 				memcpy(q + off, base + off, s->page);
+			if (mark && __atomic_load_n(mark, __ATOMIC_RELAXED))
+				__atomic_store_n(mark, 0, __ATOMIC_RELAXED);
 			bit_put(s->fork_have, i, true);
 			i++;
 			continue;

@@ -62,6 +62,22 @@ static inline void rec_store(struct gwmem_shm_record *r, const struct gwmem_shm_
 	ST(&r->ptr, v->ptr);
 }
 
+/*
+ * A record store reaches the page of r: mark it for the next fork's copy
+ * (shm.c copies only marked pages of the record area).  Stripe lock held,
+ * as the fork's copy holds every stripe lock; a store that would not
+ * change the mark is skipped, so a page's mark line stays shared between
+ * the cores writing records there.
+ */
+static GW_ALWAYS_INLINE void rec_changed(const struct gw_table *t, const void *r)
+{
+	if (t->changed) {
+		uint8_t *m = &t->changed[((uint64_t)((const char *)r - t->base) - t->records_offset) >> t->page_shift];
+		if (!LD(m))
+			ST(m, 1);
+	}
+}
+
 static inline struct gwmem_shm_record *stripe_records(const struct gw_table *t,
 						      const struct gwmem_shm_stripe *s)
 {
@@ -307,6 +323,9 @@ static GW_NOINLINE bool records_grow(struct gw_table *t, struct gwmem_shm_stripe
 		return false;
 	}
 	nw = (struct gwmem_shm_record *)(t->base + new_off);
+	for (uint64_t b = 0; b < new_slots * rsize; b += (uint64_t)1 << t->page_shift)
+		rec_changed(t, (const char *)nw + b);
+	rec_changed(t, &nw[new_slots - 1]);
 	/* a free array, or pages that could not be punched, hold old records:
 	 * only ptr says whether a slot is used */
 	for (uint64_t i = old_slots; i < new_slots; i++)
@@ -370,6 +389,11 @@ bool gw_table_init(struct gw_table *t, struct gw_shm *shm)
 	if (t->stripe_limit < 1)
 		t->stripe_limit = 1;
 	gw_blockmap_init_pools(&t->map);
+	/* the fork's copy takes only the record pages written since the last
+	 * one (without the marks it compares every page, as for the rest) */
+	t->page_shift = (unsigned)__builtin_ctzl(gw_os_page_size());
+	if (shm && gw_shm_watch(shm, t->records_offset, t->area_end) == 0)
+		t->changed = shm->changed;
 	return true;
 }
 
@@ -443,6 +467,7 @@ bool gw_table_insert_key(struct gw_table *t, uint64_t ptr, const struct gw_table
 		}
 	}
 	if (r) {
+		rec_changed(t, r);
 		write_begin(s);
 		ST(&s->bytes, s->bytes - r->size + size);
 		rec_store(r, &v);
@@ -466,6 +491,7 @@ bool gw_table_insert_key(struct gw_table *t, uint64_t ptr, const struct gw_table
 		rec = x->used++;
 	}
 	recs = stripe_records(t, s);
+	rec_changed(t, &recs[rec]);
 	write_begin(s);
 	rec_store(&recs[rec], &v);
 	ST(&s->count, s->count + 1);
@@ -483,9 +509,11 @@ bool gw_table_insert_key(struct gw_table *t, uint64_t ptr, const struct gw_table
 }
 
 /* Free record rec (r) of size 'size' of the stripe.  Stripe lock held. */
-static inline void record_free(struct gwmem_shm_stripe *s, struct gw_table_index *x,
-			       struct gwmem_shm_record *r, uint32_t rec, uint64_t size)
+static inline void record_free(const struct gw_table *t, struct gwmem_shm_stripe *s,
+			       struct gw_table_index *x, struct gwmem_shm_record *r, uint32_t rec,
+			       uint64_t size)
 {
+	rec_changed(t, r);
 	write_begin(s);
 	ST(&s->bytes, s->bytes - size);
 	ST(&s->count, s->count - 1);
@@ -547,7 +575,7 @@ bool gw_table_remove(struct gw_table *t, uint64_t ptr, uint64_t *size_out)
 		size = r->size;
 		if (size_out)
 			*size_out = size;
-		record_free(s, x, r, rec, size);
+		record_free(t, s, x, r, rec, size);
 		ST(slot, 0);
 		stripe_unlock(s);
 		return true;
@@ -573,7 +601,7 @@ bool gw_table_remove(struct gw_table *t, uint64_t ptr, uint64_t *size_out)
 	size = ent[i].size != UINT32_MAX ? ent[i].size : r->size;
 	if (size_out)
 		*size_out = size;
-	record_free(s, x, r, rec, size);
+	record_free(t, s, x, r, rec, size);
 	x->hashed--;
 	/*
 	 * Backward-shift deletion: move later entries of the probe run into

@@ -107,6 +107,9 @@ struct gw_table {
 						max_tracked_allocations, with room for imbalance */
 	struct gwmem_shm_counters *counters; /* untracked_*_full; may be NULL */
 	struct gw_blockmap map;              /* pooled blocks' records (may be off) */
+	uint8_t *changed;                    /* the segment's change marks of the record
+						area (gw_shm_watch), or NULL */
+	unsigned page_shift;
 };
 
 /* Hash of an address: stripe (low bits), index home and check (high half). */

@@ -550,12 +550,84 @@ START_TEST(test_track_fork_queue)
 }
 END_TEST
 
+/*
+ * A process that forks again and again, changing a few records in between
+ * (removed, added, updated in place, on pages an earlier fork copied
+ * already): each child finds exactly the records its parent had when it
+ * forked, whatever the parent does after.
+ */
+START_TEST(test_track_fork_changes)
+{
+	enum { N = 3000, ROUNDS = 6 };
+	static char blocks[N][16];
+	static uint32_t size[N];        /* 0: not tracked */
+	uint64_t rng = 0x5eedf0c4ull;
+	int pfd[2];
+
+	if (getenv("GWMEM_TEST_NO_FORK"))
+		return;
+	config();
+	ck_assert_int_eq(gw_track_init(&cfg), 0);
+	for (int i = 0; i < N; i++) {
+		size[i] = 16 + (uint32_t)(i % 500);
+		gw_track_alloc(blocks[i], size[i]);
+	}
+	ck_assert_int_eq(pipe(pfd), 0);
+	for (int round = 0; round < ROUNDS; round++) {
+		/* none before the first fork, a few more before each next one */
+		for (int k = 0; round > 0 && k < 3 + 5 * round; k++) {
+			rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+			int i = (int)((rng >> 33) % N);
+			if (size[i] && (rng >> 20) % 3 == 0) {
+				gw_track_free(blocks[i]);
+				size[i] = 0;
+			} else {
+				/* a new record, or the same pointer's record updated */
+				size[i] = 600 + (uint32_t)(round * 16 + k);
+				gw_track_alloc(blocks[i], size[i]);
+			}
+		}
+		gw_track_atfork_prepare();
+		pid_t pid = fork();
+		if (pid == 0) {
+			gw_track_atfork_child();
+			close(pfd[0]);
+			/* give the parent time to change its file after the fork */
+			usleep(20000);
+			uint64_t live = 0;
+			int ok = 1;
+			for (int i = 0; i < N; i++) {
+				struct gwmem_shm_record r = find((uintptr_t)blocks[i]);
+				ok = ok && (size[i] ? r.size == size[i] : r.ptr == 0);
+				live += size[i] != 0;
+			}
+			ok = ok && live_count() == live;
+			child_says(pfd[1], ok);
+			_exit(ok ? 0 : 1);
+		}
+		gw_track_atfork_parent();
+		ck_assert_int_gt(pid, 0);
+		/* after the fork: none of it may reach the child's copy */
+		gw_track_free(blocks[round]);
+		gw_track_alloc(blocks[round], 999);
+		gw_track_free(blocks[round]);
+		expect_child_ok(pfd[0], pid);
+		if (size[round])
+			gw_track_alloc(blocks[round], size[round]);
+	}
+	close(pfd[0]);
+	close(pfd[1]);
+	cleanup();
+}
+END_TEST
+
 Suite *suite_track(void)
 {
 	Suite *s = suite_create("track");
 	TCase *tc = tcase_create("track");
 	tcase_add_test(tc, test_track_guard);
 	tcase_add_test(tc, test_track_records);
+	tcase_add_test(tc, test_track_fork_changes);
 	tcase_add_test(tc, test_track_sampling);
 	tcase_add_test(tc, test_track_disabled_still_has_segment);
 	tcase_add_test(tc, test_track_no_segment_dir);
