@@ -210,8 +210,11 @@ static int leaks_print(const struct cmd *c, const struct leaks_args *a, const st
 	}
 	/* folded output has no room for a note: the text and JSON forms carry it in band */
 	if (a->opt.format == GW_REPORT_FOLDED && table_full)
-		fprintf(stderr, "gwmem %s: warning: partial result: the allocation table was full and "
-			"%llu allocations were not tracked\n", c->name, (unsigned long long)table_full);
+		fprintf(stderr, "gwmem %s: warning: partial result: %llu allocations were not tracked "
+			"(%s)\n", c->name, (unsigned long long)table_full,
+			t->view.hdr.counters.untracked_segment_full
+				? "the segment could not grow, or the table was full"
+				: "the allocation table was full");
 	return 0;
 }
 

@@ -582,7 +582,14 @@ int gw_report_write(int fd, const struct gw_view *v, const struct gw_sites *s,
 			out_puts(&o, " s");
 		}
 		out_puts(&o, ", ranked by bytes:\n");
-		if (table_full)
+		if (table_full && v->hdr.counters.untracked_segment_full)
+			out_fmt(&o, "partial: %llu allocations were not tracked; they are missing here (the "
+				"segment could not grow %llu times: leak_detection.max_segment_bytes reached, "
+				"shm_dir full, or address space given back under a limit; or the table was "
+				"full: leak_detection.max_tracked_allocations)\n",
+				(unsigned long long)table_full,
+				(unsigned long long)v->hdr.counters.untracked_segment_full);
+		else if (table_full)
 			out_fmt(&o, "partial: the allocation table was full and %llu allocations were not "
 				"tracked; they are missing here (raise leak_detection.max_tracked_allocations)\n",
 				(unsigned long long)table_full);

@@ -141,6 +141,13 @@ def test_partial():
               "%s --json: %r" % (cmd, {k: (doc or {}).get(k) for k in ("partial", "untracked_table_full")}))
     p = gwmem("report", seg, "--no-symbols")
     check("1234567 allocations were not tracked" in p.stdout.decode(), "report text: not partial")
+    check("max_segment_bytes" not in p.stdout.decode(), "report: a full table blamed on the segment")
+    # a segment that could not grow: said so, not only "raise the table's capacity"
+    seg = mkseg("segfull.seg", "segfull")
+    for cmd in ("leaks", "report"):
+        out = gwmem(cmd, seg, "--no-symbols", *(["--older-than", "0"] if cmd == "leaks" else [])).stdout.decode()
+        check("77 allocations were not tracked" in out and "could not grow 3 times" in out and
+              "max_segment_bytes" in out, "%s: segment growth not named:\n%s" % (cmd, out[:600]))
     # a complete table says nothing of the kind
     seg = mkseg("hostile.seg", "hostile")
     p = gwmem("leaks", seg, "--older-than", "0", "--no-symbols")

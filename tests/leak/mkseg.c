@@ -7,6 +7,8 @@
  *                            and bytes that are not UTF-8
  *     mkseg OUTPUT full      a plain segment whose table refused 1234567
  *                            allocations (untracked_table_full)
+ *     mkseg OUTPUT segfull   the same, 77 refused because the segment could
+ *                            not grow, 3 times (untracked_segment_full)
  *
  *     mkseg OUTPUT foreign BITS EXE BIAS END BUILD-ID SIZE:RET[,RET...]...
  *                            the segment of a process of another architecture
@@ -98,8 +100,9 @@ int main(int argc, char **argv)
 		}
 		goto write;
 	}
-	if (argc != 3 || (strcmp(argv[2], "hostile") != 0 && strcmp(argv[2], "full") != 0)) {
-		fprintf(stderr, "usage: mkseg OUTPUT hostile|full\n");
+	if (argc != 3 || (strcmp(argv[2], "hostile") != 0 && strcmp(argv[2], "full") != 0 &&
+			  strcmp(argv[2], "segfull") != 0)) {
+		fprintf(stderr, "usage: mkseg OUTPUT hostile|full|segfull\n");
 		return 1;
 	}
 	seg = sb_new(4242, 100);
@@ -113,8 +116,12 @@ int main(int argc, char **argv)
 	sb_record(seg, 0x10030, 1, 0, 9);
 	if (strcmp(argv[2], "hostile") == 0)
 		build_hostile(seg);
-	else
+	else if (strcmp(argv[2], "full") == 0)
 		sb_hdr(seg)->counters.untracked_table_full = 1234567;
+	else {
+		sb_hdr(seg)->counters.untracked_table_full = 77;
+		sb_hdr(seg)->counters.untracked_segment_full = 3;
+	}
 write:
 	fd = open(argv[1], O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
 	if (fd < 0 || write(fd, seg, SB_SIZE) != (ssize_t)SB_SIZE || close(fd) < 0) {
