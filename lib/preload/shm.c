@@ -371,12 +371,16 @@ static inline bool bit_get(const uint8_t *b, size_t i)
 	return (__atomic_load_n(&b[i / 8], __ATOMIC_RELAXED) >> (i % 8)) & 1u;
 }
 
+/* A store that would not change the byte is skipped: the bitmaps are
+ * private memory, and after a fork each page of them written again is a
+ * copy-on-write fault (every fork sets the buffer's bits it already has). */
 static inline void bit_put(uint8_t *b, size_t i, bool on)
 {
-	uint8_t v = b[i / 8];
+	uint8_t old = b[i / 8], v;
 
-	v = on ? (uint8_t)(v | (1u << (i % 8))) : (uint8_t)(v & ~(1u << (i % 8)));
-	__atomic_store_n(&b[i / 8], v, __ATOMIC_RELAXED);
+	v = on ? (uint8_t)(old | (1u << (i % 8))) : (uint8_t)(old & ~(1u << (i % 8)));
+	if (v != old)
+		__atomic_store_n(&b[i / 8], v, __ATOMIC_RELAXED);
 }
 
 /*

@@ -123,7 +123,20 @@ enum {
 
 static bool cache_enabled = true;
 static uint32_t cache_epoch = 1;
-static GW_TLS uint64_t tls_cache_hits;
+
+/*
+ * The thread's bookkeeping, together in one aligned block: only a miss
+ * writes it, a hit writes nothing at all.  After a fork every page a
+ * process writes is a copy-on-write fault, and a program that allocates
+ * between forks from paths the cache answers must not pay a fault or two
+ * for the cache's own statistics.
+ */
+static GW_TLS struct {
+	uint64_t misses;            /* lookups of an enabled cache not answered */
+	uint32_t run;               /* misses in a row, up to 256 */
+	uint32_t tick;              /* calls while run is 256: one in 16 looks */
+	uint8_t victim[4];          /* per set: the way the next candidate takes */
+} __attribute__((aligned(32))) tls_miss;
 
 void gw_unwind_cache_flush(void)
 {
@@ -135,9 +148,9 @@ void gw_unwind_cache_enable(bool on)
 	cache_enabled = on;
 }
 
-uint64_t gw_unwind_cache_hits(void)
+uint64_t gw_unwind_cache_misses(void)
 {
-	return tls_cache_hits;
+	return tls_miss.misses;
 }
 
 /* --- rules from .eh_frame ------------------------------------------------- */
@@ -587,8 +600,7 @@ struct cache_entry {
 };
 
 static GW_TLS struct cache_entry tls_cache[CACHE_SETS][CACHE_WAYS];
-static GW_TLS uint32_t tls_miss_run, tls_miss_tick;
-static GW_TLS uint8_t tls_cache_victim[CACHE_SETS];
+_Static_assert(sizeof(tls_miss.victim) == CACHE_SETS, "one victim per set");
 
 static inline unsigned cache_set(uintptr_t sp)
 {
@@ -694,9 +706,12 @@ uint32_t gw_unwind_cache_lookup(struct gw_unwind_probe *pr)
 	pr->cand = NULL;
 	/* a thread whose paths never repeat (long run of misses) tries the
 	 * cache on one call in 16 only: the probe and the candidates cost it */
-	if (gw_unlikely(!cache_enabled) ||
-	    (gw_unlikely(tls_miss_run >= 256) && (++tls_miss_tick & 15) != 0))
+	if (gw_unlikely(!cache_enabled))
 		return 0;
+	if (gw_unlikely(tls_miss.run >= 256) && (++tls_miss.tick & 15) != 0) {
+		tls_miss.misses++;
+		return 0;
+	}
 	pr->epoch = __atomic_load_n(&cache_epoch, __ATOMIC_RELAXED);
 	if (!gw_unwind_thread_stack(&lo, &hi) || pr->sp < lo || pr->sp >= hi)
 		return 0;
@@ -712,13 +727,15 @@ uint32_t gw_unwind_cache_lookup(struct gw_unwind_probe *pr)
 			continue;
 		}
 		if (replay_matches(e, pr->sp, pr->bp, hi)) {
-			tls_cache_hits++;
-			tls_miss_run = 0;
+			/* nothing written on a hit (see tls_miss) */
+			if (gw_unlikely(tls_miss.run))
+				tls_miss.run = 0;
 			return e->id;
 		}
 	}
-	if (tls_miss_run < 256)
-		tls_miss_run++;
+	if (tls_miss.run < 256)
+		tls_miss.run++;
+	tls_miss.misses++;
 	return 0;
 }
 
@@ -735,7 +752,7 @@ void gw_unwind_cache_store(const struct gw_unwind_probe *pr, uint32_t id, const 
 				 pr->epoch))
 			cand->id = 0;
 	} else if (!cand) {
-		uint8_t *victim = &tls_cache_victim[cache_set(pr->sp)];
+		uint8_t *victim = &tls_miss.victim[cache_set(pr->sp)];
 		struct cache_entry *e = &tls_cache[cache_set(pr->sp)][*victim % CACHE_WAYS];
 
 		*victim = (uint8_t)(*victim + 1);

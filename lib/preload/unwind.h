@@ -67,13 +67,14 @@ typedef uint32_t (*gw_unwind_intern_fn)(void *ctx, const uint64_t *frames, unsig
 uint32_t gw_unwind_stack_id(unsigned max, gw_unwind_intern_fn intern, void *ctx) GW_HIDDEN;
 
 /* The cache's controls, defined by unwind-cache.c or, where the build has no
- * cache, by unwind-cache-none.c (no-ops, no hits).
+ * cache, by unwind-cache-none.c (no-ops, every lookup a miss).
  * Forget every thread's cached backtraces (objects were unloaded). */
 void gw_unwind_cache_flush(void) GW_HIDDEN;
 /* Use the cache or not (tests compare both). */
 void gw_unwind_cache_enable(bool on) GW_HIDDEN;
-/* Hits of the calling thread so far (tests). */
-uint64_t gw_unwind_cache_hits(void) GW_HIDDEN;
+/* Lookups of the calling thread so far that the enabled cache did not
+ * answer (tests; hits are not counted: a hit writes nothing). */
+uint64_t gw_unwind_cache_misses(void) GW_HIDDEN;
 
 /*
  * Walk a frame-pointer chain starting at frame fp, storing return
