@@ -809,20 +809,15 @@ void gw_shm_exit_truncate(struct gw_shm *s)
 	s->path[0] = '\0';
 }
 
-int gw_shm_watch(struct gw_shm *s, uint64_t lo, uint64_t hi)
+int gw_shm_watch(struct gw_shm *s, uint64_t lo, uint64_t hi, uint8_t *marks)
 {
-	size_t n;
-
-	if (s->changed || lo % s->page || hi <= lo || hi > s->size)
+	if (s->changed || !marks || lo % s->page || hi <= lo || hi > s->size || hi - lo < s->page)
 		return -EINVAL;
-	n = (size_t)((hi - lo) / s->page);
-	s->changed = gw_os_map(GW_ALIGN_UP(n, s->page));
-	if (!s->changed)
-		return -ENOMEM;
 	/* every page counts as changed until a fork buffer holds it: the
 	 * first copy takes each backed page whatever the marks say */
+	s->changed = marks;
 	s->changed_lo = lo;
-	s->changed_hi = lo + (uint64_t)n * s->page;
+	s->changed_hi = lo + (hi - lo) / s->page * s->page;
 	return 0;
 }
 

@@ -84,8 +84,8 @@ struct gw_shm {
 	uint8_t *fork_have;            /* pages of fork_copy that hold a copy (parent) */
 	bool fork_copied;              /* fork_copy is current (between prepare and parent/child) */
 	uint8_t *changed;              /* a byte per page of [changed_lo, changed_hi), set by
-					  the writer's every store there (gw_shm_watch); NULL:
-					  none, every page is compared */
+					  the writer's every store there (gw_shm_watch: the
+					  writer's memory); NULL: none, every page is compared */
 	uint64_t changed_lo, changed_hi;
 	char path[GWMEM_CONFIG_PATH_MAX + 64]; /* empty when there is no file of ours */
 	char dir[GWMEM_CONFIG_PATH_MAX];       /* shm_dir, for a forked child's own file */
@@ -170,12 +170,17 @@ void gw_shm_exit_truncate(struct gw_shm *s) GW_HIDDEN;
  */
 /*
  * [lo, hi) (page-aligned file offsets) is written only by a writer that
- * sets s->changed[(off - lo) / page] for every page it stores to, under
- * locks that gw_shm_fork_prepare's caller holds: the fork copy then takes
- * only the marked pages of that range instead of comparing each one.
- * Returns 0, or -ENOMEM (the range is compared as before).
+ * sets marks[(off - lo) / page] for every page it stores to, under locks
+ * that gw_shm_fork_prepare's caller holds: the fork copy then takes only
+ * the marked pages of that range instead of comparing each one.  marks is
+ * the writer's own private memory, zero, a byte per whole page of the
+ * range, kept for the segment's life: the writer puts it beside what it
+ * writes anyway, so that marking costs no page of its own after a fork
+ * (each private page written then is a copy-on-write fault).  The fork
+ * copy clears the marks it took.  Returns 0, or -EINVAL (the range is
+ * compared as before).
  */
-int gw_shm_watch(struct gw_shm *s, uint64_t lo, uint64_t hi) GW_HIDDEN;
+int gw_shm_watch(struct gw_shm *s, uint64_t lo, uint64_t hi, uint8_t *marks) GW_HIDDEN;
 void gw_shm_fork_prepare(struct gw_shm *s) GW_HIDDEN;
 void gw_shm_fork_parent(struct gw_shm *s) GW_HIDDEN;
 int gw_shm_fork_child(struct gw_shm *s) GW_HIDDEN;

@@ -351,18 +351,27 @@ bool gw_table_init(struct gw_table *t, struct gw_shm *shm)
 	memset(t, 0, sizeof(*t));
 	if (!hdr || !hdr->nstripes || !hdr->slots_per_stripe)
 		return true;
-	/* indexes, first indexes and the free-array lists: private memory,
-	 * pages touched as they are used */
+	/* first indexes, indexes, the change marks of the record pages and
+	 * the free-array lists: private memory, pages touched as they are
+	 * used.  The marks follow the indexes: an insert or remove writes
+	 * its stripe's index and its record page's mark, so after a fork the
+	 * two are one copy-on-write fault, not two (for the first record
+	 * pages, which a program with few live allocations never leaves). */
+	const uint64_t page = gw_os_page_size();
+	const uint64_t area_bytes = (uint64_t)hdr->nstripes * 2 * hdr->slots_per_stripe *
+				    sizeof(struct gwmem_shm_record);
+	const size_t marks = GW_ALIGN_UP((size_t)(area_bytes / page), 64);
 	priv = (size_t)hdr->nstripes * (sizeof(struct gw_table_index) +
 					 GW_TABLE_SMALL * sizeof(struct gw_table_entry) +
 					 2 * GW_TABLE_CLASSES * sizeof(uint64_t) +
-					 2 * sizeof(struct gw_table_small));
+					 2 * sizeof(struct gw_table_small)) + marks;
 	mem = gw_os_map(priv);
 	if (!mem)
 		return false;
 	t->small = mem;
 	t->index = (struct gw_table_index *)(t->small + (size_t)hdr->nstripes * GW_TABLE_SMALL);
-	t->spare = (uint64_t *)(t->index + hdr->nstripes);
+	uint8_t *mark_bytes = (uint8_t *)(t->index + hdr->nstripes);
+	t->spare = (uint64_t *)(mark_bytes + marks);
 	t->small_pages = (struct gw_table_small *)(t->spare + (size_t)2 * GW_TABLE_CLASSES * hdr->nstripes);
 	t->base = (char *)hdr;
 	t->shm = shm;
@@ -371,8 +380,7 @@ bool gw_table_init(struct gw_table *t, struct gw_shm *shm)
 	t->nstripes = hdr->nstripes;
 	t->region_slots = hdr->slots_per_stripe;
 	t->area_next = t->records_offset;
-	t->area_end = t->records_offset +
-		      (uint64_t)t->nstripes * 2 * t->region_slots * sizeof(struct gwmem_shm_record);
+	t->area_end = t->records_offset + area_bytes;
 	/* the smallest array: 8 records, or 1/64 of a page (a small page's
 	 * units fit one 64-bit mask) */
 	t->unit = GW_TABLE_FIRST * sizeof(struct gwmem_shm_record);
@@ -392,8 +400,8 @@ bool gw_table_init(struct gw_table *t, struct gw_shm *shm)
 	/* the fork's copy takes only the record pages written since the last
 	 * one (without the marks it compares every page, as for the rest) */
 	t->page_shift = (unsigned)__builtin_ctzl(gw_os_page_size());
-	if (shm && gw_shm_watch(shm, t->records_offset, t->area_end) == 0)
-		t->changed = shm->changed;
+	if (shm && gw_shm_watch(shm, t->records_offset, t->area_end, mark_bytes) == 0)
+		t->changed = mark_bytes;
 	return true;
 }
 
