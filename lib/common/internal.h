@@ -19,6 +19,16 @@
 #define GW_CACHELINE    64
 #define GW_ALIGNED(n)   __attribute__((aligned(n)))
 #define GW_TLS          __thread __attribute__((tls_model("initial-exec")))
+/*
+ * The state a fork writes after it in the parent (locks taken by the
+ * prepare handlers) or in the child (handlers resetting it).  Every page
+ * written after a fork is a copy-on-write fault on that side, so these
+ * objects share one section, which the preload's link puts at the start
+ * of a page (lib/preload/fork-data.ld): one fault on each side for all of
+ * them.  Elsewhere (the unit tests) the section is only kept together.
+ * Keep what goes there small: all of it must fit in a page.
+ */
+#define GW_FORK_DATA    __attribute__((section("gw_fork_data")))
 
 #define gw_likely(x)    __builtin_expect(!!(x), 1)
 #define gw_unlikely(x)  __builtin_expect(!!(x), 0)

@@ -12,7 +12,8 @@
 #include "options.h"
 
 static struct gwmem_shm_counters static_counters;
-struct gwmem_shm_counters *gw_counters = &static_counters;
+/* a forked child points it elsewhere at once (gw_counters_detach) */
+struct gwmem_shm_counters *gw_counters GW_FORK_DATA = &static_counters;
 
 void gw_counters_attach(struct gwmem_shm_counters *area)
 {

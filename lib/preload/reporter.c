@@ -38,7 +38,8 @@
 #include "track.h"
 #include "unwind.h"
 
-bool gw_reporter_restart_pending;
+/* set by every forked child (GW_FORK_DATA, as R: its fork state) */
+bool gw_reporter_restart_pending GW_FORK_DATA;
 
 /*
  * "No module map written yet": a loader generation no loader reports.  Not
@@ -64,7 +65,7 @@ static struct {
 	uint64_t fork_ns;               /* forked child: when */
 	int inherited_wr;               /* forked child: the parent's write end, until restart */
 	bool wanted;                    /* forked child: a report signal came before restart */
-} R = {
+} R GW_FORK_DATA = {
 	.pipe_rd = -1,
 	.pipe_wr = -1,
 	.inherited_wr = -1,

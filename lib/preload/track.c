@@ -62,7 +62,7 @@ static struct {
 	bool keep_segment;
 	bool adopt_pending;             /* forked child still mapping its parent's segment */
 	struct gw_spin adopt_lock;
-} T = {
+} T GW_FORK_DATA = {                    /* its locks and fork state: both sides write it */
 	.fork_gen = 1,
 };
 
