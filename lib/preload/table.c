@@ -360,7 +360,9 @@ bool gw_table_init(struct gw_table *t, struct gw_shm *shm)
 	const uint64_t page = gw_os_page_size();
 	const uint64_t area_bytes = (uint64_t)hdr->nstripes * 2 * hdr->slots_per_stripe *
 				    sizeof(struct gwmem_shm_record);
-	const size_t marks = GW_ALIGN_UP((size_t)(area_bytes / page), 64);
+	/* a byte per page of the record area (whole pages, as the geometry
+	 * makes it; rounded up all the same: no mark lands past the array) */
+	const size_t marks = GW_ALIGN_UP((size_t)((area_bytes + page - 1) / page), 64);
 	priv = (size_t)hdr->nstripes * (sizeof(struct gw_table_index) +
 					 GW_TABLE_SMALL * sizeof(struct gw_table_entry) +
 					 2 * GW_TABLE_CLASSES * sizeof(uint64_t) +

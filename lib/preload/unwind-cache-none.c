@@ -39,3 +39,8 @@ uint64_t gw_unwind_cache_misses(void)
 {
 	return tls_misses;
 }
+
+void gw_unwind_cache_thread_memory(uintptr_t *lo, uintptr_t *hi)
+{
+	*lo = *hi = 0;
+}

@@ -766,3 +766,21 @@ void gw_unwind_cache_store(const struct gw_unwind_probe *pr, uint32_t id, const 
 		cand->id = id;
 	}
 }
+
+void gw_unwind_cache_thread_memory(uintptr_t *lo, uintptr_t *hi)
+{
+	uintptr_t a[3][2] = {
+		{ (uintptr_t)&tls_miss, (uintptr_t)(&tls_miss + 1) },
+		{ (uintptr_t)tls_cache, (uintptr_t)(tls_cache + CACHE_SETS) },
+		{ (uintptr_t)tls_memo, (uintptr_t)(tls_memo + MEMO_SIZE) },
+	};
+
+	*lo = a[0][0];
+	*hi = a[0][1];
+	for (unsigned i = 1; i < 3; i++) {
+		if (a[i][0] < *lo)
+			*lo = a[i][0];
+		if (a[i][1] > *hi)
+			*hi = a[i][1];
+	}
+}

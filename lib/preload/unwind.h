@@ -75,6 +75,10 @@ void gw_unwind_cache_enable(bool on) GW_HIDDEN;
 /* Lookups of the calling thread so far that the enabled cache did not
  * answer (tests; hits are not counted: a hit writes nothing). */
 uint64_t gw_unwind_cache_misses(void) GW_HIDDEN;
+/* The calling thread's cache memory, [*lo, *hi) (entries, rule memo,
+ * bookkeeping; 0, 0 without a cache): tests check that a hit writes none
+ * of it. */
+void gw_unwind_cache_thread_memory(uintptr_t *lo, uintptr_t *hi) GW_HIDDEN;
 
 /*
  * Walk a frame-pointer chain starting at frame fp, storing return

@@ -9,6 +9,8 @@
 #include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "gwmem/shm_layout.h"
 #include "unwind.h"
@@ -449,6 +451,65 @@ START_TEST(test_unwind_cache_equals_full)
 }
 END_TEST
 
+/* one call site for every call of the test below */
+static GW_NOINLINE uint32_t id_here(void)
+{
+	uint32_t id = gw_unwind_stack_id(16, test_intern, NULL);
+
+	__asm__ __volatile__("" ::: "memory");
+	return id;
+}
+
+static volatile int protect_at = 7;
+static uintptr_t cache_lo, cache_hi;
+static int protect_failed;
+
+/* around the call of round i: at protect_at, the pages of the thread's
+ * cache memory are read-only during the call (nothing else may write
+ * them meanwhile: Check's asserts write thread state, so none here) */
+static GW_NOINLINE void cache_protect(int i, int prot)
+{
+	const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t lo = cache_lo & ~(page - 1), hi = (cache_hi + page - 1) & ~(page - 1);
+
+	if (i == protect_at && mprotect((void *)lo, hi - lo, prot) != 0)
+		protect_failed = 1;
+}
+
+/*
+ * After a fork every private page written is a copy-on-write fault, so a
+ * cache hit writes none of the cache's pages (no statistics, no LRU
+ * state): a program that allocates between forks does not pay for the
+ * cache.  Here the pages are read-only during a hit; a store would be
+ * SIGSEGV.
+ */
+START_TEST(test_unwind_cache_hit_writes_nothing)
+{
+	static volatile int rounds = 8;
+	uint32_t ids[8];
+	uint64_t m0;
+
+	gw_unwind_init(GWMEM_UNWIND_LIBUNWIND);
+	gw_unwind_cache_thread_memory(&cache_lo, &cache_hi);
+	if (cache_lo == cache_hi)
+		return;      /* no cache in this build */
+	m0 = gw_unwind_cache_misses();
+	/* one loop without branches: one call site of id_here; the path is
+	 * filled on its second call, answered from the third */
+	for (int i = 0; i < rounds; i++) {
+		cache_protect(i, PROT_READ);
+		ids[i] = id_here();
+		cache_protect(i, PROT_READ | PROT_WRITE);
+	}
+	ck_assert_int_eq(protect_failed, 0);
+	for (int i = 1; i < 8; i++)
+		ck_assert_uint_eq(ids[i], ids[0]);
+#if defined(__x86_64__)
+	ck_assert_uint_le(gw_unwind_cache_misses() - m0, 2);
+#endif
+}
+END_TEST
+
 Suite *suite_unwind(void)
 {
 	Suite *s = suite_create("unwind");
@@ -464,6 +525,7 @@ Suite *suite_unwind(void)
 	}
 	tcase_add_test(tc, test_unwind_in_text);
 	tcase_add_test(tc, test_unwind_cache_equals_full);
+	tcase_add_test(tc, test_unwind_cache_hit_writes_nothing);
 	suite_add_tcase(s, tc);
 	return s;
 }
