@@ -196,7 +196,7 @@ GWMEM_EXPORT int gwmem_config_load_diag(struct gwmem_config *cfg, const char *pa
 struct gwmem_fixpool;
 
 /** gwmem_fixpool_options.flags */
-#define GWMEM_FIXPOOL_THREADSAFE  (1u << 0) /**< safe to use from several threads (lock-striped free lists) */
+#define GWMEM_FIXPOOL_THREADSAFE  (1u << 0) /**< safe to use from several threads (a stripe per thread: its owner allocates without a lock) */
 #define GWMEM_FIXPOOL_ZERO        (1u << 1) /**< blocks are zeroed when handed out */
 #define GWMEM_FIXPOOL_QUIET       (1u << 2) /**< do not log the first misuse on stderr */
 #define GWMEM_FIXPOOL_CONFIG      (1u << 3) /**< zero blocks_per_chunk / max_chunks come from gwmem_config_load() */
