@@ -876,13 +876,12 @@ void gw_shm_fork_prepare(struct gw_shm *s)
 		if (on) {
 			size_t off = i * s->page;
 			uint8_t *mark = watched(s, off);
-			bool copy = !bit_get(s->fork_have, i);
+			bool marked = mark && __atomic_load_n(mark, __ATOMIC_RELAXED);
 
-			if (!copy)
-				copy = mark ? __atomic_load_n(mark, __ATOMIC_RELAXED) != 0 : memcmp(q + off, base + off, s->page) != 0;
-			if (copy)
+			/* a marked page changed; elsewhere only a comparison says */
+			if (!bit_get(s->fork_have, i) || (mark ? marked : memcmp(q + off, base + off, s->page) != 0))
 				memcpy(q + off, base + off, s->page);
-			if (mark && __atomic_load_n(mark, __ATOMIC_RELAXED))
+			if (marked)
 				__atomic_store_n(mark, 0, __ATOMIC_RELAXED);
 			bit_put(s->fork_have, i, true);
 			i++;

@@ -150,6 +150,20 @@ void gw_shm_exit(struct gw_shm *s, bool keep) GW_HIDDEN;
 void gw_shm_exit_truncate(struct gw_shm *s) GW_HIDDEN;
 
 /*
+ * [lo, hi) (page-aligned file offsets) is written only by a writer that
+ * sets marks[(off - lo) / page] for every page it stores to, under locks
+ * that gw_shm_fork_prepare's caller holds: the fork copy then takes only
+ * the marked pages of that range instead of comparing each one.  marks is
+ * the writer's own private memory, zero, a byte per whole page of the
+ * range, kept for the segment's life: the writer puts it beside what it
+ * writes anyway, so that marking costs no page of its own after a fork
+ * (each private page written then is a copy-on-write fault).  The fork
+ * copy clears the marks it took.  Returns 0, or -EINVAL (the range is
+ * compared as before).
+ */
+int gw_shm_watch(struct gw_shm *s, uint64_t lo, uint64_t hi, uint8_t *marks) GW_HIDDEN;
+
+/*
  * fork, with every writer lock held from prepare until parent/child: the
  * parent brings its copy of the segment's backed pages up to date in
  * private memory (prepare: only the pages that changed since its last
@@ -168,19 +182,6 @@ void gw_shm_exit_truncate(struct gw_shm *s) GW_HIDDEN;
  * the segment is then private zeroes, so the parent's file is never
  * written by the child); so does gw_shm_fork_adopt (same fallback).
  */
-/*
- * [lo, hi) (page-aligned file offsets) is written only by a writer that
- * sets marks[(off - lo) / page] for every page it stores to, under locks
- * that gw_shm_fork_prepare's caller holds: the fork copy then takes only
- * the marked pages of that range instead of comparing each one.  marks is
- * the writer's own private memory, zero, a byte per whole page of the
- * range, kept for the segment's life: the writer puts it beside what it
- * writes anyway, so that marking costs no page of its own after a fork
- * (each private page written then is a copy-on-write fault).  The fork
- * copy clears the marks it took.  Returns 0, or -EINVAL (the range is
- * compared as before).
- */
-int gw_shm_watch(struct gw_shm *s, uint64_t lo, uint64_t hi, uint8_t *marks) GW_HIDDEN;
 void gw_shm_fork_prepare(struct gw_shm *s) GW_HIDDEN;
 void gw_shm_fork_parent(struct gw_shm *s) GW_HIDDEN;
 int gw_shm_fork_child(struct gw_shm *s) GW_HIDDEN;

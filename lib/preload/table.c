@@ -69,13 +69,24 @@ static inline void rec_store(struct gwmem_shm_record *r, const struct gwmem_shm_
  * change the mark is skipped, so a page's mark line stays shared between
  * the cores writing records there.
  */
+static GW_ALWAYS_INLINE void mark_page(const struct gw_table *t, uint64_t page)
+{
+	uint8_t *m = &t->changed[page];
+
+	if (!LD(m))
+		ST(m, 1);
+}
+
+/* Page of the record area that the byte at r lies in. */
+static inline uint64_t area_page(const struct gw_table *t, const void *r)
+{
+	return ((uint64_t)((const char *)r - t->base) - t->records_offset) >> t->page_shift;
+}
+
 static GW_ALWAYS_INLINE void rec_changed(const struct gw_table *t, const void *r)
 {
-	if (t->changed) {
-		uint8_t *m = &t->changed[((uint64_t)((const char *)r - t->base) - t->records_offset) >> t->page_shift];
-		if (!LD(m))
-			ST(m, 1);
-	}
+	if (t->changed)
+		mark_page(t, area_page(t, r));
 }
 
 static inline struct gwmem_shm_record *stripe_records(const struct gw_table *t,
@@ -323,9 +334,8 @@ static GW_NOINLINE bool records_grow(struct gw_table *t, struct gwmem_shm_stripe
 		return false;
 	}
 	nw = (struct gwmem_shm_record *)(t->base + new_off);
-	for (uint64_t b = 0; b < new_slots * rsize; b += (uint64_t)1 << t->page_shift)
-		rec_changed(t, (const char *)nw + b);
-	rec_changed(t, &nw[new_slots - 1]);
+	for (uint64_t pg = area_page(t, nw); t->changed && pg <= area_page(t, &nw[new_slots - 1]); pg++)
+		mark_page(t, pg);
 	/* a free array, or pages that could not be punched, hold old records:
 	 * only ptr says whether a slot is used */
 	for (uint64_t i = old_slots; i < new_slots; i++)
@@ -401,7 +411,7 @@ bool gw_table_init(struct gw_table *t, struct gw_shm *shm)
 	gw_blockmap_init_pools(&t->map);
 	/* the fork's copy takes only the record pages written since the last
 	 * one (without the marks it compares every page, as for the rest) */
-	t->page_shift = (unsigned)__builtin_ctzl(gw_os_page_size());
+	t->page_shift = (unsigned)__builtin_ctzll(page);
 	if (shm && gw_shm_watch(shm, t->records_offset, t->area_end, mark_bytes) == 0)
 		t->changed = mark_bytes;
 	return true;
